@@ -1,0 +1,3 @@
+//! The unikernel binary.
+#![no_std]
+#![no_main]
