@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod console;
+pub mod blkif;
 pub mod cpuid;
 pub mod elfnote;
 pub mod errno;
@@ -20,6 +21,8 @@ pub mod grant_table;
 pub mod hvm;
 pub mod hypercall;
 pub mod memory;
+pub mod netif;
+
 pub mod ring;
 pub mod sched;
 pub mod shared_info;
