@@ -1,0 +1,315 @@
+//! The console: the Xen PV console ring, mirrored to the 0xE9 debug port.
+//!
+//! The ring page layout is `struct xencons_interface` (`xen/include/public/io/console.h`);
+//! its pfn and event channel come from `HVM_PARAM_CONSOLE_PFN` and
+//! `HVM_PARAM_CONSOLE_EVTCHN` (`xen/include/public/hvm/params.h`). The guest produces
+//! into `out[]` and advances `out_prod`; the backend (xenconsoled in dom0) consumes and
+//! advances `out_cons`. Indices are free-running `u32`s masked by the ring size.
+//!
+//! The backend is another domain: `out_cons` is read once per step into a local and
+//! checked (`prod - cons <= size`), and a ring that breaks that rule is abandoned
+//! (output continues on port 0xE9 only).
+//!
+//! A full ring is handled by notifying the backend and yielding the CPU, a bounded
+//! number of times; after that the ring is marked stalled and later writes put only
+//! what fits, so a dead backend can never hang the kernel. The panic/fault path uses
+//! [`emergency_print`], which never waits for a lock.
+
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use spin::Mutex;
+use xen_abi::console as abi;
+use xen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
+
+use crate::{debugcon, hypercall};
+
+/// Yields to wait for ring space in normal operation before declaring it stalled.
+const FULL_RING_YIELDS: u32 = 20_000;
+/// Yields to wait for ring space on the panic/fault path.
+const EMERGENCY_YIELDS: u32 = 2_000;
+
+/// A mapped PV console ring.
+struct Ring {
+    /// Address of the ring page (identity mapped).
+    base: usize,
+    /// The console event channel.
+    port: u32,
+    /// Set once waiting for space timed out: only write what fits from then on.
+    stalled: bool,
+}
+
+/// Why the ring could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsoleError {
+    /// A hypercall for the console parameters failed.
+    Hypercall(hypercall::HypercallError),
+    /// The console pfn is 0 or outside the boot identity map.
+    BadPfn(u64),
+    /// The event channel does not fit a `u32` port number.
+    BadPort(u64),
+}
+
+impl fmt::Display for ConsoleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConsoleError::Hypercall(e) => write!(f, "HVM_PARAM query failed: {e}"),
+            ConsoleError::BadPfn(pfn) => write!(f, "console pfn {pfn:#x} is not mapped"),
+            ConsoleError::BadPort(p) => write!(f, "console event channel {p:#x} is invalid"),
+        }
+    }
+}
+
+/// The console state: the ring once [`init`] found it.
+struct Console {
+    /// The PV console ring, if usable.
+    ring: Option<Ring>,
+}
+
+/// The one console.
+static CONSOLE: Mutex<Console> = Mutex::new(Console { ring: None });
+
+/// Where the PV console ring is.
+#[derive(Clone, Copy, Debug)]
+pub struct ConsoleInfo {
+    /// Guest frame number of the ring page.
+    pub pfn: u64,
+    /// Event channel port.
+    pub port: u32,
+}
+
+/// Finds the PV console ring through the HVM params and starts using it.
+pub fn init() -> Result<ConsoleInfo, ConsoleError> {
+    let pfn = hypercall::hvm_get_param(HVM_PARAM_CONSOLE_PFN).map_err(ConsoleError::Hypercall)?;
+    let evtchn =
+        hypercall::hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN).map_err(ConsoleError::Hypercall)?;
+    let port = u32::try_from(evtchn).map_err(|_| ConsoleError::BadPort(evtchn))?;
+    let addr = pfn
+        .checked_mul(xen_abi::PAGE_SIZE as u64)
+        .filter(|&a| a != 0 && a < boot::IDENTITY_MAP_END)
+        .ok_or(ConsoleError::BadPfn(pfn))?;
+    let base = usize::try_from(addr).map_err(|_| ConsoleError::BadPfn(pfn))?;
+    CONSOLE.lock().ring = Some(Ring {
+        base,
+        port,
+        stalled: false,
+    });
+    Ok(ConsoleInfo { pfn, port })
+}
+
+impl Ring {
+    /// The ring index at byte `offset` of the page.
+    fn index(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: `base` is the identity-mapped, page-aligned console page (checked in
+        // `init`), which stays mapped and shared with the backend for the domain's
+        // life; `offset` is one of console.h's 4-byte-aligned index offsets inside
+        // the page. The backend only accesses these words atomically-sized too.
+        unsafe { AtomicU32::from_ptr((self.base + offset) as *mut u32) }
+    }
+
+    /// Writes one byte into `out[]` at free-running index `idx`.
+    fn put(&self, idx: u32, byte: u8) {
+        let at = self.base + abi::OUT_OFFSET + abi::mask(idx, abi::OUT_SIZE);
+        // SAFETY: `mask` keeps the offset inside `out[]` (2048 bytes at OUT_OFFSET)
+        // of the mapped console page. The slot is free (between out_prod and
+        // out_cons + size), so the backend is not reading it; volatile because
+        // another domain reads it.
+        unsafe { core::ptr::write_volatile(at as *mut u8, byte) };
+    }
+
+    /// Tells the backend there is output.
+    fn notify(&self) {
+        // A failed notify leaves the bytes in the ring for the next one.
+        let _ = hypercall::evtchn_send(self.port);
+    }
+
+    /// Free space, or `None` if the backend's `out_cons` is inconsistent.
+    fn space(&self) -> Option<(u32, usize)> {
+        // Acquire: the backend's reads of the slots it consumed happen before we
+        // reuse them (pairs with the backend's barrier before it advances out_cons).
+        let cons = self.index(abi::OUT_CONS_OFFSET).load(Ordering::Acquire);
+        // Relaxed: only this guest writes out_prod.
+        let prod = self.index(abi::OUT_PROD_OFFSET).load(Ordering::Relaxed);
+        let used = prod.wrapping_sub(cons) as usize;
+        (used <= abi::OUT_SIZE).then_some((prod, abi::OUT_SIZE - used))
+    }
+
+    /// Puts `bytes` into the ring, waiting (notify + yield) at most `max_yields`
+    /// times for space. Returns false if the ring is inconsistent.
+    fn write(&mut self, mut bytes: &[u8], max_yields: u32) -> bool {
+        let mut yields = 0;
+        while !bytes.is_empty() {
+            let Some((prod, space)) = self.space() else {
+                return false;
+            };
+            if space == 0 {
+                if self.stalled || yields >= max_yields {
+                    self.stalled = true;
+                    break;
+                }
+                self.notify();
+                let _ = hypercall::yield_now();
+                yields += 1;
+                continue;
+            }
+            let (now, rest) = bytes.split_at(space.min(bytes.len()));
+            let mut idx = prod;
+            for &b in now {
+                self.put(idx, b);
+                idx = idx.wrapping_add(1);
+            }
+            // Release: the bytes written above are visible to the backend before it
+            // can see the new out_prod that covers them.
+            self.index(abi::OUT_PROD_OFFSET)
+                .store(idx, Ordering::Release);
+            self.stalled = false;
+            bytes = rest;
+        }
+        self.notify();
+        true
+    }
+
+    /// Waits (notify + yield, at most `max_yields` times) until the backend has
+    /// consumed everything. Returns true if the ring is empty.
+    fn flush(&mut self, max_yields: u32) -> bool {
+        for _ in 0..max_yields {
+            match self.space() {
+                Some((_, space)) if space == abi::OUT_SIZE => return true,
+                Some(_) => {}
+                None => return false,
+            }
+            self.notify();
+            let _ = hypercall::yield_now();
+        }
+        false
+    }
+}
+
+impl Console {
+    /// Writes to port 0xE9 and the ring.
+    fn write_bytes(&mut self, bytes: &[u8], max_yields: u32) {
+        debugcon::write_bytes(bytes);
+        if let Some(ring) = self.ring.as_mut()
+            && !ring.write(bytes, max_yields)
+        {
+            self.ring = None;
+            debugcon::write_bytes(b"xenrs console: ring indices inconsistent, ring abandoned\n");
+        }
+    }
+}
+
+/// Bytes gathered before one ring write + notify (a line, usually).
+const SINK_BUF: usize = 256;
+
+/// A `fmt::Write` sink over the locked console that batches output, so a line costs
+/// one event-channel notification rather than one per formatting fragment.
+struct Sink<'a> {
+    /// The locked console.
+    console: &'a mut Console,
+    /// Yield budget for a full ring.
+    max_yields: u32,
+    /// Pending bytes.
+    buf: [u8; SINK_BUF],
+    /// How many bytes of `buf` are pending.
+    len: usize,
+}
+
+impl<'a> Sink<'a> {
+    /// A sink with an empty buffer.
+    fn new(console: &'a mut Console, max_yields: u32) -> Self {
+        Sink {
+            console,
+            max_yields,
+            buf: [0; SINK_BUF],
+            len: 0,
+        }
+    }
+
+    /// Writes out the pending bytes.
+    fn flush(&mut self) {
+        if let Some(pending) = self.buf.get(..self.len) {
+            self.console.write_bytes(pending, self.max_yields);
+        }
+        self.len = 0;
+    }
+}
+
+impl Write for Sink<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s.as_bytes();
+        while !rest.is_empty() {
+            if self.len == SINK_BUF {
+                self.flush();
+            }
+            let Some(free) = self.buf.get_mut(self.len..) else {
+                self.len = 0;
+                continue;
+            };
+            let n = free.len().min(rest.len());
+            let (now, later) = rest.split_at(n);
+            if let Some(dst) = free.get_mut(..n) {
+                dst.copy_from_slice(now);
+            }
+            self.len += n;
+            rest = later;
+        }
+        Ok(())
+    }
+}
+
+/// Prints formatted text (normal path; waits for the console lock).
+pub fn print(args: fmt::Arguments<'_>) {
+    let mut console = CONSOLE.lock();
+    let mut sink = Sink::new(&mut console, FULL_RING_YIELDS);
+    let _ = sink.write_fmt(args);
+    sink.flush();
+}
+
+/// Prints on the panic/fault path: never waits for the console lock.
+///
+/// The kernel runs on one vCPU with interrupts off, so if the lock is held the holder
+/// is the code this panic or fault interrupted, which never resumes; the lock is
+/// broken in that case.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    let mut guard = match CONSOLE.try_lock() {
+        Some(guard) => guard,
+        None => {
+            // SAFETY: single vCPU, interrupts off: the holder is the interrupted
+            // context, which is being abandoned (this path ends in SHUTDOWN_crash)
+            // and never touches the console again.
+            unsafe { CONSOLE.force_unlock() };
+            CONSOLE.lock()
+        }
+    };
+    let mut sink = Sink::new(&mut guard, EMERGENCY_YIELDS);
+    let _ = sink.write_fmt(args);
+    sink.flush();
+}
+
+/// Waits until the backend has read the ring (bounded), so the last lines reach
+/// the console log before the domain goes away. `emergency` selects the short
+/// budget and skips waiting for the lock.
+pub fn flush(emergency: bool) -> bool {
+    let budget = if emergency {
+        EMERGENCY_YIELDS
+    } else {
+        FULL_RING_YIELDS
+    };
+    let guard = if emergency {
+        CONSOLE.try_lock()
+    } else {
+        Some(CONSOLE.lock())
+    };
+    match guard {
+        Some(mut console) => console.ring.as_mut().is_none_or(|ring| ring.flush(budget)),
+        None => false,
+    }
+}
+
+/// Prints a line on the console (ring and port 0xE9).
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
