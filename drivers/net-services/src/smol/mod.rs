@@ -1,0 +1,238 @@
+//! The smoltcp binding: socket pools and pumps for TCP echo, UDP echo and the iperf3 server.
+//!
+//! The kernel owns the `Interface`, the device and the `SocketSet`; these
+//! services add their sockets to the set once ([`Services::new`]) and are
+//! pumped from the event loop:
+//!
+//! ```text
+//! loop {
+//!     iface.poll(now, &mut dev, &mut sockets);       // packets in, segments out
+//!     let busy = services.poll(&mut sockets, now);   // bytes between sockets and services
+//!     iface.poll(now, &mut dev, &mut sockets);       // send what the services queued
+//!     while let Some(e) = services.next_event() { log(e) }
+//!     if !busy { block until an event or min(iface.poll_at, services.poll_at) }
+//! }
+//! ```
+//!
+//! Each pump only touches the sockets it created (by handle).
+
+mod echo;
+mod iperf;
+mod pool;
+
+pub use echo::{TcpEcho, TcpEchoStats, UdpEcho, UdpEchoConfig, UdpEchoStats};
+pub use iperf::Iperf3Service;
+pub use pool::{PoolError, TcpPool, TcpPoolConfig};
+
+use crate::echo::ECHO_PORT;
+use crate::iperf3::{self, DEFAULT_PORT, ServerConfig};
+use smoltcp::iface::SocketSet;
+use smoltcp::time::Instant;
+
+/// Microseconds since smoltcp's epoch, as the sans-IO parts take time (negative times as 0).
+pub fn micros(now: Instant) -> u64 {
+    u64::try_from(now.total_micros()).unwrap_or(0)
+}
+
+/// Which services run (the guest's command line chooses; default all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selection {
+    /// TCP echo on port 7.
+    pub tcp_echo: bool,
+    /// UDP echo on port 7.
+    pub udp_echo: bool,
+    /// iperf3 server on port 5201.
+    pub iperf3: bool,
+}
+
+impl Selection {
+    /// Every service.
+    pub const ALL: Selection = Selection {
+        tcp_echo: true,
+        udp_echo: true,
+        iperf3: true,
+    };
+    /// No service.
+    pub const NONE: Selection = Selection {
+        tcp_echo: false,
+        udp_echo: false,
+        iperf3: false,
+    };
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection::ALL
+    }
+}
+
+/// Sizes and ports of all services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicesConfig {
+    /// Which services run.
+    pub selection: Selection,
+    /// TCP echo sockets (port 7 by default).
+    pub tcp_echo: TcpPoolConfig,
+    /// UDP echo socket (port 7 by default).
+    pub udp_echo: UdpEchoConfig,
+    /// iperf3 sockets (port 5201 by default): one control connection plus the
+    /// streams of one test, and one spare to answer a second client `ACCESS_DENIED`.
+    pub iperf3: TcpPoolConfig,
+    /// The iperf3 state machine's limits; `max_conns` is set to the pool size.
+    pub iperf3_server: ServerConfig,
+}
+
+impl Default for ServicesConfig {
+    /// All services; about 2.9 MiB of socket buffers: TCP echo 16 × (8 + 8)
+    /// KiB, UDP echo 2 × 64 KiB, iperf3 10 × (128 + 128) KiB.
+    fn default() -> Self {
+        ServicesConfig {
+            selection: Selection::ALL,
+            tcp_echo: TcpPoolConfig {
+                port: ECHO_PORT,
+                sockets: 16,
+                rx_buffer: 8 * 1024,
+                tx_buffer: 8 * 1024,
+                keep_alive_ms: 30_000,
+                timeout_ms: 120_000,
+                nagle: false,
+                linger_ms: 10_000,
+            },
+            udp_echo: UdpEchoConfig::default(),
+            iperf3: TcpPoolConfig {
+                port: DEFAULT_PORT,
+                sockets: 10,
+                rx_buffer: 128 * 1024,
+                tx_buffer: 128 * 1024,
+                keep_alive_ms: 5_000,
+                timeout_ms: 20_000,
+                nagle: false,
+                linger_ms: 5_000,
+            },
+            iperf3_server: ServerConfig {
+                max_parallel: 8,
+                ..ServerConfig::default()
+            },
+        }
+    }
+}
+
+impl ServicesConfig {
+    /// Heap bytes the selected services' socket buffers take.
+    pub fn buffer_bytes(&self) -> usize {
+        let mut n = 0usize;
+        if self.selection.tcp_echo {
+            n = n.saturating_add(self.tcp_echo.buffer_bytes());
+        }
+        if self.selection.udp_echo {
+            n = n.saturating_add(self.udp_echo.buffer_bytes());
+        }
+        if self.selection.iperf3 {
+            n = n.saturating_add(self.iperf3.buffer_bytes());
+        }
+        n
+    }
+}
+
+/// Why the services could not be set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupError {
+    /// A TCP pool's configuration is unusable.
+    Pool(PoolError),
+    /// The UDP echo socket could not be bound (port 0).
+    UdpBind,
+}
+
+impl From<PoolError> for SetupError {
+    fn from(e: PoolError) -> Self {
+        SetupError::Pool(e)
+    }
+}
+
+/// Something for the kernel to log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ServiceEvent {
+    /// From the iperf3 server.
+    Iperf3(iperf3::Event),
+}
+
+/// The selected services, bound to sockets in one `SocketSet`.
+pub struct Services {
+    tcp_echo: Option<TcpEcho>,
+    udp_echo: Option<UdpEcho>,
+    iperf3: Option<Iperf3Service>,
+}
+
+impl Services {
+    /// Adds the selected services' sockets to `sockets`, listening/bound.
+    pub fn new(sockets: &mut SocketSet<'_>, cfg: &ServicesConfig) -> Result<Self, SetupError> {
+        let sel = cfg.selection;
+        Ok(Services {
+            tcp_echo: if sel.tcp_echo {
+                Some(TcpEcho::new(sockets, cfg.tcp_echo)?)
+            } else {
+                None
+            },
+            udp_echo: if sel.udp_echo {
+                Some(UdpEcho::new(sockets, cfg.udp_echo)?)
+            } else {
+                None
+            },
+            iperf3: if sel.iperf3 {
+                Some(Iperf3Service::new(sockets, cfg.iperf3, cfg.iperf3_server)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// Pumps every service once. Returns whether any byte or connection moved
+    /// (then call `iface.poll` and this again before blocking).
+    pub fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+        let mut busy = false;
+        if let Some(s) = &mut self.tcp_echo {
+            busy |= s.poll(sockets, now);
+        }
+        if let Some(s) = &mut self.udp_echo {
+            busy |= s.poll(sockets, now);
+        }
+        if let Some(s) = &mut self.iperf3 {
+            busy |= s.poll(sockets, now);
+        }
+        busy
+    }
+
+    /// The earliest time a service timer needs [`Services::poll`] even
+    /// without network activity (combine with `iface.poll_at`).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.iperf3.as_ref().and_then(Iperf3Service::poll_at)
+    }
+
+    /// The next event to log.
+    pub fn next_event(&mut self) -> Option<ServiceEvent> {
+        self.iperf3
+            .as_mut()
+            .and_then(|s| s.server_mut().next_event())
+            .map(ServiceEvent::Iperf3)
+    }
+
+    /// The TCP echo service, if selected.
+    pub fn tcp_echo(&self) -> Option<&TcpEcho> {
+        self.tcp_echo.as_ref()
+    }
+
+    /// The UDP echo service, if selected.
+    pub fn udp_echo(&self) -> Option<&UdpEcho> {
+        self.udp_echo.as_ref()
+    }
+
+    /// The iperf3 service, if selected.
+    pub fn iperf3(&self) -> Option<&Iperf3Service> {
+        self.iperf3.as_ref()
+    }
+
+    /// The iperf3 service, if selected (e.g. to set the CPU utilisation it reports).
+    pub fn iperf3_mut(&mut self) -> Option<&mut Iperf3Service> {
+        self.iperf3.as_mut()
+    }
+}

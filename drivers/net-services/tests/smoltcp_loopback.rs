@@ -1,0 +1,608 @@
+//! Two smoltcp interfaces joined by an in-memory Ethernet link: the services' pumps against smoltcp client sockets.
+//!
+//! The server side is exactly what the guest runs ([`Services`] over a
+//! `SocketSet`); the client side is plain smoltcp sockets driven by the
+//! test. Time is simulated (1 ms per step), so the tests are deterministic.
+#![allow(clippy::unwrap_used)] // in tests a panic is the failure report
+
+use net_services::iperf3::{AbortReason, Event, Phase, State};
+use net_services::json::{self, Value};
+use net_services::smol::{ServiceEvent, Services, ServicesConfig};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
+
+/// One end of an in-memory Ethernet cable (frames up to 1514 bytes, like netfront).
+struct PipeEnd {
+    rx: Queue,
+    tx: Queue,
+}
+
+struct Rx(Vec<u8>);
+struct Tx(Queue);
+
+impl phy::RxToken for Rx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for Tx {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut buf = vec![0u8; len];
+        let r = f(&mut buf);
+        self.0.borrow_mut().push_back(buf);
+        r
+    }
+}
+
+impl Device for PipeEnd {
+    type RxToken<'a> = Rx;
+    type TxToken<'a> = Tx;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx)> {
+        let f = self.rx.borrow_mut().pop_front()?;
+        Some((Rx(f), Tx(self.tx.clone())))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx> {
+        Some(Tx(self.tx.clone()))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c
+    }
+}
+
+/// Addresses from TEST-NET-1 (RFC 5737); nothing leaves the process.
+const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 1);
+const CLIENT_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 2);
+
+struct Net {
+    now: Instant,
+    s_iface: Interface,
+    s_dev: PipeEnd,
+    s_sockets: SocketSet<'static>,
+    services: Services,
+    c_iface: Interface,
+    c_dev: PipeEnd,
+    c_sockets: SocketSet<'static>,
+    next_port: u16,
+    events: Vec<Event>,
+}
+
+fn iface(dev: &mut PipeEnd, mac: [u8; 6], ip: Ipv4Address, seed: u64) -> Interface {
+    let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    cfg.random_seed = seed;
+    let mut i = Interface::new(cfg, dev, Instant::ZERO);
+    i.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(ip), 24)).unwrap());
+    i
+}
+
+impl Net {
+    fn new(cfg: &ServicesConfig) -> Net {
+        let a: Queue = Rc::default();
+        let b: Queue = Rc::default();
+        let mut s_dev = PipeEnd {
+            rx: a.clone(),
+            tx: b.clone(),
+        };
+        let mut c_dev = PipeEnd { rx: b, tx: a };
+        let s_iface = iface(&mut s_dev, [2, 0, 0, 0, 0, 1], SERVER_IP, 1);
+        let c_iface = iface(&mut c_dev, [2, 0, 0, 0, 0, 2], CLIENT_IP, 2);
+        let mut s_sockets = SocketSet::new(vec![]);
+        let services = Services::new(&mut s_sockets, cfg).unwrap();
+        Net {
+            now: Instant::ZERO,
+            s_iface,
+            s_dev,
+            s_sockets,
+            services,
+            c_iface,
+            c_dev,
+            c_sockets: SocketSet::new(vec![]),
+            next_port: 49152,
+            events: vec![],
+        }
+    }
+
+    /// One millisecond: the guest's event-loop order on the server side.
+    fn step(&mut self) {
+        self.now += Duration::from_millis(1);
+        self.c_iface
+            .poll(self.now, &mut self.c_dev, &mut self.c_sockets);
+        self.s_iface
+            .poll(self.now, &mut self.s_dev, &mut self.s_sockets);
+        self.services.poll(&mut self.s_sockets, self.now);
+        self.s_iface
+            .poll(self.now, &mut self.s_dev, &mut self.s_sockets);
+        while let Some(ServiceEvent::Iperf3(e)) = self.services.next_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn run_until(&mut self, what: &str, max_steps: u32, mut done: impl FnMut(&mut Net) -> bool) {
+        for _ in 0..max_steps {
+            if done(self) {
+                return;
+            }
+            self.step();
+        }
+        panic!("{what}: not done after {max_steps} steps");
+    }
+
+    fn tcp(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.c_sockets.get_mut::<tcp::Socket>(h)
+    }
+
+    fn connect(&mut self, port: u16, buf: usize) -> SocketHandle {
+        let s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; buf]),
+            tcp::SocketBuffer::new(vec![0; buf]),
+        );
+        let h = self.c_sockets.add(s);
+        let local = self.next_port;
+        self.next_port += 1;
+        let cx = self.c_iface.context();
+        self.c_sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(cx, (IpAddress::Ipv4(SERVER_IP), port), local)
+            .unwrap();
+        self.run_until("connect", 2000, |n| n.tcp(h).may_send());
+        h
+    }
+
+    fn send_all(&mut self, h: SocketHandle, data: &[u8]) {
+        let mut off = 0;
+        self.run_until("send", 100_000, |n| {
+            off += n.tcp(h).send_slice(&data[off..]).unwrap();
+            off == data.len()
+        });
+    }
+
+    fn recv_exact(&mut self, h: SocketHandle, len: usize) -> Vec<u8> {
+        let mut out = vec![];
+        self.run_until("recv", 100_000, |n| {
+            let s = n.tcp(h);
+            while s.can_recv() {
+                s.recv(|b| {
+                    let k = b.len().min(len - out.len());
+                    out.extend_from_slice(&b[..k]);
+                    (k, ())
+                })
+                .unwrap();
+                if out.len() == len {
+                    break;
+                }
+            }
+            out.len() == len
+        });
+        out
+    }
+
+    /// Reads and counts until the peer's FIN.
+    fn drain_to_fin(&mut self, h: SocketHandle) -> u64 {
+        let mut n = 0u64;
+        self.run_until("drain", 100_000, |net| {
+            let s = net.tcp(h);
+            while s.can_recv() {
+                n += s.recv(|b| (b.len(), b.len())).unwrap() as u64;
+            }
+            !s.may_recv()
+        });
+        n
+    }
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_echo_one_mebibyte() {
+    let mut net = Net::new(&ServicesConfig::default());
+    let h = net.connect(7, 64 * 1024);
+    let data = pattern(1 << 20, 7);
+    // Send and receive concurrently (the echo applies back-pressure).
+    let mut sent = 0;
+    let mut got = Vec::with_capacity(data.len());
+    net.run_until("echo 1 MiB", 200_000, |n| {
+        let s = n.tcp(h);
+        if sent < data.len() {
+            sent += s.send_slice(&data[sent..]).unwrap();
+        }
+        while s.can_recv() {
+            s.recv(|b| {
+                got.extend_from_slice(b);
+                (b.len(), ())
+            })
+            .unwrap();
+        }
+        got.len() == data.len()
+    });
+    assert!(got == data, "echoed bytes differ");
+    // Client closes; the server closes its half after echoing everything.
+    net.tcp(h).close();
+    net.run_until("server FIN", 5000, |n| !n.tcp(h).may_recv());
+    let stats = net.services.tcp_echo().unwrap().stats();
+    assert_eq!(stats.bytes, 1 << 20);
+    assert_eq!(stats.connections, 1);
+    // The server socket re-arms (listening again) once its close finishes.
+    net.run_until("re-arm", 20_000, |n| {
+        n.services.tcp_echo().unwrap().pool().busy() == 0
+    });
+}
+
+#[test]
+fn tcp_echo_many_concurrent_connections() {
+    let mut net = Net::new(&ServicesConfig::default());
+    let conns: Vec<(SocketHandle, Vec<u8>)> = (0..12)
+        .map(|i| (net.connect(7, 16 * 1024), pattern(48 * 1024, 100 + i)))
+        .collect();
+    assert_eq!(net.services.tcp_echo().unwrap().pool().busy(), 12);
+    let mut sent = vec![0usize; conns.len()];
+    let mut got: Vec<Vec<u8>> = vec![vec![]; conns.len()];
+    net.run_until("12 echoes", 200_000, |n| {
+        for (i, (h, data)) in conns.iter().enumerate() {
+            let s = n.tcp(*h);
+            if sent[i] < data.len() {
+                sent[i] += s.send_slice(&data[sent[i]..]).unwrap();
+            }
+            while s.can_recv() {
+                s.recv(|b| {
+                    got[i].extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+        }
+        got.iter().zip(&conns).all(|(g, (_, d))| g.len() == d.len())
+    });
+    for (g, (_, d)) in got.iter().zip(&conns) {
+        assert!(g == d);
+    }
+    // Close half of them, abort the others; every server socket comes back.
+    for (i, (h, _)) in conns.iter().enumerate() {
+        if i % 2 == 0 {
+            net.tcp(*h).close();
+        } else {
+            net.tcp(*h).abort();
+        }
+    }
+    net.run_until("all re-armed", 50_000, |n| {
+        n.services.tcp_echo().unwrap().pool().busy() == 0
+    });
+    // And they serve again.
+    let h = net.connect(7, 4096);
+    net.send_all(h, b"again");
+    assert_eq!(net.recv_exact(h, 5), b"again");
+}
+
+#[test]
+fn udp_echo() {
+    let mut net = Net::new(&ServicesConfig::default());
+    let mk = |port: u16, net: &mut Net| {
+        let mut s = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 2048]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 2048]),
+        );
+        s.bind(port).unwrap();
+        net.c_sockets.add(s)
+    };
+    let h = mk(40000, &mut net);
+    let server = IpEndpoint::new(IpAddress::Ipv4(SERVER_IP), 7);
+    let msgs: Vec<Vec<u8>> = (0..10).map(|i| pattern(100 + i * 130, i as u32)).collect();
+    for m in &msgs {
+        net.c_sockets
+            .get_mut::<udp::Socket>(h)
+            .send_slice(m, server)
+            .unwrap();
+    }
+    let mut got = vec![];
+    net.run_until("udp echoes", 1000, |n| {
+        let s = n.c_sockets.get_mut::<udp::Socket>(h);
+        while let Ok((d, meta)) = s.recv() {
+            assert_eq!(meta.endpoint, server, "reply comes from port 7");
+            got.push(d.to_vec());
+        }
+        got.len() == msgs.len()
+    });
+    assert_eq!(got, msgs);
+    // From port 19 (chargen) no answer: that would be a packet loop.
+    let loop_src = mk(19, &mut net);
+    net.c_sockets
+        .get_mut::<udp::Socket>(loop_src)
+        .send_slice(b"ping", server)
+        .unwrap();
+    for _ in 0..50 {
+        net.step();
+    }
+    assert!(
+        net.c_sockets
+            .get_mut::<udp::Socket>(loop_src)
+            .recv()
+            .is_err()
+    );
+    let st = net.services.udp_echo().unwrap().stats();
+    assert_eq!((st.echoed, st.refused), (10, 1));
+}
+
+const COOKIE: &[u8; 37] = b"smoltcpclientcookie0123456789abcdefg\0";
+
+fn frame(json: &str) -> Vec<u8> {
+    let mut v = (json.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(json.as_bytes());
+    v
+}
+
+/// (id, bytes) of each stream in a results JSON.
+fn result_bytes(body: &[u8]) -> Vec<(i64, i64)> {
+    let mut streams = None;
+    json::for_each_member(body, |k, v| {
+        if let (b"streams", Value::Array(a)) = (k.raw(), v) {
+            streams = Some(a);
+        }
+    })
+    .unwrap();
+    let mut out = vec![];
+    json::for_each_element(streams.unwrap(), |e| {
+        let Value::Object(o) = e else { panic!() };
+        let (mut id, mut bytes) = (0, 0);
+        json::for_each_member(o, |k, v| match (k.raw(), v) {
+            (b"id", Value::Number(n)) => id = n.as_i64(),
+            (b"bytes", Value::Number(n)) => bytes = n.as_i64(),
+            _ => {}
+        })
+        .unwrap();
+        out.push((id, bytes));
+    })
+    .unwrap();
+    out
+}
+
+/// A scripted iperf3 client over smoltcp: the 3.12 client's message sequence.
+/// Returns the server's per-stream (id, bytes) and what the client moved per stream.
+fn scripted_iperf3(
+    net: &mut Net,
+    parallel: usize,
+    reverse: bool,
+    per_stream: usize,
+) -> (Vec<(i64, i64)>, Vec<u64>) {
+    let ctrl = net.connect(5201, 8192);
+    net.send_all(ctrl, COOKIE);
+    assert_eq!(net.recv_exact(ctrl, 1), [State::ParamExchange as u8]);
+    let params = format!(
+        r#"{{"tcp":true,"omit":0,"time":10,"num":0,"blockcount":0,"parallel":{parallel}{},"len":131072,"pacing_timer":1000,"client_version":"3.12"}}"#,
+        if reverse { r#","reverse":true"# } else { "" }
+    );
+    net.send_all(ctrl, &frame(&params));
+    assert_eq!(net.recv_exact(ctrl, 1), [State::CreateStreams as u8]);
+    let streams: Vec<SocketHandle> = (0..parallel)
+        .map(|_| {
+            let h = net.connect(5201, 64 * 1024);
+            net.send_all(h, COOKIE);
+            h
+        })
+        .collect();
+    assert_eq!(
+        net.recv_exact(ctrl, 2),
+        [State::TestStart as u8, State::TestRunning as u8]
+    );
+    let mut moved = vec![0u64; parallel];
+    if reverse {
+        net.run_until("reverse data", 200_000, |n| {
+            for (i, h) in streams.iter().enumerate() {
+                let s = n.tcp(*h);
+                while s.can_recv() {
+                    moved[i] += s.recv(|b| (b.len(), b.len())).unwrap() as u64;
+                }
+            }
+            moved.iter().all(|&m| m >= per_stream as u64)
+        });
+    } else {
+        let data = pattern(per_stream, 5);
+        let mut off = vec![0usize; parallel];
+        net.run_until("forward data", 200_000, |n| {
+            for (i, h) in streams.iter().enumerate() {
+                off[i] += n.tcp(*h).send_slice(&data[off[i]..]).unwrap();
+            }
+            off.iter().all(|&o| o == per_stream)
+        });
+        // Let it all arrive before ending, as a real client's data would
+        // (TEST_END on the control connection can overtake stream data).
+        net.run_until("acked", 100_000, |n| {
+            streams.iter().all(|h| n.tcp(*h).send_queue() == 0)
+        });
+        moved.fill(per_stream as u64);
+    }
+    net.send_all(ctrl, &[State::TestEnd as u8]);
+    assert_eq!(net.recv_exact(ctrl, 1), [State::ExchangeResults as u8]);
+    if reverse {
+        // The server stops and closes its streams: read the rest up to FIN,
+        // so "received" is exact.
+        for (i, h) in streams.iter().enumerate() {
+            moved[i] += net.drain_to_fin(*h);
+        }
+    }
+    let mut client = String::from(
+        r#"{"cpu_util_total":1,"cpu_util_user":0.5,"cpu_util_system":0.5,"sender_has_retransmits":0,"streams":["#,
+    );
+    for (i, m) in moved.iter().enumerate() {
+        let id = if i == 0 { 1 } else { i + 2 };
+        if i > 0 {
+            client.push(',');
+        }
+        client.push_str(&format!(
+            r#"{{"id":{id},"bytes":{m},"retransmits":0,"jitter":0,"errors":0,"packets":0,"start_time":0,"end_time":1}}"#
+        ));
+    }
+    client.push_str("]}");
+    net.send_all(ctrl, &frame(&client));
+    let len = u32::from_be_bytes(net.recv_exact(ctrl, 4).try_into().unwrap()) as usize;
+    let body = net.recv_exact(ctrl, len);
+    assert_eq!(net.recv_exact(ctrl, 1), [State::DisplayResults as u8]);
+    net.send_all(ctrl, &[State::IperfDone as u8]);
+    net.tcp(ctrl).close();
+    for h in &streams {
+        net.tcp(*h).close();
+    }
+    net.run_until("control FIN", 5000, |n| !n.tcp(ctrl).may_recv());
+    (result_bytes(&body), moved)
+}
+
+#[test]
+fn iperf3_forward_and_reverse_through_the_pump() {
+    let mut net = Net::new(&ServicesConfig::default());
+    // Forward, one stream: the server counts exactly what the client sent.
+    let (server, client) = scripted_iperf3(&mut net, 1, false, 3 << 20);
+    assert_eq!(server, [(1, (3 << 20) as i64)]);
+    assert_eq!(client, [3 << 20]);
+    // Reverse, 4 parallel streams: what the server says it sent is exactly
+    // what the client read up to each stream's FIN.
+    let (server, client) = scripted_iperf3(&mut net, 4, true, 1 << 20);
+    assert_eq!(server.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 3, 4, 5]);
+    for (s, c) in server.iter().zip(&client) {
+        assert_eq!(s.1 as u64, *c);
+        assert!(*c >= 1 << 20);
+    }
+    // Forward, 4 streams.
+    let (server, _) = scripted_iperf3(&mut net, 4, false, 512 * 1024);
+    assert!(server.iter().all(|s| s.1 == 512 * 1024), "{server:?}");
+    let finished = net
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::TestFinished(_)))
+        .count();
+    assert_eq!(finished, 3);
+    // Every pool socket is free again afterwards.
+    net.run_until("iperf3 pool re-armed", 50_000, |n| {
+        n.services.iperf3().unwrap().pool().busy() == 0
+    });
+}
+
+#[test]
+fn iperf3_vanishing_client_and_busy_server_through_the_pump() {
+    let mut net = Net::new(&ServicesConfig::default());
+    let ctrl = net.connect(5201, 8192);
+    net.send_all(ctrl, COOKIE);
+    assert_eq!(net.recv_exact(ctrl, 1), [State::ParamExchange as u8]);
+    net.send_all(
+        ctrl,
+        &frame(r#"{"tcp":true,"time":10,"parallel":2,"reverse":true}"#),
+    );
+    assert_eq!(net.recv_exact(ctrl, 1), [State::CreateStreams as u8]);
+    let streams: Vec<_> = (0..2)
+        .map(|_| {
+            let h = net.connect(5201, 16 * 1024);
+            net.send_all(h, COOKIE);
+            h
+        })
+        .collect();
+    assert_eq!(net.recv_exact(ctrl, 2), [1, 2]);
+    // Data flows.
+    net.drain_some(streams[0], 100_000);
+    // A second client is refused while the test runs.
+    let other = net.connect(5201, 4096);
+    assert_eq!(net.recv_exact(other, 1), [State::AccessDenied.byte()]);
+    net.run_until("denied FIN", 5000, |n| !n.tcp(other).may_recv());
+    // The client vanishes: every socket reset at once.
+    net.tcp(ctrl).abort();
+    for h in &streams {
+        net.tcp(*h).abort();
+    }
+    net.run_until("abort seen", 5000, |n| {
+        n.events.iter().any(|e| {
+            matches!(
+                e,
+                Event::TestAborted(AbortReason::ControlClosed(Phase::Running))
+            )
+        })
+    });
+    net.run_until("pool re-armed", 50_000, |n| {
+        n.services.iperf3().unwrap().pool().busy() == 0
+    });
+    // The next client gets a full test.
+    let (server, client) = scripted_iperf3(&mut net, 2, true, 200_000);
+    for (s, c) in server.iter().zip(&client) {
+        assert_eq!(s.1 as u64, *c);
+    }
+}
+
+#[test]
+fn iperf3_silent_or_vanished_client_through_the_pump() {
+    let cfg = ServicesConfig::default();
+    let mut net = Net::new(&cfg);
+    // 1. A client whose TCP stack is alive (answers keep-alives) but that
+    //    never sends its parameters: the server's handshake timeout resets it.
+    let ctrl = net.connect(5201, 8192);
+    net.send_all(ctrl, COOKIE);
+    assert_eq!(net.recv_exact(ctrl, 1), [State::ParamExchange as u8]);
+    let steps = (cfg.iperf3_server.handshake_timeout_us / 1000 + 100) as u32;
+    for _ in 0..steps {
+        net.step();
+    }
+    assert_eq!(
+        net.events,
+        [Event::TestAborted(AbortReason::Timeout(
+            Phase::ParamExchange
+        ))]
+    );
+    assert_eq!(
+        net.tcp(ctrl).state(),
+        tcp::State::Closed,
+        "reset by the server"
+    );
+    net.events.clear();
+
+    // 2. A client that vanishes with its link (no FIN, no RST, frames to it
+    //    lost): keep-alive and the socket timeout end the connection.
+    let ctrl = net.connect(5201, 8192);
+    net.send_all(ctrl, COOKIE);
+    assert_eq!(net.recv_exact(ctrl, 1), [State::ParamExchange as u8]);
+    let steps = (cfg.iperf3.timeout_ms + cfg.iperf3.keep_alive_ms + 100) as u32;
+    for _ in 0..steps {
+        net.c_dev.rx.borrow_mut().clear();
+        net.s_dev.rx.borrow_mut().clear();
+        net.step();
+    }
+    assert_eq!(
+        net.events,
+        [Event::TestAborted(AbortReason::ControlClosed(
+            Phase::ParamExchange
+        ))]
+    );
+    assert_eq!(net.services.iperf3().unwrap().server().phase(), None);
+    assert_eq!(net.services.iperf3().unwrap().pool().busy(), 0);
+}
+
+impl Net {
+    /// Reads at least `n` bytes from `h`.
+    fn drain_some(&mut self, h: SocketHandle, n: u64) {
+        let mut got = 0u64;
+        self.run_until("drain some", 100_000, |net| {
+            let s = net.tcp(h);
+            while s.can_recv() {
+                got += s.recv(|b| (b.len(), b.len())).unwrap() as u64;
+            }
+            got >= n
+        });
+    }
+}

@@ -1,0 +1,119 @@
+//! `smoltcp::phy::Device` for [`NetFront`] (feature `smoltcp`).
+//!
+//! The receive token borrows only the rx reassembly buffer, the transmit
+//! token only the tx pool, its ring and the event channel, so smoltcp can hold
+//! both at once (to answer a packet while reading it). Capabilities: Ethernet,
+//! MTU = IP MTU + 14 (1514 by default), and the default checksum
+//! capabilities: the stack computes every checksum on transmit and verifies
+//! every checksum on receive (blank ones were completed by the driver, see the
+//! crate docs).
+
+use alloc::vec;
+
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+use crate::NetFront;
+use crate::driver::Kick;
+use crate::error::Fault;
+use crate::platform::{EventChannel, GrantAccess, PageProvider};
+use crate::rx::Rx;
+use crate::tx::Tx;
+
+/// Receive token: the packet waiting in the reassembly buffer.
+pub struct RxToken<'a, Pg> {
+    rx: &'a mut Rx<Pg>,
+}
+
+/// Transmit token: one frame into the tx pool.
+pub struct TxToken<'a, Pg, E> {
+    tx: &'a mut Tx<Pg>,
+    kick: &'a mut Kick<E>,
+    fault: &'a mut Option<Fault>,
+}
+
+impl<Pg: xen_ring::SharedRing> phy::RxToken for RxToken<'_, Pg> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        // A token exists only while a packet is ready.
+        f(self.rx.take_ready())
+    }
+}
+
+impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg, E> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        if self.fault.is_some() || self.tx.check(len).is_err() {
+            // The token was handed out with room for a full frame; only an
+            // oversized or runt frame (or a fault meanwhile) gets here. The
+            // stack builds it into a throwaway buffer and it is dropped.
+            self.tx.stats.dropped += 1;
+            return f(&mut vec![0u8; len]);
+        }
+        let r = f(self.tx.frame_mut(len));
+        match self.tx.post(len) {
+            Ok(true) => self.kick.notify(),
+            Ok(false) => {}
+            Err(fault) => *self.fault = Some(fault),
+        }
+        r
+    }
+}
+
+impl<P, G, E> phy::Device for NetFront<P, G, E>
+where
+    P: PageProvider,
+    G: GrantAccess<Page = P::Page>,
+    E: EventChannel,
+{
+    type RxToken<'a>
+        = RxToken<'a, P::Page>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = TxToken<'a, P::Page, E>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        if !self.poll_rx().ok()? {
+            return None;
+        }
+        // The reply token may be unable to send; it then drops the reply
+        // (counted), as a full NIC queue would.
+        let _ = self.poll_tx();
+        Some((
+            RxToken { rx: &mut self.rx },
+            TxToken {
+                tx: &mut self.tx,
+                kick: &mut self.kick,
+                fault: &mut self.fault,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        let frame = self.max_frame();
+        if !self.can_transmit(frame) {
+            return None;
+        }
+        Some(TxToken {
+            tx: &mut self.tx,
+            kick: &mut self.kick,
+            fault: &mut self.fault,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = (self.mtu() as usize + crate::ETH_HLEN).min(self.max_frame());
+        caps.max_burst_size = None;
+        caps.checksum = ChecksumCapabilities::default();
+        caps
+    }
+}

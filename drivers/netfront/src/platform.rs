@@ -1,0 +1,121 @@
+//! The small platform traits the kernel implements (and the simulator implements for tests).
+//!
+//! The driver never touches hardware or hypercalls itself. It needs:
+//! - pages of guest memory with a gfn and byte access ([`NetPage`], handed out
+//!   by a [`PageProvider`]): the rx buffers, the tx pool and the two ring pages;
+//! - the grant table ([`GrantAccess`], usually a handle on the kernel's one
+//!   global `grant_table::GrantTable`);
+//! - event channels ([`EventChannel`]: `EVTCHNOP_alloc_unbound`, `_send`,
+//!   `_close` of `xen/include/public/event_channel.h`);
+//! - xenstore ([`XenstoreAccess`], implemented here for `xenstore::Xenstore`).
+
+use alloc::vec::Vec;
+
+use grant_table::{GrantTable, GrantTableMemory, Grantable};
+use xen_abi::DomId;
+use xen_abi::event_channel::EvtchnPort;
+use xen_ring::SharedRing;
+use xenstore::{TxId, XsError};
+
+/// A page of guest memory the driver can grant to the back end.
+///
+/// `gfn()` ([`Grantable`]) is the frame the back end maps. The byte access is
+/// [`SharedRing`]'s: `read_bytes`/`write_bytes` (volatile copies: the back end
+/// may write the page concurrently) and, when the page holds a ring, the atomic
+/// `load`/`store` of the `io/ring.h` header indices. `area_len()` must be at
+/// least [`xen_abi::PAGE_SIZE`]; the driver refuses smaller pages.
+///
+/// The kernel implements this on its page handle (a frame it owns, mapped in
+/// its direct map); tests use `sim::SimNetPage`.
+pub trait NetPage: Grantable + SharedRing {}
+
+impl<T: Grantable + SharedRing> NetPage for T {}
+
+/// Where the driver's pages come from and go back to.
+pub trait PageProvider {
+    /// The page handle.
+    type Page: NetPage;
+    /// A page (contents unspecified), or `None` when memory is exhausted.
+    fn alloc_page(&mut self) -> Option<Self::Page>;
+    /// Returns a page the back end can no longer access.
+    fn free_page(&mut self, page: Self::Page);
+}
+
+/// Access to the grant table the driver's grants live in.
+///
+/// Implemented for an owned [`GrantTable`]; the kernel implements it on a
+/// handle that locks its global table for the duration of `f`. `f` never
+/// calls back into the driver.
+pub trait GrantAccess {
+    /// The table's memory.
+    type Memory: GrantTableMemory;
+    /// The page type the table's deferred list holds (the driver's page).
+    type Page;
+    /// Runs `f` on the table.
+    fn with<R>(&mut self, f: impl FnOnce(&mut GrantTable<Self::Memory, Self::Page>) -> R) -> R;
+}
+
+impl<M: GrantTableMemory, P> GrantAccess for GrantTable<M, P> {
+    type Memory = M;
+    type Page = P;
+    fn with<R>(&mut self, f: impl FnOnce(&mut GrantTable<M, P>) -> R) -> R {
+        f(self)
+    }
+}
+
+/// Event-channel operations (`xen/include/public/event_channel.h`).
+pub trait EventChannel {
+    /// `EVTCHNOP_alloc_unbound` with `dom = DOMID_SELF`, `remote_dom = remote`:
+    /// a fresh port the back end binds to. The kernel also routes the port's
+    /// upcalls to whatever polls the driver. Errors are Xen's negative errno.
+    fn alloc_unbound(&mut self, remote: DomId) -> Result<EvtchnPort, i32>;
+    /// `EVTCHNOP_send` on `port`.
+    fn notify(&mut self, port: EvtchnPort);
+    /// `EVTCHNOP_close` of `port` (after the back end has disconnected).
+    fn close(&mut self, port: EvtchnPort);
+}
+
+/// The xenstore operations the driver uses (`docs/misc/xenstore.txt`).
+///
+/// Paths without a leading `/` are relative to the domain's home
+/// (`/local/domain/<domid>`), as xenstored resolves them.
+pub trait XenstoreAccess {
+    /// `READ`.
+    fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, XsError>;
+    /// `WRITE`.
+    fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), XsError>;
+    /// `TRANSACTION_START`.
+    fn transaction_start(&mut self) -> Result<TxId, XsError>;
+    /// `TRANSACTION_END` (commit or abort); a commit may fail with `EAGAIN`.
+    fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), XsError>;
+}
+
+impl<M: xenstore::RingMemory, P: xenstore::Platform> XenstoreAccess for xenstore::Xenstore<M, P> {
+    fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, XsError> {
+        xenstore::Xenstore::read(self, tx, path)
+    }
+    fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), XsError> {
+        xenstore::Xenstore::write(self, tx, path, value)
+    }
+    fn transaction_start(&mut self) -> Result<TxId, XsError> {
+        xenstore::Xenstore::transaction_start(self)
+    }
+    fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), XsError> {
+        xenstore::Xenstore::transaction_end(self, tx, commit)
+    }
+}
+
+impl<T: XenstoreAccess + ?Sized> XenstoreAccess for &mut T {
+    fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, XsError> {
+        (**self).read(tx, path)
+    }
+    fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), XsError> {
+        (**self).write(tx, path, value)
+    }
+    fn transaction_start(&mut self) -> Result<TxId, XsError> {
+        (**self).transaction_start()
+    }
+    fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), XsError> {
+        (**self).transaction_end(tx, commit)
+    }
+}

@@ -1,0 +1,427 @@
+//! The receive side: pre-granted rx buffers, batched refill, validated reassembly.
+//!
+//! Protocol (`xen/include/public/io/netif.h`, "Guest receive"): we post
+//! `netif_rx_request`s naming a buffer id and the grant of a page; with
+//! `feature-rx-copy` the back end copies packet data into those pages and
+//! answers with `netif_rx_response`s. A response occupies the ring slot of the
+//! request it consumed; a packet is one data slot, optionally followed (flag
+//! `NETRXF_extra_info`) by `netif_extra_info` slots chained with
+//! `XEN_NETIF_EXTRA_FLAG_MORE`, then further data slots while
+//! `NETRXF_more_data` is set. An extra-info slot also consumes the request of
+//! its slot.
+//!
+//! Validation, on a local copy of each slot (read once by `xen-ring`): the
+//! buffer concerned is always the one *we* posted in that slot (never one the
+//! back end names); its id must match, the status must not be negative,
+//! `offset + size` must lie within the page, the packet must fit the
+//! reassembly buffer, extra types must be known and chains bounded. Data is
+//! copied out of the page into the reassembly buffer at once, so the back end
+//! cannot change a packet after we looked at it. A violation drops the packet
+//! (its remaining slots are consumed and recycled) and is reported as an
+//! [`RxError`]; a bad `rsp_prod` is a sticky [`Fault`].
+//!
+//! Buffers are recycled as soon as their slot is consumed and re-posted in
+//! batches: one `RING_PUSH_REQUESTS_AND_CHECK_NOTIFY` (hence at most one
+//! notification) per refill.
+//!
+//! No-panic promise: ids and ring positions index through `get`/`get_mut`;
+//! lengths are checked before slicing.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use xen_abi::PAGE_SIZE;
+use xen_abi::netif::{
+    NETRXF_CSUM_BLANK, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NetifRxRequest,
+    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_MAX, XEN_NETIF_EXTRA_TYPE_NONE,
+};
+use xen_ring::{RingError, SharedRing};
+
+use crate::csum::complete_checksum;
+use crate::error::{Fault, NetError, RxError};
+use crate::held::{Held, RingHalf};
+use crate::wire::{RxReq, RxRsp};
+
+/// Largest packet reassembled (a GSO packet is at most 64 KiB).
+pub const RX_MAX_PACKET: usize = 65536;
+/// Most slots (data and extra) one packet may use; real back ends use at most
+/// about 20 (`XEN_NETIF_NR_SLOTS_MIN` plus extras).
+pub const RX_MAX_SLOTS: u32 = 64;
+/// Most extra-info slots one packet may carry: one per extra type.
+const RX_MAX_EXTRAS: u32 = XEN_NETIF_EXTRA_TYPE_MAX as u32 - 1;
+
+/// Receive counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RxStats {
+    /// Packets delivered.
+    pub packets: u64,
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// Packets dropped because of an [`RxError`].
+    pub errors: u64,
+    /// Packets whose checksum was completed in software (`NETRXF_csum_blank`).
+    pub csum_completed: u64,
+    /// Extra-info slots skipped.
+    pub extras: u64,
+    /// Response slots consumed.
+    pub slots: u64,
+    /// Refill batches pushed to the ring.
+    pub refills: u64,
+    /// Requests posted.
+    pub posted: u64,
+}
+
+/// One rx buffer: a page granted read-write to the back end.
+#[derive(Debug)]
+pub(crate) struct RxBuf<Pg> {
+    pub(crate) held: Held<Pg>,
+    /// A request naming this buffer is on the ring.
+    posted: bool,
+}
+
+/// Where reassembly of the current packet stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// The first data slot of a packet.
+    First,
+    /// An extra-info slot; `more_data`: data slots follow the extras.
+    Extra { more_data: bool },
+    /// A further data slot.
+    Data,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Assembly {
+    expect: Expect,
+    len: usize,
+    slots: u32,
+    extras: u32,
+    flags: u16,
+    error: Option<RxError>,
+}
+
+impl Assembly {
+    const NEW: Self = Self {
+        expect: Expect::First,
+        len: 0,
+        slots: 0,
+        extras: 0,
+        flags: 0,
+        error: None,
+    };
+
+    fn fail(&mut self, e: RxError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+}
+
+/// The receive half of the driver.
+#[derive(Debug)]
+pub(crate) struct Rx<Pg> {
+    pub(crate) ring: Option<RingHalf<RxReq, RxRsp, Pg>>,
+    pub(crate) bufs: Vec<RxBuf<Pg>>,
+    /// Buffer id posted in each ring slot (indexed by ring index & mask).
+    slot_ids: Vec<u16>,
+    /// Granted, current, unposted buffers (capacity = number of buffers).
+    idle: Vec<u16>,
+    asm: Assembly,
+    scratch: Vec<u8>,
+    /// Length of a complete, validated packet waiting in `scratch`.
+    ready: Option<usize>,
+    refill_batch: usize,
+    pub(crate) stats: RxStats,
+}
+
+impl<Pg: SharedRing> Rx<Pg> {
+    /// `n` buffer slots (no pages yet); refill when `refill_batch` buffers are idle.
+    pub(crate) fn new(n: usize, refill_batch: usize) -> Self {
+        let mut bufs = Vec::with_capacity(n);
+        bufs.resize_with(n, || RxBuf {
+            held: Held::Empty,
+            posted: false,
+        });
+        Self {
+            ring: None,
+            bufs,
+            slot_ids: vec![0; xen_abi::netif::NET_RX_RING_SIZE],
+            idle: Vec::with_capacity(n),
+            asm: Assembly::NEW,
+            scratch: vec![0; RX_MAX_PACKET],
+            ready: None,
+            refill_batch: refill_batch.clamp(1, n.max(1)),
+            stats: RxStats::default(),
+        }
+    }
+
+    /// Forgets every posting and the packet being reassembled (the ring they
+    /// lived on is gone). The packet already validated into `ready` stays.
+    pub(crate) fn forget_ring_state(&mut self) {
+        for b in &mut self.bufs {
+            b.posted = false;
+        }
+        self.idle.clear();
+        self.asm = Assembly::NEW;
+    }
+
+    /// Marks every buffer whose grant is current (per `is_current`) idle, for
+    /// posting on a new ring.
+    pub(crate) fn collect_idle(&mut self, mut is_current: impl FnMut(&Held<Pg>) -> bool) {
+        self.idle.clear();
+        for (id, b) in self.bufs.iter().enumerate() {
+            if !b.posted
+                && is_current(&b.held)
+                && let Ok(id) = u16::try_from(id)
+            {
+                self.idle.push(id);
+            }
+        }
+    }
+
+    /// Posts idle buffers if enough have accumulated (or `force`), in one
+    /// batch. Returns whether the back end must be notified.
+    pub(crate) fn refill(&mut self, force: bool) -> Result<bool, Fault> {
+        let posted = self.bufs.len().saturating_sub(self.idle.len());
+        let due = force || self.idle.len() >= self.refill_batch || posted < self.refill_batch;
+        if self.idle.is_empty() || !due {
+            return Ok(false);
+        }
+        let Some(ring) = self.ring.as_mut() else {
+            return Ok(false);
+        };
+        let mask = self.slot_ids.len().wrapping_sub(1);
+        let mut any = false;
+        while !ring.front.is_full() {
+            let Some(id) = self.idle.pop() else { break };
+            let Some(buf) = self.bufs.get_mut(usize::from(id)) else {
+                continue;
+            };
+            let Some(grant) = buf.held.grant() else {
+                continue;
+            };
+            let req = RxReq(NetifRxRequest {
+                id,
+                pad: 0,
+                gref: grant.gref(),
+            });
+            match ring.front.produce(ring.page.buffer(), &req) {
+                Ok(idx) => {
+                    if let Some(slot) = self.slot_ids.get_mut(idx as usize & mask) {
+                        *slot = id;
+                    }
+                    buf.posted = true;
+                    any = true;
+                    self.stats.posted += 1;
+                }
+                Err(RingError::Full) => {
+                    self.idle.push(id);
+                    break;
+                }
+                Err(RingError::Backend(f)) => {
+                    self.idle.push(id);
+                    return Err(Fault::RxRing(f));
+                }
+            }
+        }
+        if !any {
+            return Ok(false);
+        }
+        self.stats.refills += 1;
+        match ring
+            .front
+            .push_requests_and_check_notify(ring.page.buffer())
+        {
+            Ok(notify) => Ok(notify),
+            Err(RingError::Full) => Ok(true),
+            Err(RingError::Backend(f)) => Err(Fault::RxRing(f)),
+        }
+    }
+
+    /// Whether a validated packet is waiting.
+    pub(crate) fn has_ready(&self) -> bool {
+        self.ready.is_some()
+    }
+
+    /// Hands the waiting packet to `f` and frees the reassembly buffer.
+    pub(crate) fn consume<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.ready?;
+        Some(f(self.take_ready()))
+    }
+
+    /// The waiting packet (empty if none), which is then no longer waiting.
+    pub(crate) fn take_ready(&mut self) -> &[u8] {
+        let Some(len) = self.ready.take() else {
+            return &[];
+        };
+        self.stats.packets += 1;
+        self.stats.bytes += len as u64;
+        self.scratch.get(..len).unwrap_or(&[])
+    }
+
+    /// Consumes responses until one packet is complete and valid (then it is
+    /// `ready`, `Ok(true)`), the ring has no more (`Ok(false)`), or a packet
+    /// was dropped (`Err(Rx)`), or the ring faulted (`Err(Faulted)`).
+    pub(crate) fn assemble(&mut self) -> Result<bool, NetError> {
+        if self.ready.is_some() {
+            return Ok(true);
+        }
+        let Some(ring) = self.ring.as_mut() else {
+            return Err(NetError::NotConnected);
+        };
+        loop {
+            let idx = ring.front.rsp_cons();
+            let slot = match ring.front.next_response(ring.page.buffer()) {
+                Ok(Some(s)) => s,
+                Ok(None) | Err(RingError::Full) => return Ok(false),
+                Err(RingError::Backend(f)) => return Err(NetError::Faulted(Fault::RxRing(f))),
+            };
+            self.stats.slots += 1;
+            let mask = self.slot_ids.len().wrapping_sub(1);
+            let id = self.slot_ids.get(idx as usize & mask).copied().unwrap_or(0);
+            // The slot's request is consumed: whatever the response says, the
+            // buffer posted there is ours again (copy first, recycle after).
+            let done = step(
+                &mut self.asm,
+                &slot,
+                id,
+                self.bufs.get(usize::from(id)),
+                &mut self.scratch,
+            );
+            if let Some(buf) = self.bufs.get_mut(usize::from(id))
+                && buf.posted
+            {
+                buf.posted = false;
+                self.idle.push(id);
+            }
+            if done {
+                let asm = core::mem::replace(&mut self.asm, Assembly::NEW);
+                return self.finish(asm);
+            }
+        }
+    }
+
+    fn finish(&mut self, asm: Assembly) -> Result<bool, NetError> {
+        self.stats.extras += u64::from(asm.extras);
+        let mut result = match asm.error {
+            Some(e) => Err(e),
+            None if asm.len == 0 => Err(RxError::Empty),
+            None => Ok(asm.len),
+        };
+        if let Ok(len) = result
+            && asm.flags & NETRXF_CSUM_BLANK != 0
+        {
+            let frame = self.scratch.get_mut(..len).unwrap_or(&mut []);
+            result = match complete_checksum(frame) {
+                Ok(()) => {
+                    self.stats.csum_completed += 1;
+                    Ok(len)
+                }
+                Err(e) => Err(RxError::Checksum(e)),
+            };
+        }
+        match result {
+            Ok(len) => {
+                self.ready = Some(len);
+                Ok(true)
+            }
+            Err(e) => {
+                self.stats.errors += 1;
+                Err(NetError::Rx(e))
+            }
+        }
+    }
+}
+
+/// Processes one response slot; returns whether the packet ended with it.
+fn step<Pg: SharedRing>(
+    asm: &mut Assembly,
+    slot: &RxRsp,
+    posted_id: u16,
+    buf: Option<&RxBuf<Pg>>,
+    scratch: &mut [u8],
+) -> bool {
+    asm.slots = asm.slots.saturating_add(1);
+    if asm.slots > RX_MAX_SLOTS {
+        asm.fail(RxError::TooManySlots);
+    }
+    match asm.expect {
+        Expect::Extra { more_data } => {
+            let extra = slot.extra();
+            asm.extras = asm.extras.saturating_add(1);
+            if extra.kind == XEN_NETIF_EXTRA_TYPE_NONE || extra.kind >= XEN_NETIF_EXTRA_TYPE_MAX {
+                asm.fail(RxError::BadExtraType(extra.kind));
+            }
+            if asm.extras > RX_MAX_EXTRAS {
+                asm.fail(RxError::TooManyExtras);
+            }
+            // GSO/hash/multicast extras carry nothing we act on: the data is
+            // delivered as one frame either way.
+            if extra.flags & XEN_NETIF_EXTRA_FLAG_MORE != 0 {
+                false
+            } else if more_data {
+                asm.expect = Expect::Data;
+                false
+            } else {
+                true
+            }
+        }
+        Expect::First | Expect::Data => {
+            let rsp = slot.response();
+            let first = asm.expect == Expect::First;
+            if first {
+                asm.flags = rsp.flags;
+            }
+            if asm.error.is_none()
+                && let Err(e) = copy_fragment(asm, &rsp, posted_id, buf, scratch)
+            {
+                asm.fail(e);
+            }
+            let more = rsp.flags & NETRXF_MORE_DATA != 0;
+            if first && rsp.flags & NETRXF_EXTRA_INFO != 0 {
+                asm.expect = Expect::Extra { more_data: more };
+                false
+            } else if more {
+                asm.expect = Expect::Data;
+                false
+            } else {
+                true
+            }
+        }
+    }
+}
+
+/// Validates a data slot and copies its fragment out of the posted buffer.
+fn copy_fragment<Pg: SharedRing>(
+    asm: &mut Assembly,
+    rsp: &xen_abi::netif::NetifRxResponse,
+    posted_id: u16,
+    buf: Option<&RxBuf<Pg>>,
+    scratch: &mut [u8],
+) -> Result<(), RxError> {
+    if rsp.id != posted_id {
+        return Err(RxError::UnexpectedId {
+            expected: posted_id,
+            got: rsp.id,
+        });
+    }
+    let size = rsp.fragment_len().map_err(RxError::BackendStatus)?;
+    let (offset, len) = (usize::from(rsp.offset), usize::from(size));
+    if offset + len > PAGE_SIZE {
+        return Err(RxError::OutOfPage {
+            offset: rsp.offset,
+            size,
+        });
+    }
+    let end = asm.len + len;
+    let dst = scratch.get_mut(asm.len..end).ok_or(RxError::TooLong)?;
+    // The buffer posted in this slot is granted (posting requires it); a
+    // missing one would be a driver bug and reads as an empty fragment.
+    if let Some(grant) = buf.and_then(|b| b.held.grant()) {
+        grant.buffer().read_bytes(offset, dst);
+    } else {
+        dst.fill(0);
+    }
+    asm.len = end;
+    Ok(())
+}
