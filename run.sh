@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Build and run xenrs, or run every test.
+#
+#   ./run.sh [--memory N] [--cmdline "..."]
+#       Set up (Rust toolchain from rust-toolchain.toml, Debian packages), `cargo kbuild`, then
+#       boot the kernel as a PVH guest with its console on this terminal:
+#         - on a Xen dom0 (`xl` present, /proc/xen/capabilities says control_d): `xl create -c`;
+#         - anywhere else: QEMU (TCG) -> Xen 4.17 -> Debian dom0 -> `xl create -c`, console
+#           streamed to this terminal; QEMU powers off when the guest is gone (Ctrl-a x quits).
+#       Defaults: --memory 32, --cmdline "then=poweroff".
+#
+#   ./run.sh test [--only a,b] [--scenario FILE]... [--timeout S] [--smp N] [--no-xen]
+#       Set up, `cargo test` (host unit tests of the default workspace members), `cargo kbuild`,
+#       then the real-Xen suite (tests/harness/run-suite.sh): every built-in scenario of
+#       tests/scenarios/ (or the --only list; "none" for no built-in one) plus each --scenario
+#       file, in one QEMU boot. --no-xen stops after `cargo kbuild`.
+#       The last lines are `N passed, N failed` and `flakes: N`; the exit status is non-zero on
+#       any failure. See docs/TESTING-XEN.md.
+#
+# Uses target/ unless CARGO_TARGET_DIR is set. Needs root for apt-get and debootstrap.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+# shellcheck source=tests/harness/host-lib.sh
+. tests/harness/host-lib.sh
+
+CMD=run
+if [ $# -gt 0 ] && [ "$1" = test ]; then
+	CMD="test"
+	shift
+fi
+MEMORY=32
+CMDLINE="then=poweroff"
+SUITE_ARGS=()
+NO_XEN=0
+while [ $# -gt 0 ]; do
+	case "$CMD:$1" in
+	run:--memory) MEMORY=${2:?--memory needs MiB}; shift ;;
+	run:--cmdline) CMDLINE=${2?--cmdline needs a string}; shift ;;
+	test:--only | test:--scenario | test:--timeout | test:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
+	test:--no-xen) NO_XEN=1 ;;
+	*:-h | *:--help | *:help)
+		sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*) xt_die "unknown argument '$1' for './run.sh $CMD' (see ./run.sh --help)" ;;
+	esac
+	shift
+done
+# A user scenario path is relative to where ./run.sh was called from.
+for i in "${!SUITE_ARGS[@]}"; do
+	if [ "${SUITE_ARGS[$i]}" = --scenario ]; then
+		f=${SUITE_ARGS[$((i + 1))]}
+		case "$f" in /*) ;; *) SUITE_ARGS[i + 1]="$OLDPWD/$f" ;; esac
+	fi
+done
+
+T_ALL=$(xt_now_ms)
+PHASES=()
+phase_done() { PHASES+=("$(printf '%-16s %s' "$1" "$(xt_elapsed "$2")")"); xt_log "phase $1 done in $(xt_elapsed "$2")"; }
+print_phases() {
+	echo "==== elapsed per phase ===="
+	printf '  %s\n' "${PHASES[@]}"
+	printf '  %-16s %s\n' total "$(xt_elapsed "$T_ALL")"
+}
+
+# --- setup: Debian packages and the pinned Rust toolchain ------------------------------------
+t=$(xt_now_ms)
+if [ "$(id -u)" = 0 ]; then
+	# build-essential: cc/ld for build scripts; the harness installs qemu, debootstrap and cpio itself.
+	# iperf3, iproute2, util-linux: net-services' host tests run the real iperf3 client against the
+	# guest's iperf3 server code (over loopback, and over a TAP device in an `unshare --net` namespace).
+	xt_apt_install ca-certificates build-essential iperf3 iproute2 util-linux
+fi
+export PATH="${HOME:-/root}/.cargo/bin:$PATH"
+command -v rustup >/dev/null || xt_die "rustup is required (it reads rust-toolchain.toml)"
+TOOLCHAIN=$(sed -n -E 's/^[[:space:]]*channel[[:space:]]*=[[:space:]]*"([^"]+)".*/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^$TOOLCHAIN"; then
+	xt_log "installing Rust $TOOLCHAIN (rust-toolchain.toml)"
+	rustup toolchain install "$TOOLCHAIN" --profile minimal --component rust-src,rustfmt,clippy
+fi
+if ! rustup component list --toolchain "$TOOLCHAIN" --installed 2>/dev/null | grep -q '^rust-src'; then
+	rustup component add --toolchain "$TOOLCHAIN" rust-src
+fi
+phase_done setup "$t"
+
+if [ "$CMD" = test ]; then
+	t=$(xt_now_ms)
+	xt_log "cargo test (host unit tests)"
+	cargo test
+	phase_done "cargo test" "$t"
+fi
+
+t=$(xt_now_ms)
+xt_log "cargo kbuild"
+cargo kbuild
+KERNEL=$(xt_kernel_elf)
+[ -f "$KERNEL" ] || xt_die "cargo kbuild did not produce $KERNEL"
+phase_done "cargo kbuild" "$t"
+
+if [ "$CMD" = test ]; then
+	if [ "$NO_XEN" = 1 ]; then
+		xt_log "--no-xen: skipping the real-Xen suite"
+		print_phases
+		exit 0
+	fi
+	t=$(xt_now_ms)
+	rc=0
+	tests/harness/run-suite.sh --kernel "$KERNEL" "${SUITE_ARGS[@]}" || rc=$?
+	phase_done "real-Xen suite" "$t"
+	print_phases
+	# Repeat the suite's closing lines so that they stay the last ones.
+	tail -n 2 "$(xt_target_dir)/xen-harness/summary-latest.txt" 2>/dev/null || echo "0 passed, 1 failed"
+	exit "$rc"
+fi
+
+# --- run ---------------------------------------------------------------------------------------
+if command -v xl >/dev/null && grep -q control_d /proc/xen/capabilities 2>/dev/null; then
+	cfg=$(mktemp /tmp/xenrs-XXXXXX.cfg)
+	cat >"$cfg" <<EOF
+name = "xenrs-$$"
+type = "pvh"
+kernel = "$KERNEL"
+cmdline = "$CMDLINE"
+memory = $MEMORY
+vcpus = 1
+on_poweroff = "destroy"
+on_reboot = "destroy"
+on_crash = "destroy"
+EOF
+	xt_log "this is a Xen dom0: xl create -c $cfg"
+	exec xl create -c "$cfg"
+fi
+exec tests/harness/run-suite.sh --interactive --kernel "$KERNEL" --memory "$MEMORY" --cmdline "$CMDLINE"

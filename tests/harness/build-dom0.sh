@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016 # the dpkg-query -f formats are literal
+# Builds the cached dom0 payload of the real-Xen harness from Debian bookworm:
+#
+#   $XT_CACHE/dom0/xen.elf              Xen 4.17 hypervisor (multiboot ELF, from xen-hypervisor-4.17-amd64)
+#   $XT_CACHE/dom0/vmlinux              Debian's kernel as a plain ELF, booted as the PV dom0
+#   $XT_CACHE/dom0/dom0-initrd.cpio     dom0 root filesystem (debootstrap minbase + dom0-packages.list)
+#   $XT_CACHE/dom0/versions.txt         exact versions of everything in it
+#
+# XT_CACHE is $REPO/.cache/xen-harness unless XT_CACHE_DIR is set. The result is keyed by a hash
+# of this script and dom0-packages.list: while the key matches, this script does nothing (no
+# network). When it changes, dom0 is rebuilt from scratch, reusing the .deb files kept in
+# $XT_CACHE/debs, so only new or updated packages are downloaded.
+#
+# The base initramfs carries no harness code: the per-run overlay (run-suite.sh) brings /init,
+# the scenarios and the guest kernel, so changing those never rebuilds this.
+#
+# Usage: build-dom0.sh [--force]      (--force rebuilds even when the key matches)
+# Needs root and a Debian host (debootstrap, chroot, dpkg-deb); installs its host packages.
+# Mirrors: the host's apt sources, or XT_MIRROR / XT_SECURITY_MIRROR.
+set -euo pipefail
+
+# shellcheck source=tests/harness/host-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/host-lib.sh"
+
+SUITE=bookworm
+XENVER=4.17
+# Kernel modules dom0 needs; build-dom0.sh keeps only these and their dependencies.
+DOM0_MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge loop"
+
+FORCE=0
+[ "${1:-}" = --force ] && FORCE=1
+
+PKGLIST="$XT_HARNESS/dom0-packages.list"
+KEY=$(cat "${BASH_SOURCE[0]}" "$PKGLIST" | sha256sum | cut -c1-16)
+OUT="$XT_CACHE/dom0"
+DEBS="$XT_CACHE/debs"
+BUILD="$XT_CACHE/build"
+ROOT="$BUILD/rootfs"
+
+is_current() {
+	[ -s "$OUT/xen.elf" ] && [ -s "$OUT/vmlinux" ] && [ -s "$OUT/dom0-initrd.cpio" ] &&
+		[ "$(cat "$OUT/key" 2>/dev/null)" = "$KEY" ]
+}
+
+if [ $FORCE = 0 ] && is_current; then
+	xt_log "dom0 payload is cached (key $KEY): $OUT"
+	exit 0
+fi
+
+[ "$(id -u)" = 0 ] || xt_die "building dom0 needs root (debootstrap, chroot)"
+mkdir -p "$XT_CACHE" "$DEBS"
+# One build at a time (two runs started together share the cache).
+exec 9>"$XT_CACHE/build.lock"
+flock 9
+if [ $FORCE = 0 ] && is_current; then
+	xt_log "dom0 payload was built meanwhile (key $KEY)"
+	exit 0
+fi
+
+T0=$(xt_now_ms)
+xt_log "building dom0 payload (key $KEY) in $BUILD"
+xt_apt_install debootstrap cpio gzip xz-utils zstd debian-archive-keyring
+
+# --- mirrors: the host's own apt sources (one-line or deb822 format) ------------------------
+host_uris() {
+	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		sed -n -E 's/^[[:space:]]*(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|URIs:[[:space:]]*)//p' |
+		tr -s ' \t' '\n' | grep -E '^(https?|ftp)://' || true
+}
+MIRROR=${XT_MIRROR:-$(host_uris | grep -E '/debian/?$' | head -n 1)}
+SECMIRROR=${XT_SECURITY_MIRROR:-$(host_uris | grep -E '/debian-security/?$' | head -n 1)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
+xt_log "mirrors: $MIRROR and $SECMIRROR"
+
+in_root() {
+	chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+		DEBIAN_FRONTEND=noninteractive "$@"
+}
+# save_debs: keep every .deb the rootfs' apt fetched, for the next rebuild.
+save_debs() {
+	find "$ROOT/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -n -t "$DEBS/" {} + 2>/dev/null || true
+}
+fail_log() {
+	tail -n 30 "$1" >&2
+	xt_die "$2 (full log: $1)"
+}
+
+# --- 1. debootstrap ---------------------------------------------------------------------------
+rm -rf "$BUILD"
+mkdir -p "$BUILD"
+t=$(xt_now_ms)
+debootstrap --variant=minbase --cache-dir="$DEBS" "$SUITE" "$ROOT" "$MIRROR" >"$BUILD/debootstrap.log" 2>&1 ||
+	fail_log "$BUILD/debootstrap.log" "debootstrap failed"
+xt_log "debootstrap done ($(xt_elapsed "$t"))"
+
+# --- 2. packages (bookworm + -updates + -security, so xen-utils matches the hypervisor) -------
+t=$(xt_now_ms)
+cat >"$ROOT/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECMIRROR $SUITE-security main
+EOF
+echo 'Acquire::Languages "none";' >"$ROOT/etc/apt/apt.conf.d/99xen-harness"
+# No service may start inside the chroot.
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+# Offer the kept .deb files to apt (it verifies them against the index before use).
+find "$DEBS" -maxdepth 1 -name '*.deb' -exec cp -n -t "$ROOT/var/cache/apt/archives/" {} + 2>/dev/null || true
+mapfile -t PKGS < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PKGLIST" | grep -v '^$')
+APTLOG="$BUILD/apt.log"
+in_root apt-get update -q >"$APTLOG" 2>&1 || fail_log "$APTLOG" "apt-get update in the rootfs failed"
+in_root apt-get -y -q dist-upgrade >>"$APTLOG" 2>&1 || fail_log "$APTLOG" "apt-get dist-upgrade failed"
+# xen-utils' postinst prints "Can't find hypervisor information in sysfs!" in a chroot: harmless.
+in_root apt-get install -y -q --no-install-recommends "${PKGS[@]}" >>"$APTLOG" 2>&1 ||
+	fail_log "$APTLOG" "apt-get install ${PKGS[*]} failed"
+# The hypervisor and the dom0 kernel are only downloaded (dependencies included), then unpacked
+# on the host: they are boot modules for QEMU, not files dom0 needs.
+KPKG=$(in_root apt-cache depends linux-image-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-/ {print $2; exit}')
+[ -n "$KPKG" ] || xt_die "cannot resolve linux-image-amd64 to a kernel package"
+KVER=${KPKG#linux-image-}
+in_root apt-get install -y -q --download-only --no-install-recommends "$KPKG" "xen-hypervisor-$XENVER-amd64" \
+	>>"$APTLOG" 2>&1 || fail_log "$APTLOG" "downloading $KPKG and xen-hypervisor-$XENVER-amd64 failed"
+save_debs
+xt_log "packages installed ($(xt_elapsed "$t")); kernel $KPKG"
+
+# pick_deb PKG: the .deb of PKG's candidate version in the rootfs' apt archive.
+pick_deb() {
+	local ver f
+	ver=$(in_root dpkg-query -W -f='${Version}' "$1" 2>/dev/null || true)
+	[ -n "$ver" ] || ver=$(in_root apt-cache policy "$1" | awk '$1 == "Candidate:" {print $2}')
+	f="$ROOT/var/cache/apt/archives/${1}_${ver//:/%3a}_amd64.deb"
+	[ -e "$f" ] || xt_die "no .deb for $1 $ver in the rootfs' apt archive"
+	echo "$f"
+}
+KDEB=$(pick_deb "$KPKG")
+XDEB=$(pick_deb "xen-hypervisor-$XENVER-amd64")
+XENVERSION=$(dpkg-deb -f "$XDEB" Version)
+UTILSVERSION=$(in_root dpkg-query -W -f='${Version}' "xen-utils-$XENVER")
+[ "$XENVERSION" = "$UTILSVERSION" ] ||
+	xt_die "xen-hypervisor-$XENVER-amd64 $XENVERSION != xen-utils-$XENVER $UTILSVERSION (the tools must match Xen)"
+
+# --- 3. Xen, kernel and the module closure ----------------------------------------------------
+t=$(xt_now_ms)
+NEW="$XT_CACHE/dom0.new"
+rm -rf "$NEW" "$BUILD/x"
+mkdir -p "$NEW" "$BUILD/x/kernel" "$BUILD/x/xen"
+dpkg-deb -x "$XDEB" "$BUILD/x/xen"
+dpkg-deb -x "$KDEB" "$BUILD/x/kernel"
+gzip -dc "$BUILD/x/xen/boot/xen-$XENVER-amd64.gz" >"$NEW/xen.elf"
+# Xen would unpack the bzImage's XZ payload itself, which takes ~9 s under TCG; hand it the ELF.
+# The payload sits at setup_sects (byte 0x1f1) + payload_offset (0x248), payload_length (0x24c)
+# bytes long (Linux's Documentation/arch/x86/boot.rst); XZ is Debian's choice, gzip/zstd also work.
+VMLINUZ="$BUILD/x/kernel/boot/vmlinuz-$KVER"
+le32() { od -An -tu4 -j "$2" -N4 "$1" | tr -d ' '; }
+setup_sects=$(od -An -tu1 -j $((0x1f1)) -N1 "$VMLINUZ" | tr -d ' ')
+[ "$setup_sects" = 0 ] && setup_sects=4
+start=$(((setup_sects + 1) * 512 + $(le32 "$VMLINUZ" $((0x248)))))
+dd if="$VMLINUZ" of="$BUILD/payload" bs=64K iflag=skip_bytes,count_bytes status=none \
+	skip="$start" count="$(le32 "$VMLINUZ" $((0x24c)))"
+case "$(od -An -tx1 -N4 "$BUILD/payload" | tr -d ' ')" in
+fd377a58) xz -dc --single-stream <"$BUILD/payload" >"$NEW/vmlinux" ;;
+1f8b*) gzip -dc <"$BUILD/payload" >"$NEW/vmlinux" 2>/dev/null || [ -s "$NEW/vmlinux" ] ;;
+28b52ffd) zstd -dc <"$BUILD/payload" >"$NEW/vmlinux" ;;
+*) xt_die "unknown compression of the bzImage payload of $VMLINUZ" ;;
+esac
+[ "$(od -An -c -j1 -N3 "$NEW/vmlinux" | tr -d ' ')" = ELF ] || xt_die "the unpacked kernel of $VMLINUZ is not an ELF"
+
+MODDIR="$ROOT/usr/lib/modules/$KVER"
+rm -rf "$MODDIR"
+mkdir -p "$ROOT/usr/lib/modules"
+mv "$BUILD/x/kernel/lib/modules/$KVER" "$MODDIR"
+in_root depmod "$KVER"
+KEEP="$BUILD/modules.keep"
+for m in $DOM0_MODULES; do
+	# Prints "insmod /path.ko" per module in dependency order, or "builtin NAME".
+	in_root modprobe -S "$KVER" --show-depends "$m" || xt_die "module $m not found in $KPKG"
+done | awk '$1 == "insmod" {print $2}' | sed 's|^/lib/|/usr/lib/|' | sort -u >"$KEEP"
+find "$MODDIR" -name '*.ko*' | while read -r f; do
+	grep -qxF "${f#"$ROOT"}" "$KEEP" || rm -f "$f"
+done
+find "$MODDIR" -type d -empty -delete
+in_root depmod "$KVER"
+xt_log "xen.elf, vmlinux, $(wc -l <"$KEEP") modules kept ($(xt_elapsed "$t"))"
+
+# --- 4. trim and pack -----------------------------------------------------------------------
+t=$(xt_now_ms)
+{
+	echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) key=$KEY"
+	echo "host: $(. /etc/os-release && echo "$PRETTY_NAME")"
+	echo "xen-hypervisor-$XENVER-amd64: $XENVERSION"
+	echo "$KPKG: $(dpkg-deb -f "$KDEB" Version)"
+	echo "modules: $(sed 's|.*/||' "$KEEP" | tr '\n' ' ')"
+	in_root dpkg-query -W -f='${Package}: ${Version}\n' "${PKGS[@]}" xen-utils-common
+} >"$NEW/versions.txt"
+# The run overlay provides the real /init; this one only explains a missing overlay.
+cat >"$ROOT/init" <<'EOF'
+#!/bin/sh
+echo "xen-harness: this dom0 initramfs needs the per-run overlay (tests/harness/run-suite.sh appends it)"
+echo o > /proc/sysrq-trigger
+EOF
+chmod 755 "$ROOT/init"
+echo xen-dom0 >"$ROOT/etc/hostname"
+rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* \
+	"$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/* \
+	"$ROOT"/usr/lib/udev/hwdb.bin "$ROOT"/etc/udev/hwdb.bin "$ROOT"/usr/share/zoneinfo
+# Uncompressed: unpacking gzip in dom0 took ~11 s under TCG; a plain cpio takes a fraction of it.
+(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet) >"$NEW/dom0-initrd.cpio"
+echo "$KEY" >"$NEW/key"
+rm -rf "$OUT"
+mv "$NEW" "$OUT"
+xt_log "packed $(du -h "$OUT/dom0-initrd.cpio" | cut -f1) initramfs ($(xt_elapsed "$t"))"
+xt_log "dom0 payload built in $(xt_elapsed "$T0"): $OUT"
+cat "$OUT/versions.txt" >&2

@@ -1,0 +1,460 @@
+# shellcheck shell=bash disable=SC2034 # XT_* variables are for the scenarios
+# Scenario library of the real-Xen harness, sourced in dom0 before every scenario script.
+#
+# Guests are addressed by NAME (the xl domain name). xt_create records the domid, so every later
+# helper talks about exactly that domain: a restarted guest (new domid) is noticed, not confused
+# with the old one. Files per guest, under $XT_RUN: NAME.cfg, NAME.domid, NAME.create.log.
+# Console log: /var/log/xen/console/guest-NAME.log (xenconsoled --log=guest).
+#
+# Helpers (return 0 on success; docs/TESTING-XEN.md has the full API):
+#   result NAME PASS|FAIL DETAILS...     record one result (printed as `RESULT NAME ...`)
+#   xt_log MSG...                        progress line on the console
+#   xt_write_cfg NAME [key=value]...     write NAME.cfg, print its path
+#   xt_create NAME [key=value]...        xt_write_cfg + `xl create`; sets XT_DOMID
+#   xt_domid NAME                        print the recorded domid
+#   xt_track NAME                        re-record NAME's domid after restore/migrate; sets XT_DOMID
+#   xt_console NAME                      print the console log path
+#   xt_console_has NAME ERE              console already has a matching line; sets XT_MATCH
+#   xt_wait_console NAME ERE [SECS]      wait for a console line; sets XT_MATCH
+#   xt_state NAME                        print running | shutdown | gone (of the recorded domid)
+#   xt_wait_end NAME [SECS]              wait until the domain is shut down or gone
+#   xt_wait_gone NAME [SECS]             wait until the domain no longer exists
+#   xt_shutdown_reason NAME              print poweroff|reboot|suspend|crash|watchdog|soft_reset|unknown
+#   xt_restarted NAME                    true if xl restarted NAME under a new domid
+#   xt_triple_faults                     print the number of `Triple fault` lines of this attempt
+#   xt_expect_end NAME REASON [SECS]     wait + reason + restart + triple fault; sets XT_REASON,
+#                                        XT_REASON_SRC, XT_WHY
+#   xt_field LINE KEY                    print the value of KEY=value in LINE
+#   xt_destroy NAME                      destroy the domain if it exists, wait until gone
+#   xt_dump NAME                         print state, console tail and xl log tail (`xt| ` lines)
+#
+# Every fork+exec costs 0.2-0.5 s in this dom0 (PV page-table updates under TCG), so the helpers
+# read files with bash builtins and only run `xl` where Xen must be asked.
+
+XT_RUN=${XT_RUN:-/run/xt}
+XT_GUEST_KERNEL=${XT_GUEST_KERNEL:-/harness/guest/kernel}
+XT_CONSOLE_DIR=/var/log/xen/console
+XT_BRIDGE=xenbr0
+XT_BRIDGE_IP=169.254.77.1
+XT_RESULTS=${XT_RESULTS:-$XT_RUN/results}
+XT_MATCH=""
+XT_REASON=""
+XT_REASON_SRC=""
+XT_WHY=""
+[ -d "$XT_RUN" ] || mkdir -p "$XT_RUN"
+
+# xt_log MSG...: one progress line.
+xt_log() { echo "xt: ${XT_SCENARIO:+$XT_SCENARIO: }$*"; }
+
+# result NAME PASS|FAIL DETAILS...: record a result of the running scenario. The runner prints it
+# as `RESULT NAME PASS|FAIL DETAILS` once the attempt is over (a FLAKE attempt's results are
+# dropped). DETAILS is folded onto one line.
+result() {
+	local name=${1:-unnamed} st=${2:-} detail
+	shift 2 || shift $#
+	detail=$*
+	detail=${detail//[$'\r\n\t']/ }
+	case "$st" in
+	PASS | FAIL) ;;
+	*)
+		detail="result called with status '$st' (must be PASS or FAIL): $detail"
+		st=FAIL
+		;;
+	esac
+	name=${name// /_}
+	echo "RESULT $name $st $detail" >>"$XT_RESULTS"
+	xt_log "check $name: $st $detail"
+}
+xt_result() { result "$@"; }
+
+# _xt_up: set _XT_UP to dom0's uptime in whole seconds and _XT_UPF to it with hundredths.
+_xt_up() {
+	local _
+	read -r _XT_UPF _ </proc/uptime
+	_XT_UP=${_XT_UPF%.*}
+}
+# xt_now: print dom0's uptime in seconds (with hundredths).
+xt_now() {
+	_xt_up
+	echo "$_XT_UPF"
+}
+# _xt_since UPF: set _XT_SINCE to "12.34" seconds since the uptime UPF.
+_xt_since() {
+	local a b
+	_xt_up
+	a=${1/./}
+	b=${_XT_UPF/./}
+	a=$((10#$b - 10#$a))
+	printf -v _XT_SINCE '%d.%02d' $((a / 100)) $((a % 100))
+}
+
+xt_console() { echo "$XT_CONSOLE_DIR/guest-$1.log"; }
+# _xt_id NAME: set _XT_ID to NAME's recorded domid ("" if none).
+_xt_id() {
+	_XT_ID=""
+	[ -r "$XT_RUN/$1.domid" ] && read -r _XT_ID <"$XT_RUN/$1.domid"
+	return 0
+}
+xt_domid() {
+	_xt_id "$1"
+	echo "$_XT_ID"
+}
+
+# xt_track NAME: record NAME's current domid, for a domain that legitimately got a new one
+# (xl restore, xl migrate, an intended on_reboot="restart"); sets XT_DOMID.
+xt_track() {
+	local id
+	id=$(xl domid "$1" 2>/dev/null)
+	[ -n "$id" ] || return 1
+	echo "$id" >"$XT_RUN/$1.domid"
+	XT_DOMID=$id
+}
+
+# xt_vif_default N: a vif spec on xenbr0 with the MAC 00:16:3e:77:00:<N in hex> and the
+# harness's quick hotplug script (xt-vif).
+xt_vif_default() {
+	printf 'bridge=%s,mac=00:16:3e:77:00:%02x,script=/etc/xen/scripts/xt-vif' "$XT_BRIDGE" "$1"
+}
+
+# xt_write_cfg NAME [key=value]...: write $XT_RUN/NAME.cfg and print its path. Keys:
+#   memory=MiB (32)  cmdline=STRING ("then=poweroff")  kernel=ELF ($XT_GUEST_KERNEL)
+#   vcpus=N (1)  type=pvh  on_poweroff=destroy  on_crash=preserve  on_reboot=preserve
+#   vif=SPEC (one xl vif spec, or "default": xt_vif_default with N = 16 + guests created so far)
+#   disk=SPEC (one xl disk spec)  cfg=LINE (a raw xl.cfg line, repeatable)
+# (timeout=SECS belongs to xt_create and is ignored here.)
+xt_write_cfg() {
+	local name=$1
+	shift
+	local memory=32 cmdline="then=poweroff" kernel=$XT_GUEST_KERNEL vcpus=1 type=pvh
+	local on_poweroff=destroy on_crash=preserve on_reboot=preserve vif="" disk="" timeout=""
+	local extra=() kv k v seq=0
+	for kv in "$@"; do
+		k=${kv%%=*}
+		v=${kv#*=}
+		case "$k" in
+		memory | cmdline | kernel | vcpus | type | on_poweroff | on_crash | on_reboot | vif | disk | timeout)
+			printf -v "$k" '%s' "$v"
+			;;
+		cfg) extra+=("$v") ;;
+		*)
+			xt_log "xt_write_cfg: unknown key '$k'" >&2
+			return 2
+			;;
+		esac
+	done
+	case "$cmdline$name$kernel$vif$disk" in
+	*'"'* | *"'"* | *$'\n'*)
+		xt_log "xt_write_cfg: quotes and newlines are not allowed in name, cmdline, kernel, vif, disk" >&2
+		return 2
+		;;
+	esac
+	if ! [ -e "$kernel" ]; then
+		xt_log "xt_write_cfg: guest kernel $kernel does not exist" >&2
+		return 2
+	fi
+	[ -r "$XT_RUN/guest-seq" ] && read -r seq <"$XT_RUN/guest-seq"
+	echo $((seq + 1)) >"$XT_RUN/guest-seq"
+	[ "$vif" = default ] && vif=$(xt_vif_default $((seq + 16)))
+	{
+		echo "name = \"$name\""
+		echo "type = \"$type\""
+		echo "kernel = \"$kernel\""
+		echo "cmdline = \"$cmdline\""
+		echo "memory = $memory"
+		echo "vcpus = $vcpus"
+		echo "on_poweroff = \"$on_poweroff\""
+		echo "on_crash = \"$on_crash\""
+		echo "on_reboot = \"$on_reboot\""
+		[ -n "$vif" ] && echo "vif = [ '$vif' ]"
+		[ -n "$disk" ] && echo "disk = [ '$disk' ]"
+		for kv in "${extra[@]}"; do echo "$kv"; done
+	} >"$XT_RUN/$name.cfg"
+	echo "$XT_RUN/$name.cfg"
+}
+
+# xt_monitor_domid NAME: print the domid xl's monitor process last logged for NAME
+# ("Waiting for domain NAME (domid N) to die" in /var/log/xen/xl-NAME.log).
+xt_monitor_domid() {
+	local line id=""
+	while IFS= read -r line; do
+		[[ $line =~ Waiting\ for\ domain\ $1\ \(domid\ ([0-9]+)\) ]] && id=${BASH_REMATCH[1]}
+	done <"/var/log/xen/xl-$1.log" 2>/dev/null
+	echo "$id"
+}
+
+# xt_create NAME [key=value]...: xt_write_cfg, then `xl create` (timeout=SECS, default 60).
+# A leftover domain called NAME is destroyed first. On success sets XT_DOMID and records it
+# (xt_domid); on failure prints xl's output and returns non-zero.
+xt_create() {
+	local name=$1 kv timeout=60 cfgf t0 rc
+	for kv in "${@:2}"; do
+		case "$kv" in timeout=*) timeout=${kv#timeout=} ;; esac
+	done
+	cfgf=$(xt_write_cfg "$@") || return 2
+	if xl domid "$name" >/dev/null 2>&1; then
+		xt_log "destroying leftover domain $name"
+		timeout 60 xl destroy "$name" >/dev/null 2>&1
+	fi
+	rm -f "$XT_CONSOLE_DIR/guest-$name.log" "$XT_RUN/$name.domid"
+	echo "$name" >>"$XT_RUN/guests"
+	_xt_up
+	t0=$_XT_UPF
+	timeout "$timeout" xl create "$cfgf" >"$XT_RUN/$name.create.log" 2>&1
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		xt_log "xl create $name failed (rc=$rc, 124 = timeout ${timeout}s):"
+		while IFS= read -r kv; do echo "xt| $kv"; done <"$XT_RUN/$name.create.log"
+		return 1
+	fi
+	XT_DOMID=$(xl domid "$name" 2>/dev/null)
+	# The guest may already have ended (on_poweroff=destroy) before we asked.
+	[ -n "$XT_DOMID" ] || XT_DOMID=$(xt_monitor_domid "$name")
+	echo "$XT_DOMID" >"$XT_RUN/$name.domid"
+	_xt_since "$t0"
+	xt_log "created $name domid=${XT_DOMID:-?} in $_XT_SINCE s ($cfgf: $*)"
+	[ -n "$XT_DOMID" ]
+}
+
+# _xt_list NAME: set _XT_STATE (running | shutdown | gone) and _XT_CODE (Xen's shutdown reason
+# code, hex, or "") from `xl list -v <recorded domid>`: one xl call, parsed in bash.
+# Columns: name id mem vcpus state time uuid reason-code [label]; state letters r b p s c d,
+# where the 4th is "s" once the domain shut down and the 6th "d" while it is dying.
+_xt_list() {
+	local out line st code
+	_XT_STATE=gone
+	_XT_CODE=""
+	_xt_id "$1"
+	[ -n "$_XT_ID" ] || return 0
+	out=$(xl list -v "$_XT_ID" 2>/dev/null) || return 0
+	line=${out#*$'\n'}
+	[ "$line" != "$out" ] || return 0
+	read -r _ _ _ _ st _ _ code _ <<<"$line"
+	if [ "${st:3:1}" = s ]; then
+		_XT_STATE=shutdown
+		_XT_CODE=$code
+	elif [ "${st:5:1}" = d ]; then
+		_XT_STATE=shutdown
+	else
+		_XT_STATE=running
+	fi
+}
+xt_state() {
+	_xt_list "$1"
+	echo "$_XT_STATE"
+}
+# xt_xl_list_v NAME: print the `xl list -v` line of NAME's recorded domid (for dumps).
+xt_xl_list_v() {
+	_xt_id "$1"
+	[ -n "$_XT_ID" ] && xl list -v "$_XT_ID" 2>/dev/null | tail -n +2
+}
+
+# xt_console_has NAME ERE: true if the console log already has a line matching ERE (bash
+# regex = POSIX ERE); the first such line, without CR, goes to XT_MATCH.
+xt_console_has() {
+	local line
+	XT_MATCH=""
+	[ -r "$XT_CONSOLE_DIR/guest-$1.log" ] || return 1
+	while IFS= read -r line || [ -n "$line" ]; do
+		line=${line%$'\r'}
+		if [[ $line =~ $2 ]]; then
+			XT_MATCH=$line
+			return 0
+		fi
+	done <"$XT_CONSOLE_DIR/guest-$1.log"
+	return 1
+}
+
+# xt_console_count NAME ERE: print how many console lines match ERE.
+xt_console_count() {
+	local line n=0
+	if [ -r "$XT_CONSOLE_DIR/guest-$1.log" ]; then
+		while IFS= read -r line || [ -n "$line" ]; do
+			line=${line%$'\r'}
+			[[ $line =~ $2 ]] && n=$((n + 1))
+		done <"$XT_CONSOLE_DIR/guest-$1.log"
+	fi
+	echo "$n"
+}
+
+# xt_wait_console NAME ERE [SECS=30]: wait until the console log has a line matching ERE.
+# Gives up early, after a 2 s grace for xenconsoled, once the domain has ended.
+xt_wait_console() {
+	local name=$1 re=$2 dl ended=""
+	_xt_up
+	dl=$((_XT_UP + ${3:-30}))
+	while [ "$_XT_UP" -lt "$dl" ]; do
+		xt_console_has "$name" "$re" && return 0
+		if [ -z "$ended" ]; then
+			_xt_list "$name"
+			[ "$_XT_STATE" = running ] || ended=$((_XT_UP + 2))
+		elif [ "$_XT_UP" -ge "$ended" ]; then
+			break
+		fi
+		sleep 0.2
+		_xt_up
+	done
+	xt_console_has "$name" "$re"
+}
+
+# xt_wait_end NAME [SECS=30]: wait until the domain is shut down or gone.
+xt_wait_end() {
+	local dl
+	_xt_up
+	dl=$((_XT_UP + ${2:-30}))
+	while :; do
+		_xt_list "$1"
+		[ "$_XT_STATE" = running ] || return 0
+		_xt_up
+		[ "$_XT_UP" -lt "$dl" ] || return 1
+		sleep 0.2
+	done
+}
+
+# xt_wait_gone NAME [SECS=30]: wait until the domain no longer exists.
+xt_wait_gone() {
+	local dl
+	_xt_up
+	dl=$((_XT_UP + ${2:-30}))
+	while :; do
+		_xt_list "$1"
+		[ "$_XT_STATE" = gone ] && return 0
+		_xt_up
+		[ "$_XT_UP" -lt "$dl" ] || return 1
+		sleep 0.2
+	done
+}
+
+# xt_reason_name CODE: Xen's SHUTDOWN_* code (xen/include/public/sched.h) as a word.
+xt_reason_name() {
+	case "$1" in
+	0) echo poweroff ;;
+	1) echo reboot ;;
+	2) echo suspend ;;
+	3) echo crash ;;
+	4) echo watchdog ;;
+	5) echo soft_reset ;;
+	*) echo unknown ;;
+	esac
+}
+
+# _xt_reason NAME: why the recorded domid shut down, from two independent sources:
+#  - Xen itself while the domain is still listed (preserved): the reason code of `xl list -v`;
+#  - xl's monitor process, which logs "Domain N has shut down, reason code R 0x.." to
+#    /var/log/xen/xl-NAME.log before it carries out on_poweroff/on_crash/on_reboot.
+# Sets XT_REASON (the reason, "inconsistent:xen=A/xl=B" if they disagree, "running" or
+# "unknown") and XT_REASON_SRC ("xen=A xl=B", "-" for a source that had no answer).
+_xt_reason() {
+	local name=$1 xen="" mon="" line dl
+	XT_REASON_SRC=""
+	_xt_list "$name"
+	if [ "$_XT_STATE" = running ]; then
+		XT_REASON=running
+		return
+	fi
+	[[ $_XT_CODE =~ ^[0-9a-fA-F]+$ ]] && xen=$(xt_reason_name $((16#$_XT_CODE)))
+	# The monitor logs the reason within milliseconds of the shutdown; allow it a few seconds.
+	_xt_up
+	dl=$((_XT_UP + 5))
+	while [ -n "$_XT_ID" ]; do
+		while IFS= read -r line; do
+			[[ $line =~ Domain\ $_XT_ID\ has\ shut\ down,\ reason\ code\ ([0-9]+) ]] &&
+				mon=$(xt_reason_name "${BASH_REMATCH[1]}")
+		done <"/var/log/xen/xl-$name.log" 2>/dev/null
+		[ -n "$mon" ] && break
+		_xt_up
+		[ "$_XT_UP" -lt "$dl" ] || break
+		sleep 0.2
+	done
+	XT_REASON_SRC="xen=${xen:--} xl=${mon:--}"
+	if [ -n "$xen" ] && [ -n "$mon" ] && [ "$xen" != "$mon" ]; then
+		XT_REASON="inconsistent:xen=$xen/xl=$mon"
+	else
+		XT_REASON=${xen:-${mon:-unknown}}
+	fi
+}
+# xt_shutdown_reason NAME: print the reason _xt_reason finds (see there).
+xt_shutdown_reason() {
+	_xt_reason "$1"
+	echo "$XT_REASON"
+}
+
+# xt_restarted NAME: true if NAME now exists under a different domid than xt_create recorded,
+# or xl's monitor logged a restart ("Done. Rebooting now").
+xt_restarted() {
+	local now line
+	_xt_id "$1"
+	now=$(xl domid "$1" 2>/dev/null)
+	[ -n "$now" ] && [ "$now" != "$_XT_ID" ] && return 0
+	while IFS= read -r line; do
+		[[ $line == *"Done. Rebooting now"* ]] && return 0
+	done <"/var/log/xen/xl-$1.log" 2>/dev/null
+	return 1
+}
+
+# xt_triple_faults: number of `Triple fault` lines in Xen's log since this attempt started
+# (the runner clears Xen's console ring before every attempt).
+xt_triple_faults() {
+	local n
+	n=$(xl dmesg 2>/dev/null | grep -c 'Triple fault')
+	echo "${n:-0}"
+}
+
+# xt_expect_end NAME REASON [SECS=30]: wait for the domain to end, then check that it ended with
+# REASON, was not restarted and did not triple-fault. Sets XT_REASON (the reason seen),
+# XT_REASON_SRC (which source said what, see _xt_reason) and XT_WHY (what was wrong; empty on
+# success).
+xt_expect_end() {
+	local name=$1 want=$2 tf
+	XT_REASON=""
+	XT_REASON_SRC=""
+	XT_WHY=""
+	if ! xt_wait_end "$name" "${3:-30}"; then
+		XT_REASON=running
+		XT_WHY="still running after ${3:-30} s"
+		return 1
+	fi
+	_xt_reason "$name"
+	tf=$(xt_triple_faults)
+	if [ "$tf" -gt 0 ]; then
+		XT_WHY="Triple fault in xl dmesg (reason $XT_REASON)"
+	elif xt_restarted "$name"; then
+		XT_WHY="restarted under a new domid (was $(xt_domid "$name"), now $(xl domid "$name" 2>/dev/null))"
+	elif [ "$XT_REASON" != "$want" ]; then
+		XT_WHY="ended with reason $XT_REASON, expected $want"
+	fi
+	[ -z "$XT_WHY" ]
+}
+
+# xt_field LINE KEY: print the value of the first KEY=value token in LINE (values without
+# spaces, such as the numbers of `xenrs memory:`).
+xt_field() {
+	local tok
+	for tok in $1; do
+		if [[ $tok == "$2="* ]]; then
+			tok=${tok#*=}
+			tok=${tok#\"}
+			echo "${tok%\"}"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# xt_destroy NAME: destroy the recorded domain if it still exists, wait until it is gone.
+xt_destroy() {
+	_xt_id "$1"
+	[ -n "$_XT_ID" ] || return 0
+	timeout 60 xl destroy "$_XT_ID" >/dev/null 2>&1
+	xt_wait_gone "$1" 20
+}
+
+# xt_dump NAME: the guest's state, console tail and xl's log tail, for the CI log.
+xt_dump() {
+	local name=$1
+	echo "xt| ---- guest $name (domid $(xt_domid "$name")) state=$(xt_state "$name") ----"
+	echo "xt| xl list -v: $(xt_xl_list_v "$name")"
+	echo "xt| -- console $(xt_console "$name") (last 40 lines):"
+	tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | tail -n 40 | sed 's/^/xt|   /'
+	echo "xt| -- /var/log/xen/xl-$name.log (last 15 lines):"
+	tail -n 15 "/var/log/xen/xl-$name.log" 2>/dev/null | sed 's/^/xt|   /'
+}

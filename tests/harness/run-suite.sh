@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Host side of the real-Xen harness: QEMU (TCG) -> Xen 4.17 -> Debian dom0 -> `xl create`.
+#
+#   run-suite.sh [--only a,b] [--scenario FILE]... [options]     run the scenarios (one QEMU boot)
+#   run-suite.sh --interactive [--memory N] [--cmdline "..."]    boot one guest, console live
+#
+# Options:
+#   --only LIST        comma-separated built-in scenarios (tests/scenarios/NAME.sh) to run;
+#                      default: all of them; "none": only the --scenario files
+#   --scenario FILE    also run this user scenario (repeatable) against a fresh default guest
+#   --kernel ELF       guest kernel (default: $CARGO_TARGET_DIR or target/ + x86_64-xen/release/kernel)
+#   --memory N         interactive guest's memory in MiB (default 32)
+#   --cmdline STR      interactive guest's command line (default "then=poweroff")
+#   --timeout SECS     QEMU's wall-clock limit (default: 300 + twice the scenarios' timeouts, at
+#                      most 3600; interactive: none)
+#   --smp N            emulated CPUs (default 2)
+#   --log FILE         serial log (default target/xen-harness/serial-<time>.log)
+#   --shell            after the run, a root shell in dom0 on the console (implies a terminal)
+#
+# Suite mode exits 0 only if dom0 printed its final summary, no result is FAIL, every scenario
+# reported, and QEMU ended by itself before the timeout. The serial log has every line with the
+# host's seconds since QEMU started.
+set -uo pipefail
+
+# shellcheck source=tests/harness/host-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/host-lib.sh"
+
+MODE=suite
+ONLY=""
+USER_FILES=()
+KERNEL=""
+MEMORY=32
+CMDLINE="then=poweroff"
+TIMEOUT=""
+SMP=2
+LOG=""
+SHELL_AT_END=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--interactive) MODE=interactive ;;
+	--only) ONLY=${2:?--only needs a list}; shift ;;
+	--only=*) ONLY=${1#--only=} ;;
+	--scenario) USER_FILES+=("${2:?--scenario needs a file}"); shift ;;
+	--scenario=*) USER_FILES+=("${1#--scenario=}") ;;
+	--kernel) KERNEL=${2:?}; shift ;;
+	--memory) MEMORY=${2:?}; shift ;;
+	--cmdline) CMDLINE=${2?}; shift ;;
+	--timeout) TIMEOUT=${2:?}; shift ;;
+	--smp) SMP=${2:?}; shift ;;
+	--log) LOG=${2:?}; shift ;;
+	--shell) SHELL_AT_END=1 ;;
+	-h | --help)
+		sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*) xt_die "unknown option '$1' (see --help)" ;;
+	esac
+	shift
+done
+case "$MEMORY" in '' | *[!0-9]*) xt_die "--memory needs a number of MiB" ;; esac
+
+# --- what to run -------------------------------------------------------------------------------
+SCEN_DIR="$XT_REPO/tests/scenarios"
+mapfile -t ALL < <(find "$SCEN_DIR" -maxdepth 1 -name '*.sh' -printf '%f\n' 2>/dev/null | sed 's/\.sh$//' | LC_ALL=C sort)
+SELECTED=()
+if [ -z "$ONLY" ]; then
+	SELECTED=("${ALL[@]}")
+elif [ "$ONLY" != none ]; then
+	IFS=',' read -r -a want <<<"$ONLY"
+	for w in "${want[@]}"; do
+		w=${w// /}
+		[ -n "$w" ] || continue
+		[ -f "$SCEN_DIR/$w.sh" ] || xt_die "--only: no scenario '$w' (have: ${ALL[*]})"
+		SELECTED+=("$w")
+	done
+fi
+USER_NAMES=()
+for f in "${USER_FILES[@]}"; do
+	[ -f "$f" ] || xt_die "--scenario: no such file '$f'"
+	n=$(basename "$f" .sh)
+	n=${n//[^A-Za-z0-9_.-]/_}
+	for u in "${USER_NAMES[@]}" "${SELECTED[@]}"; do
+		[ "$u" = "$n" ] && xt_die "--scenario: two scenarios are named '$n'; rename one file"
+	done
+	USER_NAMES+=("$n")
+done
+if [ "$MODE" = suite ] && [ $((${#SELECTED[@]} + ${#USER_NAMES[@]})) -eq 0 ]; then
+	xt_die "no scenario selected"
+fi
+
+[ -n "$KERNEL" ] || KERNEL=$(xt_kernel_elf)
+[ -f "$KERNEL" ] || xt_die "no guest kernel at $KERNEL (build it with: cargo kbuild)"
+
+# --- payload -------------------------------------------------------------------------------------
+xt_apt_install qemu-system-x86 cpio
+case "$(qemu-system-x86_64 --version | head -n 1)" in
+*" 7."*) ;;
+*) xt_log "WARNING: $(qemu-system-x86_64 --version | head -n 1): the harness was measured on QEMU 7.2 (bookworm); QEMU 10 breaks nested SVM guests" ;;
+esac
+"$XT_HARNESS/build-dom0.sh" || xt_die "building the dom0 payload failed"
+DOM0="$XT_CACHE/dom0"
+
+# Everything of this run lives in its own directory (several runs may share the cache).
+mkdir -p "$XT_CACHE"
+# Leftovers of runs that were killed (QEMU has read its files within seconds of starting).
+find "$XT_CACHE" -maxdepth 1 -name 'run.*' -mmin +120 -exec rm -rf {} + 2>/dev/null
+RUN=$(mktemp -d "$XT_CACHE/run.XXXXXX")
+trap 'rm -rf "$RUN"' EXIT
+# Hard links (or copies): a concurrent dom0 rebuild cannot pull the files from under QEMU.
+for f in xen.elf vmlinux; do
+	ln "$DOM0/$f" "$RUN/$f" 2>/dev/null || cp "$DOM0/$f" "$RUN/$f"
+done
+OV="$RUN/overlay"
+mkdir -p "$OV/harness/scenarios/lib" "$OV/harness/user" "$OV/harness/guest" "$OV/etc/xen/scripts"
+install -m 755 "$XT_HARNESS/dom0/init.sh" "$OV/init"
+install -m 755 "$XT_HARNESS/dom0/runner.sh" "$OV/harness/runner.sh"
+install -m 644 "$XT_HARNESS/dom0/lib.sh" "$OV/harness/lib.sh"
+install -m 755 "$XT_HARNESS/dom0/xt-vif" "$XT_HARNESS/dom0/xt-block" "$OV/etc/xen/scripts/"
+install -m 644 "$KERNEL" "$OV/harness/guest/kernel"
+sum_timeouts=0
+for n in "${SELECTED[@]}"; do
+	install -m 644 "$SCEN_DIR/$n.sh" "$OV/harness/scenarios/$n.sh"
+done
+# Helpers shared by several scenarios: sourced after lib.sh before every scenario.
+for f in "$SCEN_DIR"/lib/*.sh; do
+	[ -e "$f" ] && install -m 644 "$f" "$OV/harness/scenarios/lib/"
+done
+for i in "${!USER_FILES[@]}"; do
+	install -m 644 "${USER_FILES[$i]}" "$OV/harness/user/${USER_NAMES[$i]}.sh"
+done
+for f in "$OV"/harness/scenarios/*.sh "$OV"/harness/user/*.sh; do
+	[ -e "$f" ] || continue
+	t=$(sed -n -E 's/^#[[:space:]]*xt-timeout:[[:space:]]*([0-9]+).*/\1/p' "$f" | head -n 1)
+	sum_timeouts=$((sum_timeouts + ${t:-120}))
+done
+{
+	printf 'XT_MODE=%q\n' "$MODE"
+	printf 'XT_SCENARIOS=%q\n' "${SELECTED[*]}"
+	printf 'XT_USER_SCENARIOS=%q\n' "${USER_NAMES[*]}"
+	printf 'XT_GUEST_MEMORY=%q\n' "$MEMORY"
+	printf 'XT_GUEST_CMDLINE=%q\n' "$CMDLINE"
+	printf 'XT_SCENARIO_TIMEOUT=%q\n' 120
+	printf 'XT_SHELL=%q\n' "$SHELL_AT_END"
+} >"$OV/harness/run.conf"
+# The kernel unpacks concatenated (separately compressed) cpio archives in order, later files
+# replacing earlier ones: the cached dom0 image first, this run's overlay after it.
+# (Both are plain newc cpio: GNU cpio pads each to 512 bytes, so the second starts aligned.)
+(cd "$OV" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$RUN/overlay.cpio"
+cat "$DOM0/dom0-initrd.cpio" "$RUN/overlay.cpio" >"$RUN/initrd.cpio"
+
+# --- QEMU ------------------------------------------------------------------------------------
+LOGDIR="$(xt_target_dir)/xen-harness"
+mkdir -p "$LOGDIR"
+SUMMARY="$LOGDIR/summary-latest.txt"
+# Replaced by the real verdict at the end; says FAIL if this script dies on the way.
+printf 'RESULT xen-harness FAIL run-suite.sh did not finish\n0 passed, 1 failed\nflakes: 0\n' >"$SUMMARY"
+[ -n "$LOG" ] || LOG="$LOGDIR/serial-$(date +%Y%m%d-%H%M%S)-$$.log"
+ln -sfn "$LOG" "$LOGDIR/serial-latest.log" 2>/dev/null || true
+if [ -z "$TIMEOUT" ]; then
+	# dom0 boot + every scenario twice (a triple-fault retry) + slack, but at most an hour: the
+	# per-scenario limits in dom0 are the real bound, this is the backstop (CI has 90 min).
+	if [ "$MODE" = suite ]; then
+		TIMEOUT=$((300 + 2 * sum_timeouts))
+		[ "$TIMEOUT" -le 3600 ] || TIMEOUT=3600
+	else
+		TIMEOUT=0
+	fi
+fi
+
+XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all noreboot ${XT_XEN_ARGS:-}"
+DOM0_ARGS="console=hvc0 earlyprintk=xen"
+# -initrd is QEMU's multiboot module list "FILE ARGS,FILE": a comma inside a part is doubled.
+MODULES="${RUN}/vmlinux ${DOM0_ARGS//,/,,},${RUN}/initrd.cpio"
+# shellcheck disable=SC2054 # the commas belong to -cpu
+QEMU=(qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt -m 3072 -smp "$SMP"
+	-nographic -no-reboot -nic none
+	-kernel "$RUN/xen.elf" -append "$XEN_ARGS" -initrd "$MODULES")
+
+xt_log "guest kernel: $KERNEL ($(stat -c %s "$KERNEL") bytes)"
+xt_log "overlay $(stat -c %s "$RUN/overlay.cpio") bytes + dom0 image $(stat -c %s "$DOM0/dom0-initrd.cpio") bytes"
+xt_log "serial log: $LOG"
+printf '%q ' timeout "$TIMEOUT" "${QEMU[@]}" >"$LOG.cmd"
+echo >>"$LOG.cmd"
+
+if [ "$MODE" = interactive ] || [ "$SHELL_AT_END" = 1 ]; then
+	xt_log "starting QEMU; the console is yours (Ctrl-a x quits QEMU, Ctrl-a h for help)"
+	if [ "$TIMEOUT" = 0 ]; then
+		"${QEMU[@]}" -serial mon:stdio | tee "$LOG"
+	else
+		timeout --foreground "$TIMEOUT" "${QEMU[@]}" -serial mon:stdio | tee "$LOG"
+	fi
+	exit "${PIPESTATUS[0]}"
+fi
+
+T0=${EPOCHREALTIME/./}
+# stamp: prefix every serial line with the host's seconds since QEMU started; save them all,
+# and show the harness's own lines (progress, dumps, results) live.
+stamp() {
+	local line now el ts
+	while IFS= read -r line || [ -n "$line" ]; do
+		line=${line//$'\r'/}
+		now=${EPOCHREALTIME/./}
+		el=$(((now - T0) / 1000))
+		printf -v ts '[%4d.%03d]' $((el / 1000)) $((el % 1000))
+		printf '%s %s\n' "$ts" "$line" >>"$LOG"
+		case "$line" in
+		"xt: "* | "xt| "* | "RESULT "* | *" passed, "*" failed" | "flakes: "*) printf '%s %s\n' "$ts" "$line" ;;
+		*"Panic on CPU"* | *"Kernel panic"*) printf '%s %s\n' "$ts" "$line" ;;
+		esac
+	done
+}
+: >"$LOG"
+xt_log "booting Xen + dom0 in QEMU (TCG), timeout ${TIMEOUT} s; scenarios: ${SELECTED[*]} ${USER_NAMES[*]}"
+timeout "$TIMEOUT" "${QEMU[@]}" -serial stdio -monitor none </dev/null 2>&1 | stamp
+QRC=${PIPESTATUS[0]}
+ELAPSED=$(xt_elapsed $((T0 / 1000)))
+
+# --- verdict ---------------------------------------------------------------------------------
+first_at() { grep -m1 -E "$1" "$LOG" | sed -E 's/^\[ *([0-9]+\.[0-9]+)\].*/\1 s/'; }
+xt_log "QEMU exited with $QRC after $ELAPSED (124 = killed at the ${TIMEOUT} s timeout)"
+xt_log "since QEMU start: Xen $(first_at '\(XEN\) Xen version') | dom0 kernel $(first_at 'Linux version') | dom0 ready $(first_at 'xt: dom0 ready') | suite done $(first_at 'XT-FINAL-END')"
+
+FINAL=$(sed -E 's/^\[ *[0-9]+\.[0-9]+\] //' "$LOG" | sed -n '/^XT-FINAL-BEGIN$/,/^XT-FINAL-END$/p')
+RESULTS=$(printf '%s\n' "$FINAL" | grep -E '^RESULT [^ ]+ (PASS|FAIL|FLAKE)( |$)' || true)
+PASSED=$(printf '%s\n' "$RESULTS" | grep -c -E '^RESULT [^ ]+ PASS' || true)
+FAILED=$(printf '%s\n' "$RESULTS" | grep -c -E '^RESULT [^ ]+ FAIL' || true)
+FLAKES=$(printf '%s\n' "$RESULTS" | grep -c -E '^RESULT [^ ]+ FLAKE' || true)
+DOM0_SUMMARY=$(printf '%s\n' "$FINAL" | grep -E '^[0-9]+ passed, [0-9]+ failed$' || true)
+EXPECTED=$((${#SELECTED[@]} + ${#USER_NAMES[@]}))
+PROBLEMS=()
+[ -n "$FINAL" ] || PROBLEMS+=("no final summary from dom0 (crash, hang or timeout: see $LOG)")
+[ -n "$FINAL" ] && [ "$DOM0_SUMMARY" != "$PASSED passed, $FAILED failed" ] &&
+	PROBLEMS+=("dom0's summary '$DOM0_SUMMARY' does not match the $PASSED/$FAILED RESULT lines received (garbled serial line?)")
+[ $((PASSED + FAILED)) -lt "$EXPECTED" ] && PROBLEMS+=("only $((PASSED + FAILED)) results for $EXPECTED scenarios")
+[ "$QRC" = 124 ] && PROBLEMS+=("QEMU was killed at the ${TIMEOUT} s timeout")
+
+for p in "${PROBLEMS[@]}"; do
+	RESULTS+=$'\n'"RESULT xen-harness FAIL $p"
+	FAILED=$((FAILED + 1))
+done
+printf '%s\n%s\n%s\n' "${RESULTS#$'\n'}" "$PASSED passed, $FAILED failed" "flakes: $FLAKES" | sed '/^$/d' >"$SUMMARY"
+echo "==== real-Xen suite: serial log $LOG ($ELAPSED) ===="
+cat "$SUMMARY"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,1 @@
+memory-16.sh
