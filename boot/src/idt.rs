@@ -3,9 +3,10 @@
 //! #DF, NMI, #MC and #PF run on their own IST stacks ([`crate::gdt`]), so a stack
 //! overflow into a guard page still produces a report. Each handler builds a
 //! [`FaultReport`] and calls the reporter registered with [`set_fault_reporter`]; the
-//! kernel's reporter prints it and shuts the domain down. Vectors 32 and up have no
-//! handler: nothing enables interrupt delivery yet, and a stray one would arrive as a
-//! reported #NP (error code = the vector's IDT entry).
+//! kernel's reporter prints it and shuts the domain down. Of the vectors 32 and up,
+//! only the block [`crate::interrupts::EXTERNAL_VECTORS`] has entries (trampolines to
+//! the handlers the kernel registers); any other would arrive as a reported #NP
+//! (error code = the vector's IDT entry).
 
 use core::fmt;
 
@@ -42,7 +43,7 @@ pub struct FaultReport {
 
 impl FaultReport {
     /// Collects a report from the interrupt stack frame.
-    fn new(
+    pub(crate) fn new(
         name: &'static str,
         vector: u8,
         error: u64,
@@ -94,7 +95,7 @@ pub fn set_fault_reporter(reporter: FaultReporter) {
 /// Hands a report to the reporter; without one, writes it to Xen's debug port 0xE9
 /// (`xl dmesg`) and halts with interrupts on (the vCPU stays blocked; halting with
 /// interrupts off would make Xen treat the vCPU as powered down).
-fn report(report: &FaultReport) -> ! {
+pub(crate) fn report(report: &FaultReport) -> ! {
     if let Some(reporter) = REPORTER.get() {
         reporter(report);
     }
@@ -204,6 +205,7 @@ pub(crate) unsafe fn init() {
         idt.vmm_communication_exception
             .set_handler_fn(vmm_communication);
         idt.security_exception.set_handler_fn(security);
+        crate::interrupts::install(&mut idt);
         // SAFETY: (all four) each IST index names a distinct, otherwise unused stack
         // that gdt::init stored in the loaded TSS.
         unsafe {

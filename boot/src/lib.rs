@@ -5,7 +5,8 @@
 //! identity map of the low 4 GiB ([`paging`]), enters long mode and calls
 //! [`rust_entry`], which unmaps page 0 and the stack guard pages, loads the GDT/TSS
 //! ([`gdt`]) and the IDT ([`idt`]), then calls the kernel's main, declared with
-//! [`entry_point!`].
+//! [`entry_point!`]. External interrupts (Xen's event-channel upcall) reach kernel
+//! handlers registered with [`interrupts::register_interrupt_handler`].
 //!
 //! This crate only sets up the CPU; it knows nothing about Xen services.
 #![no_std]
@@ -14,6 +15,7 @@
 mod entry;
 mod gdt;
 mod idt;
+pub mod interrupts;
 mod paging;
 mod stacks;
 

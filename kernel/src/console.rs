@@ -80,6 +80,11 @@ pub struct ConsoleInfo {
 
 /// Finds the PV console ring through the HVM params and starts using it.
 pub fn init() -> Result<ConsoleInfo, ConsoleError> {
+    attach()
+}
+
+/// Reads the console HVM params and (re)attaches the ring.
+fn attach() -> Result<ConsoleInfo, ConsoleError> {
     let pfn = hypercall::hvm_get_param(HVM_PARAM_CONSOLE_PFN).map_err(ConsoleError::Hypercall)?;
     let evtchn =
         hypercall::hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN).map_err(ConsoleError::Hypercall)?;
@@ -303,6 +308,45 @@ pub fn flush(emergency: bool) -> bool {
     match guard {
         Some(mut console) => console.ring.as_mut().is_none_or(|ring| ring.flush(budget)),
         None => false,
+    }
+}
+
+/// After a resume in a NEW domain: the toolstack bound a new console event channel
+/// (the pfn is part of the saved state, and the restore cleared the page, so both
+/// indices start again at 0, which [`Ring`] reads from the page). Re-reads both.
+pub fn resume_new_domain() -> Result<ConsoleInfo, ConsoleError> {
+    attach()
+}
+
+/// The console's suspend hook (the first one registered): after a resume in a new
+/// domain it re-reads the console's event channel before anything else prints.
+pub struct ConsoleHook;
+
+impl crate::suspend::SuspendHook for ConsoleHook {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn resume(&mut self, mode: crate::suspend::ResumeMode) {
+        if mode == crate::suspend::ResumeMode::NewDomain
+            && let Err(e) = resume_new_domain()
+        {
+            // Port 0xE9 still works; say why the ring is gone.
+            crate::println!("xenrs console error: {e}");
+        }
+    }
+}
+
+/// Displays bytes as printable ASCII, escaping quotes, `\` and everything else
+/// (`\xNN`), so untrusted text stays on one line.
+pub struct Escaped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &b in self.0 {
+            write!(f, "{}", core::ascii::escape_default(b))?;
+        }
+        Ok(())
     }
 }
 

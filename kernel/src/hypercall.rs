@@ -17,11 +17,23 @@ use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use x86_64::registers::model_specific::Msr;
-use xen_abi::event_channel::{EVTCHNOP_SEND, EvtchnSend};
-use xen_abi::hvm::{HVMOP_GET_PARAM, HvmParam};
+use xen_abi::event_channel::{
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE,
+    EVTCHNOP_SEND, EVTCHNOP_UNMASK, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq,
+    EvtchnClose, EvtchnPort, EvtchnSend, EvtchnUnmask,
+};
+use xen_abi::grant_table::{GNTTABOP_QUERY_SIZE, GnttabQuerySize, GrantStatusError};
+use xen_abi::hvm::{HVMOP_GET_PARAM, HVMOP_SET_PARAM, HvmParam};
+use xen_abi::memory::{XENMEM_ADD_TO_PHYSMAP, XenAddToPhysmap};
 use xen_abi::sched::{SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedShutdown};
-use xen_abi::version::{ExtraVersion, XENVER_EXTRAVERSION, XENVER_VERSION};
-use xen_abi::{DOMID_SELF, cpuid, hypercall};
+use xen_abi::vcpu::{
+    VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
+    VcpuSetSingleshotTimer,
+};
+use xen_abi::version::{
+    ExtraVersion, FeatureInfo, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_VERSION,
+};
+use xen_abi::{DOMID_SELF, DomId, cpuid, hypercall};
 
 /// Why a hypercall could not be made or what Xen answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,13 +42,22 @@ pub enum HypercallError {
     NotReady,
     /// Xen returned `-errno`; the value here is the positive errno (`errno.h`).
     Errno(i64),
+    /// A grant-table operation returned a non-`GNTST_okay` status.
+    Grant(GrantStatusError),
 }
 
 impl fmt::Display for HypercallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HypercallError::NotReady => f.write_str("hypercall page not installed"),
-            HypercallError::Errno(e) => write!(f, "Xen returned -{e}"),
+            HypercallError::Errno(e) => match i32::try_from(*e)
+                .ok()
+                .and_then(|n| xen_abi::errno::Errno(n).name())
+            {
+                Some(name) => write!(f, "Xen returned -{e} ({name})"),
+                None => write!(f, "Xen returned -{e}"),
+            },
+            HypercallError::Grant(e) => write!(f, "grant-table status {e:?}"),
         }
     }
 }
@@ -273,4 +294,227 @@ pub fn evtchn_send(port: u32) -> Result<(), HypercallError> {
         )
     }
     .map(drop)
+}
+
+/// `HVMOP_set_param` for this domain.
+pub fn hvm_set_param(index: u32, value: u64) -> Result<(), HypercallError> {
+    let mut param = HvmParam {
+        domid: DOMID_SELF,
+        index,
+        value,
+    };
+    // SAFETY: HVMOP_set_param reads one `struct xen_hvm_param`, which `param` is,
+    // live and exclusively borrowed for the call.
+    unsafe {
+        call5(
+            hypercall::HVM_OP,
+            u64::from(HVMOP_SET_PARAM),
+            (&raw mut param) as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// `XENVER_get_features`: word `submap_idx` of the feature bitmap (`features.h`).
+pub fn xen_features(submap_idx: u32) -> Result<u32, HypercallError> {
+    let mut info = FeatureInfo {
+        submap_idx,
+        submap: 0,
+    };
+    // SAFETY: XENVER_get_features reads `submap_idx` and writes `submap` of one
+    // `struct xen_feature_info`, which `info` is, live and exclusively borrowed.
+    unsafe {
+        call5(
+            hypercall::XEN_VERSION,
+            u64::from(XENVER_GET_FEATURES),
+            (&raw mut info) as u64,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok(info.submap)
+}
+
+/// `XENMEM_add_to_physmap` for this domain: makes page `idx` of `space`
+/// (`XENMAPSPACE_*`, `memory.h`) appear at guest frame `gpfn`. Whatever RAM page
+/// was at `gpfn` is given back to Xen.
+pub fn add_to_physmap(space: u32, idx: u64, gpfn: u64) -> Result<(), HypercallError> {
+    let mut arg = XenAddToPhysmap {
+        domid: DOMID_SELF,
+        size: 0,
+        space,
+        idx,
+        gpfn,
+    };
+    // SAFETY: XENMEM_add_to_physmap reads one `struct xen_add_to_physmap`, which
+    // `arg` is, live and exclusively borrowed for the call. It changes the p2m entry
+    // of `gpfn`, which the caller owns (a frame it took from the frame allocator or
+    // mapped there before), so no live Rust reference covers that page's old contents.
+    unsafe {
+        call5(
+            hypercall::MEMORY_OP,
+            u64::from(XENMEM_ADD_TO_PHYSMAP),
+            (&raw mut arg) as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// Issues `EVTCHNOP_<cmd>` with `arg` (in/out).
+///
+/// # Safety
+/// `T` must be the argument struct `event_channel.h` defines for `cmd`.
+unsafe fn evtchn_op<T>(cmd: u32, arg: &mut T) -> Result<(), HypercallError> {
+    // SAFETY: the caller guarantees `T` is `cmd`'s argument; `arg` is live and
+    // exclusively borrowed for the call, so Xen may read and write it.
+    unsafe {
+        call5(
+            hypercall::EVENT_CHANNEL_OP,
+            u64::from(cmd),
+            (arg as *mut T) as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// `EVTCHNOP_alloc_unbound`: a new local port that `remote_dom` may bind to.
+pub fn evtchn_alloc_unbound(remote_dom: DomId) -> Result<EvtchnPort, HypercallError> {
+    let mut arg = EvtchnAllocUnbound {
+        dom: DOMID_SELF,
+        remote_dom,
+        port: 0,
+    };
+    // SAFETY: `EvtchnAllocUnbound` is EVTCHNOP_alloc_unbound's argument.
+    unsafe { evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &mut arg) }?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_bind_virq`: a new local port for `virq` on `vcpu`.
+pub fn evtchn_bind_virq(virq: u32, vcpu: u32) -> Result<EvtchnPort, HypercallError> {
+    let mut arg = EvtchnBindVirq {
+        virq,
+        vcpu,
+        port: 0,
+    };
+    // SAFETY: `EvtchnBindVirq` is EVTCHNOP_bind_virq's argument.
+    unsafe { evtchn_op(EVTCHNOP_BIND_VIRQ, &mut arg) }?;
+    Ok(arg.port)
+}
+
+/// `EVTCHNOP_bind_interdomain`: a new local port connected to `remote_port` of
+/// `remote_dom` (which must be unbound and allow us).
+pub fn evtchn_bind_interdomain(
+    remote_dom: DomId,
+    remote_port: EvtchnPort,
+) -> Result<EvtchnPort, HypercallError> {
+    let mut arg = EvtchnBindInterdomain {
+        remote_dom,
+        remote_port,
+        local_port: 0,
+    };
+    // SAFETY: `EvtchnBindInterdomain` is EVTCHNOP_bind_interdomain's argument.
+    unsafe { evtchn_op(EVTCHNOP_BIND_INTERDOMAIN, &mut arg) }?;
+    Ok(arg.local_port)
+}
+
+/// `EVTCHNOP_close`.
+pub fn evtchn_close(port: EvtchnPort) -> Result<(), HypercallError> {
+    let mut arg = EvtchnClose { port };
+    // SAFETY: `EvtchnClose` is EVTCHNOP_close's argument.
+    unsafe { evtchn_op(EVTCHNOP_CLOSE, &mut arg) }
+}
+
+/// `EVTCHNOP_unmask`: clears the port's mask bit and re-raises it if pending.
+pub fn evtchn_unmask(port: EvtchnPort) -> Result<(), HypercallError> {
+    let mut arg = EvtchnUnmask { port };
+    // SAFETY: `EvtchnUnmask` is EVTCHNOP_unmask's argument.
+    unsafe { evtchn_op(EVTCHNOP_UNMASK, &mut arg) }
+}
+
+/// `VCPUOP_set_singleshot_timer`: raise `VIRQ_TIMER` on `vcpu` once Xen's system
+/// time reaches `timeout_abs_ns` (at once if it already has; no
+/// `VCPU_SSHOTTMR_future`).
+pub fn vcpu_set_singleshot_timer(vcpu: u32, timeout_abs_ns: u64) -> Result<(), HypercallError> {
+    let mut arg = VcpuSetSingleshotTimer {
+        timeout_abs_ns,
+        flags: 0,
+    };
+    // SAFETY: VCPUOP_set_singleshot_timer reads one `struct
+    // vcpu_set_singleshot_timer`, which `arg` is, live for the call.
+    unsafe {
+        call5(
+            hypercall::VCPU_OP,
+            u64::from(VCPUOP_SET_SINGLESHOT_TIMER),
+            u64::from(vcpu),
+            (&raw mut arg) as u64,
+            0,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// `VCPUOP_stop_singleshot_timer`.
+pub fn vcpu_stop_singleshot_timer(vcpu: u32) -> Result<(), HypercallError> {
+    // SAFETY: VCPUOP_stop_singleshot_timer takes no argument (null).
+    unsafe {
+        call5(
+            hypercall::VCPU_OP,
+            u64::from(VCPUOP_STOP_SINGLESHOT_TIMER),
+            u64::from(vcpu),
+            0,
+            0,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// `VCPUOP_stop_periodic_timer`: no periodic `VIRQ_TIMER` ticks (an idle guest
+/// must not be woken for nothing).
+pub fn vcpu_stop_periodic_timer(vcpu: u32) -> Result<(), HypercallError> {
+    // SAFETY: VCPUOP_stop_periodic_timer takes no argument (null).
+    unsafe {
+        call5(
+            hypercall::VCPU_OP,
+            u64::from(VCPUOP_STOP_PERIODIC_TIMER),
+            u64::from(vcpu),
+            0,
+            0,
+            0,
+        )
+    }
+    .map(drop)
+}
+
+/// `GNTTABOP_query_size` for this domain: `(nr_frames, max_nr_frames)`.
+pub fn gnttab_query_size() -> Result<(u32, u32), HypercallError> {
+    let mut arg = GnttabQuerySize {
+        dom: DOMID_SELF,
+        ..GnttabQuerySize::default()
+    };
+    // SAFETY: GNTTABOP_query_size reads and writes `count` (1) `struct
+    // gnttab_query_size`, which `arg` is, live and exclusively borrowed.
+    unsafe {
+        call5(
+            hypercall::GRANT_TABLE_OP,
+            u64::from(GNTTABOP_QUERY_SIZE),
+            (&raw mut arg) as u64,
+            1,
+            0,
+            0,
+        )
+    }?;
+    xen_abi::grant_table::check_status(arg.status).map_err(HypercallError::Grant)?;
+    Ok((arg.nr_frames, arg.max_nr_frames))
 }

@@ -2,26 +2,38 @@
 //!
 //! Boot order (see `docs/BOOT.md`): boot's assembly and descriptor tables, then
 //! [`kernel_main`]: fault reporter, hypercall page, PV console, `hvm_start_info`,
-//! command line, banner, memory (frame allocator + heap), then what `then=` asks.
-//! The console lines are fixed by the guest console contract (issue 2).
+//! command line, banner, memory (frame allocator + heap), core services (shared
+//! info, event channels, time, grants, xenstore, control; see `docs/CORE.md`), then
+//! what `then=` asks: the event loop (default) or power off.
+//! The console lines are fixed by the guest console contracts (issues 2 and 3).
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
 mod console;
+mod control;
 mod debugcon;
+mod devices;
+mod events;
+mod grants;
 mod hypercall;
 mod logger;
 mod memory;
 mod panic;
+mod services;
+mod shared_info;
 mod start_info;
+mod store;
+mod suspend;
+mod time;
 
 use core::fmt;
 
 use boot::BootInfo;
 use guest_config::{AfterBoot, Config, TestHook};
 
+use crate::console::Escaped;
 use crate::start_info::BootData;
 
 boot::entry_point!(kernel_main);
@@ -135,6 +147,7 @@ fn kernel_main(info: BootInfo) -> ! {
         );
     }
     heap_self_test();
+    let services_up = services::start();
 
     println!("xenrs boot complete");
     match config.then {
@@ -145,9 +158,12 @@ fn kernel_main(info: BootInfo) -> ! {
         AfterBoot::Block => {
             println!("xenrs blocking");
             console::flush(false);
+            if services_up {
+                services::run()
+            }
             loop {
-                // Returns whenever an event is pending (e.g. console notifications);
-                // nothing is serviced yet, so block again.
+                // Without services nothing can be serviced: block again after any
+                // wake-up (the issue-2 behaviour).
                 let _ = hypercall::block();
             }
         }
@@ -235,19 +251,6 @@ impl fmt::Display for XenVersion {
         if let Ok(extra) = hypercall::xen_extraversion() {
             let end = extra.iter().position(|&b| b == 0).unwrap_or(extra.len());
             write!(f, "{}", Escaped(extra.get(..end).unwrap_or(&[])))?;
-        }
-        Ok(())
-    }
-}
-
-/// Displays bytes as printable ASCII, escaping `"`, `\` and everything else
-/// (`\xNN`), so untrusted text stays on one line inside the banner's quotes.
-struct Escaped<'a>(&'a [u8]);
-
-impl fmt::Display for Escaped<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in self.0 {
-            write!(f, "{}", core::ascii::escape_default(b))?;
         }
         Ok(())
     }

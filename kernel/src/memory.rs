@@ -234,3 +234,72 @@ pub fn heap_usage() -> (usize, usize) {
     let heap = HEAP.lock();
     (heap.used(), heap.free())
 }
+
+/// One 4 KiB frame owned by its holder: taken from [`FRAMES`], given back on drop.
+///
+/// The frame is identity mapped (its address is `pfn * 4096`). It is handed out
+/// zeroed. A frame that Xen takes over ([`Frame::into_pfn`]: shared info, grant-table
+/// frames) is never given back. A `Frame` gives no `&[u8]` view of its bytes: once
+/// granted, another domain may write them at any time, so accesses go through raw
+/// pointers (volatile) in the code that owns the protocol.
+#[derive(Debug)]
+pub struct Frame {
+    /// Guest frame number (= physical address / 4096).
+    pfn: u64,
+}
+
+impl Frame {
+    /// Takes a free frame and zeroes it; `None` if the allocator is empty or not set up.
+    pub fn alloc() -> Option<Frame> {
+        let pfn = FRAMES.lock().as_mut()?.alloc()?;
+        let frame = Frame { pfn };
+        // SAFETY: the allocator only hands out usable RAM inside the identity map,
+        // and it just gave this frame to us alone: no reference to it exists.
+        unsafe { core::ptr::write_bytes(frame.addr() as *mut u8, 0, FRAME_SIZE as usize) };
+        Some(frame)
+    }
+
+    /// The guest frame number.
+    pub fn pfn(&self) -> u64 {
+        self.pfn
+    }
+
+    /// The identity-mapped address of the frame's first byte.
+    pub fn addr(&self) -> u64 {
+        self.pfn << FRAME_SHIFT
+    }
+
+    /// Gives up ownership without freeing: the frame is never reused (for frames
+    /// whose guest-physical slot Xen takes over).
+    pub fn into_pfn(self) -> u64 {
+        let pfn = self.pfn;
+        core::mem::forget(self);
+        pfn
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        if let Some(frames) = FRAMES.lock().as_mut() {
+            // A double free cannot happen (the frame is owned); an error here would
+            // mean allocator corruption, which is reported rather than hidden.
+            if let Err(e) = frames.free(self.pfn) {
+                log::error!("freeing frame {:#x}: {e}", self.pfn);
+            }
+        }
+    }
+}
+
+impl grant_table::Grantable for Frame {
+    fn gfn(&self) -> u64 {
+        self.pfn
+    }
+}
+
+/// Frames free in the frame allocator (0 before [`init`]).
+pub fn free_frames() -> u64 {
+    FRAMES
+        .lock()
+        .as_ref()
+        .map_or(0, FrameAllocator::free_frames)
+}

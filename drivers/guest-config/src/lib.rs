@@ -8,8 +8,8 @@
 //!
 //! | token              | effect                                   |
 //! |--------------------|------------------------------------------|
-//! | `then=poweroff`    | [`AfterBoot::PowerOff`] (default)        |
-//! | `then=block`       | [`AfterBoot::Block`]                     |
+//! | `then=block`       | [`AfterBoot::Block`] (default)           |
+//! | `then=poweroff`    | [`AfterBoot::PowerOff`]                  |
 //! | `test=panic\|fault` | [`TestHook`] run right after the banner |
 //! | `log=error\|warn\|info\|debug` | [`LogLevel`] (default info)   |
 //! | `ip=A.B.C.D/N`     | [`NetMode::Static`], `N` in `0..=32`     |
@@ -44,12 +44,16 @@ pub const MAX_ERRORS: usize = 8;
 pub const DISPLAY_MAX_CHARS: usize = 64;
 
 /// What the kernel does once boot is complete (`then=`).
+///
+/// The default is [`AfterBoot::Block`] (guest contract for issue 3: the guest runs
+/// its event loop until the toolstack tells it to shut down).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AfterBoot {
-    /// `then=poweroff`: `SCHEDOP_shutdown(SHUTDOWN_poweroff)`.
-    #[default]
+    /// `then=poweroff`: `SCHEDOP_shutdown(SHUTDOWN_poweroff)` (the issue-2 behaviour).
     PowerOff,
-    /// `then=block`: stay up, blocked in `SCHEDOP_block`.
+    /// `then=block`: stay up and run the event loop (idle in `sti; hlt`) until a
+    /// control request ends it.
+    #[default]
     Block,
 }
 

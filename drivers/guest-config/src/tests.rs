@@ -25,7 +25,7 @@ fn empty_and_blank_give_defaults() {
         assert_eq!(p.dropped_errors(), 0);
     }
     let d = Config::default();
-    assert_eq!(d.then, AfterBoot::PowerOff);
+    assert_eq!(d.then, AfterBoot::Block);
     assert_eq!(d.test, None);
     assert_eq!(d.log, LogLevel::Info);
     assert_eq!(d.net.mode, NetMode::Unconfigured);
@@ -233,8 +233,8 @@ fn unknown_options() {
     assert_eq!(errors_of("="), [ConfigError::UnknownOption("")]);
     assert_eq!(messages("=x"), ["unknown option ''"]);
     // An unknown option does not disturb the others.
-    let p = parse("foo then=block bar=1");
-    assert_eq!(p.config.then, AfterBoot::Block);
+    let p = parse("foo then=poweroff bar=1");
+    assert_eq!(p.config.then, AfterBoot::PowerOff);
     assert_eq!(
         p.errors().copied().collect::<Vec<_>>(),
         [
@@ -276,8 +276,10 @@ fn values_keep_everything_after_first_equals() {
 
 #[test]
 fn duplicates_keep_the_first() {
-    let p = parse("then=block then=poweroff");
-    assert_eq!(p.config.then, AfterBoot::Block);
+    // (then=poweroff first: the default is block, so keeping the second token
+    // would be visible.)
+    let p = parse("then=poweroff then=block");
+    assert_eq!(p.config.then, AfterBoot::PowerOff);
     assert_eq!(
         p.errors().copied().collect::<Vec<_>>(),
         [ConfigError::Duplicate("then")]
@@ -303,8 +305,8 @@ fn duplicates_keep_the_first() {
 
 #[test]
 fn a_failed_token_does_not_claim_the_key() {
-    let p = parse("then=bogus then=block");
-    assert_eq!(p.config.then, AfterBoot::Block);
+    let p = parse("then=bogus then=poweroff");
+    assert_eq!(p.config.then, AfterBoot::PowerOff);
     assert_eq!(p.errors().count(), 1);
     let p = parse("ip=1.2.3.4 dhcp");
     assert_eq!(p.config.net.mode, NetMode::Dhcp);
@@ -353,8 +355,8 @@ fn error_store_is_bounded() {
     assert_eq!(kept[0], ConfigError::UnknownOption("x0"));
     assert_eq!(kept[MAX_ERRORS - 1], ConfigError::UnknownOption("x7"));
     // Valid tokens after the store is full still apply.
-    let line = format!("{line} then=block");
-    assert_eq!(parse(&line).config.then, AfterBoot::Block);
+    let line = format!("{line} then=poweroff");
+    assert_eq!(parse(&line).config.then, AfterBoot::PowerOff);
 }
 
 #[test]

@@ -1,0 +1,585 @@
+//! Event channels: the upcall on an IDT vector, the 2-level scan, typed ports, dispatch, idle.
+//!
+//! Sources: `xen/include/public/event_channel.h` (operations, 2-level ABI),
+//! `xen/include/public/xen.h` (`evtchn_pending`, `evtchn_mask`, `evtchn_pending_sel`,
+//! `evtchn_upcall_pending`), `xen/include/public/hvm/params.h` (`HVM_PARAM_CALLBACK_IRQ`)
+//! and `xen/include/public/features.h` (`XENFEAT_hvm_callback_vector`).
+//!
+//! **Delivery.** Upcalls arrive on IDT vector [`UPCALL_VECTOR`], registered with
+//! `HVM_PARAM_CALLBACK_IRQ` of type "vector" (the global callback). Xen injects that
+//! vector directly, not through the local APIC, for as long as vCPU 0's
+//! `evtchn_upcall_pending` is set and `RFLAGS.IF` allows: so no LAPIC EOI is needed, but
+//! the handler must clear `evtchn_upcall_pending`. (The alternative, the per-vCPU
+//! `HVMOP_set_evtchn_upcall_vector`, goes through the LAPIC and would need an EOI; one
+//! vCPU needs none of its benefits.)
+//!
+//! **The interrupt handler only marks.** [`upcall`] clears `evtchn_upcall_pending`,
+//! takes `evtchn_pending_sel`, and for each selected word takes the pending, unmasked
+//! bits: it clears them in Xen's `evtchn_pending` (the acknowledgement: the next event
+//! on that port sets the bit again and raises another upcall) and ORs them into this
+//! module's own bitmap. The word scan starts after the word where the previous upcall
+//! stopped, so no word is always served first. It takes no lock and calls no handler.
+//!
+//! **The main loop dispatches.** [`dispatch`] takes the marked ports and calls the
+//! handler registered for each ([`Port::set_handler`]), resuming the port order where
+//! the previous dispatch stopped. A handler runs outside every lock of this module; if
+//! its port fires again while it runs (from a nested dispatch, see [`wait_for`]), the
+//! event is kept and the handler runs again once it returns.
+//!
+//! **Ports** are move-only handles ([`Port`]): [`Port::close`] consumes the handle, so a
+//! closed port cannot be used. A handle from before a resume in a new domain is stale
+//! (the port number may now mean something else) and every operation on it fails with
+//! [`EventError::Stale`]. Ports start masked and are unmasked when a handler is set.
+//!
+//! **Idle** ([`idle`]) is race-free: with interrupts disabled it checks for marked
+//! ports, and only if there are none executes `sti; hlt` (the `sti` shadow covers the
+//! `hlt`, so an upcall arriving after the check wakes the `hlt` rather than being
+//! taken before it). Xen blocks the vCPU in `hlt` until an event: an idle guest uses
+//! no CPU.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use spin::Mutex;
+use x86_64::instructions::interrupts;
+use xen_abi::DomId;
+use xen_abi::event_channel::{EVTCHN_2L_NR_CHANNELS, EvtchnPort};
+use xen_abi::features::{XENFEAT_HVM_CALLBACK_VECTOR, has_feature, submap_index};
+use xen_abi::hvm::{HVM_PARAM_CALLBACK_IRQ, callback_via_vector};
+use xen_abi::shared_info::{EVTCHN_WORDS, evtchn_bit, evtchn_word};
+
+use crate::hypercall::{self, HypercallError};
+use crate::shared_info::{self, SharedInfo};
+
+/// The IDT vector Xen delivers event upcalls on (Linux's `HYPERVISOR_CALLBACK_VECTOR`).
+pub const UPCALL_VECTOR: u8 = 0xf3;
+
+/// Upcall loop passes before returning (the vector is re-raised if more is pending).
+const MAX_UPCALL_PASSES: u32 = 64;
+
+/// Ports marked pending by [`upcall`], one bit per port (same layout as Xen's words).
+static MARKED: [AtomicU64; EVTCHN_WORDS] = [const { AtomicU64::new(0) }; EVTCHN_WORDS];
+/// Bit `w` set: word `w` of [`MARKED`] may have bits.
+static MARKED_WORDS: AtomicU64 = AtomicU64::new(0);
+/// Word the next upcall scan starts at (only the upcall handler uses it).
+static SCAN_WORD: AtomicUsize = AtomicUsize::new(0);
+/// Port the next dispatch starts at (only the main loop uses it).
+static DISPATCH_CURSOR: AtomicU32 = AtomicU32::new(0);
+/// Incremented by every resume in a new domain: ports of older epochs are stale.
+static EPOCH: AtomicU32 = AtomicU32::new(0);
+/// True once the upcall vector is registered with Xen.
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// Upcalls taken.
+static UPCALLS: AtomicU64 = AtomicU64::new(0);
+/// Handler calls made by [`dispatch`].
+static DISPATCHED: AtomicU64 = AtomicU64::new(0);
+/// Marked ports that had no handler.
+static UNHANDLED: AtomicU64 = AtomicU64::new(0);
+
+/// A port handler, run by the main loop (never in interrupt context).
+pub type Handler = Box<dyn FnMut() + Send>;
+
+/// The registered handler of one port.
+struct Slot {
+    /// `None` while the handler is running.
+    handler: Option<Handler>,
+    /// Changes whenever the slot is (re)registered, so a returning handler does not
+    /// overwrite a newer one.
+    generation: u64,
+    /// The port fired while the handler was running: run it again afterwards.
+    rerun: bool,
+}
+
+/// Handlers by port number (main loop only; never locked in interrupt context).
+static HANDLERS: Mutex<BTreeMap<EvtchnPort, Slot>> = Mutex::new(BTreeMap::new());
+/// Source of [`Slot::generation`] values.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Why an event-channel operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventError {
+    /// The hypercall failed.
+    Hypercall(HypercallError),
+    /// The handle is from before a resume in a new domain.
+    Stale,
+    /// Xen (or an HVM parameter) named a port outside the 2-level range.
+    BadPort(u64),
+    /// Xen lacks `XENFEAT_hvm_callback_vector`.
+    NoCallbackVector,
+    /// The shared info page is not mapped.
+    NoSharedInfo,
+    /// Registering the IDT vector failed.
+    Vector(boot::interrupts::RegisterError),
+}
+
+impl fmt::Display for EventError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EventError::Hypercall(e) => write!(f, "{e}"),
+            EventError::Stale => f.write_str("port handle is from before the last resume"),
+            EventError::BadPort(p) => write!(f, "port {p} is outside the 2-level range"),
+            EventError::NoCallbackVector => f.write_str("Xen lacks XENFEAT_hvm_callback_vector"),
+            EventError::NoSharedInfo => f.write_str("shared info page not mapped"),
+            EventError::Vector(e) => write!(f, "IDT vector: {e}"),
+        }
+    }
+}
+
+impl From<HypercallError> for EventError {
+    fn from(e: HypercallError) -> Self {
+        EventError::Hypercall(e)
+    }
+}
+
+/// Counters for diagnostics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventStats {
+    /// Upcalls taken.
+    pub upcalls: u64,
+    /// Handler calls.
+    pub dispatched: u64,
+    /// Marked ports without a handler.
+    pub unhandled: u64,
+}
+
+/// The counters.
+pub fn stats() -> EventStats {
+    // Relaxed (all three): plain counters, no data published through them.
+    EventStats {
+        upcalls: UPCALLS.load(Ordering::Relaxed),
+        dispatched: DISPATCHED.load(Ordering::Relaxed),
+        unhandled: UNHANDLED.load(Ordering::Relaxed),
+    }
+}
+
+/// The upcall handler (interrupt context, interrupts disabled): clears the upcall
+/// flag, scans and acknowledges pending unmasked ports, marks them. No locks.
+fn upcall() {
+    let Some(si) = shared_info::get() else {
+        return;
+    };
+    // Relaxed: a counter.
+    UPCALLS.fetch_add(1, Ordering::Relaxed);
+    for _ in 0..MAX_UPCALL_PASSES {
+        // SeqCst store, then the swap below (a locked xchg): the flag is cleared before
+        // the selector is read, so an event Xen posts after the read sets the flag again
+        // and is caught by the check at the end of this pass (or re-raises the vector).
+        si.upcall_pending().store(0, Ordering::SeqCst);
+        // AcqRel: takes the selector; Acquire makes the pending bits Xen set before
+        // setting the selector bits visible to the scan.
+        let sel = si.pending_sel().swap(0, Ordering::AcqRel);
+        if sel != 0 {
+            scan(&si, sel);
+        }
+        // Acquire: a flag Xen set after our clear comes with its pending/selector bits.
+        if si.upcall_pending().load(Ordering::Acquire) == 0 {
+            break;
+        }
+    }
+}
+
+/// Takes the pending unmasked ports of the words in `sel` (starting after the word the
+/// previous scan stopped at) and marks them.
+fn scan(si: &SharedInfo, sel: u64) {
+    // Relaxed: only this (non-reentrant) handler touches SCAN_WORD.
+    let start = SCAN_WORD.load(Ordering::Relaxed) % EVTCHN_WORDS;
+    let mut resume_at = start;
+    for i in 0..EVTCHN_WORDS {
+        let w = (start + i) % EVTCHN_WORDS;
+        if sel & (1u64 << w) == 0 {
+            continue;
+        }
+        let (Some(pending), Some(mask)) = (si.pending_word(w), si.mask_word(w)) else {
+            continue;
+        };
+        // Acquire: pairs with Xen's locked set of the pending bit.
+        // Relaxed mask load: only the guest writes the mask.
+        let ready = pending.load(Ordering::Acquire) & !mask.load(Ordering::Relaxed);
+        if ready == 0 {
+            continue;
+        }
+        // AcqRel: acknowledge exactly the bits taken; a bit Xen sets again after this
+        // is a new event (with a new selector bit and upcall).
+        pending.fetch_and(!ready, Ordering::AcqRel);
+        if let Some(marked) = MARKED.get(w) {
+            // Release (both): the marks are visible before the main loop can see the
+            // word bit that points at them.
+            marked.fetch_or(ready, Ordering::Release);
+            MARKED_WORDS.fetch_or(1u64 << w, Ordering::Release);
+        }
+        resume_at = (w + 1) % EVTCHN_WORDS;
+    }
+    // Relaxed: handler-private.
+    SCAN_WORD.store(resume_at, Ordering::Relaxed);
+}
+
+/// Masks every port of the current shared info page.
+fn mask_all(si: &SharedInfo) {
+    for w in 0..EVTCHN_WORDS {
+        if let Some(mask) = si.mask_word(w) {
+            // Release: Xen reads the mask when it posts an event; no guest data is
+            // published through it, Release just keeps the stores in program order.
+            mask.store(u64::MAX, Ordering::Release);
+        }
+    }
+}
+
+/// Forgets every mark (resume in a new domain: the old ports are gone).
+fn clear_marks() {
+    // AcqRel (all): discards; the handler may set new marks concurrently, which is
+    // harmless (at worst a spurious dispatch of a port with no handler).
+    MARKED_WORDS.swap(0, Ordering::AcqRel);
+    for word in &MARKED {
+        word.swap(0, Ordering::AcqRel);
+    }
+}
+
+/// Sets up delivery: checks `XENFEAT_hvm_callback_vector`, masks all ports, registers
+/// [`upcall`] on [`UPCALL_VECTOR`] and tells Xen (`HVM_PARAM_CALLBACK_IRQ`). Interrupts
+/// stay as they are (the caller enables them).
+pub fn init() -> Result<u8, EventError> {
+    let submap = hypercall::xen_features(submap_index(XENFEAT_HVM_CALLBACK_VECTOR))?;
+    if !has_feature(submap, XENFEAT_HVM_CALLBACK_VECTOR) {
+        return Err(EventError::NoCallbackVector);
+    }
+    let si = shared_info::get().ok_or(EventError::NoSharedInfo)?;
+    mask_all(&si);
+    boot::interrupts::register_interrupt_handler(UPCALL_VECTOR, upcall)
+        .map_err(EventError::Vector)?;
+    hypercall::hvm_set_param(HVM_PARAM_CALLBACK_IRQ, callback_via_vector(UPCALL_VECTOR))?;
+    // Release: everything above happens before code that sees READY relies on upcalls.
+    READY.store(true, Ordering::Release);
+    Ok(UPCALL_VECTOR)
+}
+
+/// After a resume in a NEW domain (shared info already re-mapped): every old port is
+/// gone. Makes old handles stale, drops all handlers and marks, masks all ports of the
+/// new page and registers the callback vector again (`HVM_PARAM_CALLBACK_IRQ` is not
+/// part of the saved state). Call with interrupts disabled.
+pub fn resume_new_domain() -> Result<(), EventError> {
+    // Relaxed: the epoch is only compared by main-loop code, which runs after this.
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+    HANDLERS.lock().clear();
+    clear_marks();
+    let si = shared_info::get().ok_or(EventError::NoSharedInfo)?;
+    mask_all(&si);
+    hypercall::hvm_set_param(HVM_PARAM_CALLBACK_IRQ, callback_via_vector(UPCALL_VECTOR))?;
+    Ok(())
+}
+
+/// Whether upcalls are set up (otherwise waiting falls back to polling).
+pub fn ready() -> bool {
+    // Acquire: pairs with the Release in `init`.
+    READY.load(Ordering::Acquire)
+}
+
+/// Whether any port is marked and not yet dispatched.
+pub fn anything_marked() -> bool {
+    // Acquire: pairs with the handler's Release of the word bit.
+    MARKED_WORDS.load(Ordering::Acquire) != 0
+}
+
+/// Checks a port number from Xen or an HVM parameter.
+fn checked_port(raw: u64) -> Result<EvtchnPort, EventError> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|&p| p != 0 && p < EVTCHN_2L_NR_CHANNELS)
+        .ok_or(EventError::BadPort(raw))
+}
+
+/// A bound local event channel. Move-only: [`Port::close`] consumes it. Dropping it
+/// without closing leaves the port bound (a leak, never a misuse).
+#[must_use = "dropping a Port leaves it bound; close it with Port::close"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Port {
+    /// The port number.
+    number: EvtchnPort,
+    /// The epoch it was bound in.
+    epoch: u32,
+}
+
+impl Port {
+    /// Wraps a port number Xen returned in the current epoch.
+    fn new(raw: u64) -> Result<Port, EventError> {
+        Ok(Port {
+            number: checked_port(raw)?,
+            // Relaxed: see EPOCH.
+            epoch: EPOCH.load(Ordering::Relaxed),
+        })
+    }
+
+    /// The port number (for xenstore, e.g. `event-channel`).
+    pub fn number(&self) -> EvtchnPort {
+        self.number
+    }
+
+    /// Whether the handle predates the last resume in a new domain.
+    pub fn is_stale(&self) -> bool {
+        // Relaxed: see EPOCH.
+        self.epoch != EPOCH.load(Ordering::Relaxed)
+    }
+
+    /// Fails with [`EventError::Stale`] for a stale handle.
+    fn live(&self) -> Result<EvtchnPort, EventError> {
+        if self.is_stale() {
+            Err(EventError::Stale)
+        } else {
+            Ok(self.number)
+        }
+    }
+
+    /// `EVTCHNOP_send`: notifies the remote end.
+    pub fn send(&self) -> Result<(), EventError> {
+        hypercall::evtchn_send(self.live()?).map_err(EventError::from)
+    }
+
+    /// `EVTCHNOP_unmask`: enables delivery (a pending event is delivered at once).
+    pub fn unmask(&self) -> Result<(), EventError> {
+        hypercall::evtchn_unmask(self.live()?).map_err(EventError::from)
+    }
+
+    /// Masks the port (delivery stops; events stay pending in Xen).
+    pub fn mask(&self) -> Result<(), EventError> {
+        let port = self.live()?;
+        let si = shared_info::get().ok_or(EventError::NoSharedInfo)?;
+        if let Some(mask) = si.mask_word(evtchn_word(port)) {
+            // Release: keeps program order with the caller's earlier accesses; Xen
+            // reads the bit with a locked instruction.
+            mask.fetch_or(evtchn_bit(port), Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Registers `handler` to run in the main loop whenever the port fires (replacing
+    /// any previous one), then unmasks the port.
+    pub fn set_handler(&self, handler: Handler) -> Result<(), EventError> {
+        let port = self.live()?;
+        // Relaxed: a unique-id counter.
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        HANDLERS.lock().insert(
+            port,
+            Slot {
+                handler: Some(handler),
+                generation,
+                rerun: false,
+            },
+        );
+        self.unmask()
+    }
+
+    /// Takes this port's mark: true if it fired since the last take or dispatch.
+    pub fn take_pending(&self) -> bool {
+        let Ok(port) = self.live() else {
+            return false;
+        };
+        let bit = evtchn_bit(port);
+        MARKED.get(evtchn_word(port)).is_some_and(|word| {
+            // AcqRel: takes the mark; Acquire pairs with the handler's Release.
+            word.fetch_and(!bit, Ordering::AcqRel) & bit != 0
+        })
+    }
+
+    /// `EVTCHNOP_close`: masks and closes the port and drops its handler. A stale
+    /// handle is just forgotten (its port died with the old domain).
+    pub fn close(self) -> Result<(), EventError> {
+        if self.is_stale() {
+            return Ok(());
+        }
+        let _ = self.mask();
+        HANDLERS.lock().remove(&self.number);
+        hypercall::evtchn_close(self.number).map_err(EventError::from)
+    }
+}
+
+/// `EVTCHNOP_alloc_unbound`: a new port that `remote_dom` may bind to.
+pub fn alloc_unbound(remote_dom: DomId) -> Result<Port, EventError> {
+    Port::new(u64::from(hypercall::evtchn_alloc_unbound(remote_dom)?))
+}
+
+/// `EVTCHNOP_bind_virq` on vCPU 0.
+pub fn bind_virq(virq: u32) -> Result<Port, EventError> {
+    Port::new(u64::from(hypercall::evtchn_bind_virq(virq, 0)?))
+}
+
+/// `EVTCHNOP_bind_interdomain`: connects to `remote_port` of `remote_dom`.
+pub fn bind_interdomain(remote_dom: DomId, remote_port: EvtchnPort) -> Result<Port, EventError> {
+    Port::new(u64::from(hypercall::evtchn_bind_interdomain(
+        remote_dom,
+        remote_port,
+    )?))
+}
+
+/// Takes over a port the toolstack bound for us (xenstore, console), as read from an
+/// HVM parameter; the value is checked.
+pub fn adopt(raw: u64) -> Result<Port, EventError> {
+    Port::new(raw)
+}
+
+/// Runs the handlers of marked ports, except `except` (whose mark is left for
+/// [`Port::take_pending`]). Returns the number of handlers run.
+pub fn dispatch(except: Option<&Port>) -> usize {
+    let keep_port = except.and_then(|p| p.live().ok());
+    // Acquire: pairs with the handler's Release; the marks it points at are visible.
+    let words = MARKED_WORDS.swap(0, Ordering::AcqRel);
+    if words == 0 {
+        return 0;
+    }
+    // Relaxed: main-loop private.
+    let cursor = DISPATCH_CURSOR.load(Ordering::Relaxed) % EVTCHN_2L_NR_CHANNELS;
+    let start_word = evtchn_word(cursor);
+    let mut ran = 0;
+    for i in 0..=EVTCHN_WORDS {
+        let w = (start_word + i) % EVTCHN_WORDS;
+        if words & (1u64 << w) == 0 {
+            continue;
+        }
+        let Some(marked) = MARKED.get(w) else {
+            continue;
+        };
+        // The first word is visited twice: its ports from the cursor on first, the
+        // ones before the cursor last.
+        let first_pass = i == 0;
+        let last_pass = i == EVTCHN_WORDS;
+        let cursor_bit = cursor % 64;
+        let range_mask = if first_pass {
+            u64::MAX << cursor_bit
+        } else if last_pass {
+            !(u64::MAX << cursor_bit)
+        } else {
+            u64::MAX
+        };
+        let keep = keep_port
+            .filter(|&p| evtchn_word(p) == w)
+            .map_or(0, evtchn_bit);
+        let take = range_mask & !keep;
+        // AcqRel: takes the marks in `take`, leaving the others.
+        let old = marked.fetch_and(!take, Ordering::AcqRel);
+        if old & !take != 0 {
+            // Marks left (the excepted port, or the other half of the first word):
+            // keep the word visible. Release: pairs with the Acquire swap above.
+            MARKED_WORDS.fetch_or(1u64 << w, Ordering::Release);
+        }
+        let mut bits = old & take;
+        while bits != 0 {
+            let bit = bits.trailing_zeros();
+            bits &= bits - 1;
+            let port = (w as u32) * 64 + bit;
+            if run_handler(port) {
+                ran += 1;
+            }
+            // Relaxed: main-loop private.
+            DISPATCH_CURSOR.store(port.wrapping_add(1), Ordering::Relaxed);
+        }
+    }
+    ran
+}
+
+/// Runs `port`'s handler outside the lock. Returns whether one ran.
+fn run_handler(port: EvtchnPort) -> bool {
+    let taken = {
+        let mut handlers = HANDLERS.lock();
+        match handlers.get_mut(&port) {
+            Some(slot) => match slot.handler.take() {
+                Some(h) => Some((h, slot.generation)),
+                None => {
+                    // Running further up the stack: run it again when it returns.
+                    slot.rerun = true;
+                    return false;
+                }
+            },
+            None => None,
+        }
+    };
+    let Some((mut handler, generation)) = taken else {
+        // Relaxed: a counter.
+        UNHANDLED.fetch_add(1, Ordering::Relaxed);
+        return false;
+    };
+    handler();
+    // Relaxed: a counter.
+    DISPATCHED.fetch_add(1, Ordering::Relaxed);
+    let mut handlers = HANDLERS.lock();
+    if let Some(slot) = handlers.get_mut(&port)
+        && slot.generation == generation
+        && slot.handler.is_none()
+    {
+        slot.handler = Some(handler);
+        if core::mem::take(&mut slot.rerun) {
+            remark(port);
+        }
+    }
+    true
+}
+
+/// Marks `port` again (an event that arrived while its handler was running).
+fn remark(port: EvtchnPort) {
+    let w = evtchn_word(port);
+    if let Some(word) = MARKED.get(w) {
+        // Release (both): as in `scan`.
+        word.fetch_or(evtchn_bit(port), Ordering::Release);
+        MARKED_WORDS.fetch_or(1u64 << w, Ordering::Release);
+    }
+}
+
+/// Halts until an interrupt unless a port is already marked (race-free: the check
+/// runs with interrupts off and `sti; hlt` re-enables them atomically with the halt).
+pub fn idle() {
+    interrupts::disable();
+    if anything_marked() {
+        interrupts::enable();
+        return;
+    }
+    interrupts::enable_and_hlt();
+}
+
+/// Blocks until `port` fires (returns at once if it fired since its last take),
+/// dispatching other ports' handlers meanwhile. Without upcalls (set-up failed) it
+/// yields the CPU once and returns, so callers poll.
+pub fn wait_for(port: &Port) {
+    if !ready() || port.is_stale() {
+        let _ = hypercall::yield_now();
+        return;
+    }
+    loop {
+        if port.take_pending() {
+            return;
+        }
+        if dispatch(Some(port)) > 0 {
+            continue;
+        }
+        interrupts::disable();
+        if port_marked(port) || anything_marked_except(port) {
+            interrupts::enable();
+            continue;
+        }
+        interrupts::enable_and_hlt();
+    }
+}
+
+/// Whether `port` is marked (without taking it).
+fn port_marked(port: &Port) -> bool {
+    let bit = evtchn_bit(port.number);
+    // Acquire: pairs with the handler's Release.
+    MARKED
+        .get(evtchn_word(port.number))
+        .is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
+}
+
+/// Whether a port other than `port` is marked.
+fn anything_marked_except(port: &Port) -> bool {
+    // Acquire: pairs with the handler's Release.
+    let words = MARKED_WORDS.load(Ordering::Acquire);
+    let own = evtchn_word(port.number);
+    (0..EVTCHN_WORDS)
+        .filter(|w| words & (1u64 << w) != 0)
+        .any(|w| {
+            let keep = if w == own { evtchn_bit(port.number) } else { 0 };
+            // Acquire: as above.
+            MARKED
+                .get(w)
+                .is_some_and(|m| m.load(Ordering::Acquire) & !keep != 0)
+        })
+}

@@ -1,0 +1,288 @@
+//! Core services: bring-up order, the services line, and the main event loop.
+//!
+//! Bring-up (each step needs the previous ones): shared info page → event delivery
+//! (callback vector) → `VIRQ_TIMER` → interrupts on → grant table → xenstore (domid)
+//! → control nodes and watches → xenbus device monitor. Then the contract's line
+//! `xenrs services: domid=<n> evtchn=vector:<hex> xenstore=ready grant_frames=<n>/<max>
+//! clock_ns=<n>`, the grant counts and `data/ready`.
+//!
+//! The main loop ([`run`]) dispatches marked event-channel ports, then queued watch
+//! events (bounded per watch), then a pending control request; with nothing to do it
+//! idles (`sti; hlt`, race-free, see [`events::idle`]).
+
+use alloc::boxed::Box;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use x86_64::instructions::interrupts;
+use xen_abi::DomId;
+use xen_abi::sched::SHUTDOWN_REBOOT;
+
+use crate::control::{self, Request};
+use crate::devices::Monitor;
+use crate::events::{self, EventError};
+use crate::grants::{self, GrantSetupError};
+use crate::shared_info::{self, SharedInfoError};
+use crate::store::{self, StoreError};
+use crate::time::{self, Utc};
+use crate::{console, panic, suspend};
+
+/// Why the core services could not be brought up.
+#[derive(Clone, Copy, Debug)]
+pub enum ServicesError {
+    /// Mapping shared info.
+    SharedInfo(SharedInfoError),
+    /// Setting up event delivery.
+    Events(EventError),
+    /// Binding the timer.
+    Timer(EventError),
+    /// Setting up the grant table.
+    Grants(GrantSetupError),
+    /// Connecting to xenstore.
+    Store(StoreError),
+    /// Publishing the control nodes.
+    Control(StoreError),
+}
+
+impl fmt::Display for ServicesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServicesError::SharedInfo(e) => write!(f, "shared info: {e}"),
+            ServicesError::Events(e) => write!(f, "event channels: {e}"),
+            ServicesError::Timer(e) => write!(f, "timer: {e}"),
+            ServicesError::Grants(e) => write!(f, "grant table: {e}"),
+            ServicesError::Store(e) => write!(f, "xenstore: {e}"),
+            ServicesError::Control(e) => write!(f, "control: {e}"),
+        }
+    }
+}
+
+/// What came up.
+struct Report {
+    /// Our domid.
+    domid: DomId,
+    /// The upcall vector.
+    vector: u8,
+    /// Grant-table frames mapped.
+    grant_frames: u32,
+    /// Grant-table frames allowed.
+    grant_max: u32,
+}
+
+/// Brings the services up in order.
+fn bring_up() -> Result<Report, ServicesError> {
+    suspend::register(Box::new(console::ConsoleHook));
+    let gpfn = shared_info::map().map_err(ServicesError::SharedInfo)?;
+    log::debug!("shared info at pfn {gpfn:#x}");
+    let vector = events::init().map_err(ServicesError::Events)?;
+    time::init().map_err(ServicesError::Timer)?;
+    // Upcalls may arrive from here on; the handler only touches atomics.
+    interrupts::enable();
+    let (grant_frames, grant_max) = grants::init().map_err(ServicesError::Grants)?;
+    let domid = store::init().map_err(ServicesError::Store)?;
+    control::init(domid).map_err(ServicesError::Control)?;
+    suspend::register(Box::new(Monitor::start(domid)));
+    Ok(Report {
+        domid,
+        vector,
+        grant_frames,
+        grant_max,
+    })
+}
+
+/// Brings the core services up and prints the services line. Returns false (after
+/// printing `xenrs services error: ...`) if they could not be.
+pub fn start() -> bool {
+    match bring_up() {
+        Ok(r) => {
+            let (wall, _) = time::wallclock();
+            log::info!(
+                "clock: wall {} (unix {wall}), tsc {} Hz",
+                Utc(wall),
+                time::tsc_hz()
+            );
+            crate::println!(
+                "xenrs services: domid={} evtchn=vector:{:#x} xenstore=ready grant_frames={}/{} clock_ns={}",
+                r.domid,
+                r.vector,
+                r.grant_frames,
+                r.grant_max,
+                time::now_ns()
+            );
+            grants::print_counts("services-up");
+            timer_self_test();
+            event_loopback_test();
+            // One more than frame 0's 504 free entries: the table must grow.
+            grants::self_test(510);
+            let ev = events::stats();
+            log::debug!(
+                "events: {} upcalls, {} handler runs, {} unhandled; {} frames free",
+                ev.upcalls,
+                ev.dispatched,
+                ev.unhandled,
+                crate::memory::free_frames()
+            );
+            control::mark_ready();
+            true
+        }
+        Err(e) => {
+            crate::println!("xenrs services error: {e}");
+            false
+        }
+    }
+}
+
+/// Asked delay of the timer self-test.
+const SELF_TEST_DELAY_NS: u64 = 5_000_000;
+/// When the self-test timer fired (monotonic ns), 0 until then.
+static SELF_TEST_FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Set if the cancelled self-test timer ran (it must not).
+static CANCELLED_RAN: AtomicBool = AtomicBool::new(false);
+
+/// Runs dispatch/idle until `done` holds or 1 s passed; false on timeout.
+fn spin_events_until(done: impl Fn() -> bool) -> bool {
+    let start = time::now_ns();
+    while !done() {
+        if time::now_ns() > start + time::NS_PER_SEC {
+            return false;
+        }
+        if events::dispatch(None) == 0 {
+            events::idle();
+        }
+    }
+    true
+}
+
+/// Queues a 5 ms timer (and a 1 ms one that is cancelled at once), runs the event
+/// loop's dispatch until the first fires (at most 1 s), and logs how late it was.
+/// Proves `VCPUOP_set_singleshot_timer` + `VIRQ_TIMER` and cancel by handle.
+fn timer_self_test() {
+    let start = time::now_ns();
+    let doomed = time::schedule_after(
+        SELF_TEST_DELAY_NS / 5,
+        Box::new(|| {
+            // Relaxed: a flag checked after the wait below.
+            CANCELLED_RAN.store(true, Ordering::Relaxed);
+        }),
+    );
+    let _ = time::schedule_at(
+        start + SELF_TEST_DELAY_NS,
+        Box::new(|| {
+            // Release: the main loop reads it with Acquire.
+            SELF_TEST_FIRED.store(time::now_ns(), Ordering::Release);
+        }),
+    );
+    if !time::cancel(doomed) {
+        crate::println!("xenrs timer error: cancelling a queued timer failed");
+    }
+    // Acquire: pairs with the callback's Release.
+    if !spin_events_until(|| SELF_TEST_FIRED.load(Ordering::Acquire) != 0) {
+        crate::println!("xenrs timer error: self-test timer did not fire within 1 s");
+        return;
+    }
+    // Acquire: as above.
+    let fired = SELF_TEST_FIRED.load(Ordering::Acquire);
+    // Relaxed: set (or not) by a callback that ran in this context.
+    if CANCELLED_RAN.load(Ordering::Relaxed) {
+        crate::println!("xenrs timer error: a cancelled timer ran");
+    }
+    let (queued, total) = time::counts();
+    log::info!(
+        "timer: one-shot asked {} us, fired after {} us ({queued} queued, {total} fired)",
+        SELF_TEST_DELAY_NS / 1000,
+        fired.saturating_sub(start) / 1000
+    );
+}
+
+/// Set by the loopback test's handler.
+static LOOPBACK_FIRED: AtomicU64 = AtomicU64::new(0);
+
+/// Event-channel loopback: an unbound port for ourselves, bound from our own side,
+/// one `send` on the bound end must run the other end's handler; both are closed.
+/// Exercises alloc_unbound, bind_interdomain, set_handler/unmask, send, dispatch and
+/// close on real Xen.
+fn event_loopback_test() {
+    /// How the loopback failed.
+    #[derive(Debug)]
+    enum LoopbackError {
+        /// An operation failed.
+        Event(EventError),
+        /// The handler did not run within 1 s.
+        NotDelivered,
+    }
+    impl fmt::Display for LoopbackError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                LoopbackError::Event(e) => write!(f, "{e}"),
+                LoopbackError::NotDelivered => f.write_str("not delivered within 1 s"),
+            }
+        }
+    }
+    impl From<EventError> for LoopbackError {
+        fn from(e: EventError) -> Self {
+            LoopbackError::Event(e)
+        }
+    }
+    let result = (|| -> Result<u64, LoopbackError> {
+        let listener = events::alloc_unbound(xen_abi::DOMID_SELF)?;
+        let sender = events::bind_interdomain(xen_abi::DOMID_SELF, listener.number())?;
+        listener.set_handler(Box::new(|| {
+            // Release: read with Acquire by the waiting loop.
+            LOOPBACK_FIRED.store(time::now_ns(), Ordering::Release);
+        }))?;
+        let start = time::now_ns();
+        sender.send()?;
+        // Acquire: pairs with the handler's Release.
+        let ok = spin_events_until(|| LOOPBACK_FIRED.load(Ordering::Acquire) != 0);
+        // Acquire: as above.
+        let latency = LOOPBACK_FIRED.load(Ordering::Acquire).saturating_sub(start);
+        sender.close()?;
+        listener.close()?;
+        if ok {
+            Ok(latency)
+        } else {
+            Err(LoopbackError::NotDelivered)
+        }
+    })();
+    match result {
+        Ok(ns) => log::info!(
+            "events: loopback notification delivered in {} us",
+            ns / 1000
+        ),
+        Err(e) => crate::println!("xenrs events error: loopback self-test: {e}"),
+    }
+}
+
+/// The main event loop (services up): never returns; leaves through a control request.
+pub fn run() -> ! {
+    loop {
+        let mut busy = events::dispatch(None) > 0;
+        busy |= store::service_watches() > 0;
+        if let Some(request) = control::take_request() {
+            act(request);
+            busy = true;
+        }
+        if !busy && !store::events_queued() {
+            events::idle();
+        }
+    }
+}
+
+/// Carries out a control request.
+fn act(request: Request) {
+    match request {
+        Request::PowerOff => {
+            crate::println!("xenrs powering off");
+            panic::poweroff()
+        }
+        Request::Reboot => {
+            crate::println!("xenrs rebooting");
+            console::flush(false);
+            panic::shutdown_now(SHUTDOWN_REBOOT)
+        }
+        Request::Suspend => {
+            suspend::suspend();
+        }
+    }
+}

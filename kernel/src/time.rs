@@ -1,0 +1,276 @@
+//! Time: a monotonic clock from the pvclock, the wall clock, and one-shot timers.
+//!
+//! Sources: `struct vcpu_time_info` and the wall-clock fields of `struct shared_info`
+//! in `xen/include/public/xen.h`; `VCPUOP_set_singleshot_timer` in
+//! `xen/include/public/vcpu.h`; `VIRQ_TIMER` in `xen.h`.
+//!
+//! **Monotonic clock.** Xen system time (ns since the host booted) is
+//! `system_time + scale(tsc - tsc_timestamp)` from vCPU 0's `vcpu_time_info`, read as a
+//! version-checked copy with `rdtsc` in the same window (never `rdtscp`). The guest's
+//! clock is that plus an offset. After a resume in a new domain, Xen system time may
+//! have restarted (another host) or jumped; [`resume_new_domain`] raises the offset so
+//! the clock continues from just above the last value read before the suspend, so it
+//! never goes backwards across save/restore/migrate. Reads are also clamped to the
+//! last value returned ([`now_ns`] never decreases).
+//!
+//! **Timers.** A deadline-ordered queue of one-shot callbacks ([`schedule_at`],
+//! [`cancel`] by handle). The earliest deadline is programmed with
+//! `VCPUOP_set_singleshot_timer` (converted back to Xen system time); `VIRQ_TIMER`
+//! fires and the main loop runs the expired callbacks ([`run_expired`]). With no timer
+//! queued, nothing is programmed: an idle guest is never woken.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use spin::Mutex;
+use xen_abi::event_channel::VIRQ_TIMER;
+
+use crate::events::{self, EventError, Port};
+use crate::hypercall;
+use crate::shared_info;
+
+/// Added to Xen system time to get the guest's monotonic time.
+static OFFSET: AtomicU64 = AtomicU64::new(0);
+/// The largest value [`now_ns`] has returned.
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+/// Nanoseconds per second.
+pub const NS_PER_SEC: u64 = 1_000_000_000;
+
+/// Xen system time now (ns since the host booted; restarts on another host), or 0
+/// before the shared info page is mapped.
+fn xen_system_ns() -> u64 {
+    match shared_info::get() {
+        Some(si) => {
+            let (info, tsc) = si.time_snapshot();
+            info.system_time_ns(tsc)
+        }
+        None => 0,
+    }
+}
+
+/// The guest's monotonic clock in ns. Never decreases, also across resumes.
+pub fn now_ns() -> u64 {
+    // Relaxed: the offset only changes in resume, with interrupts off, before any
+    // other code runs.
+    let now = xen_system_ns().saturating_add(OFFSET.load(Ordering::Relaxed));
+    // AcqRel: keeps LAST a running maximum even if an interrupt handler read the
+    // clock in between (none does today).
+    let prev = LAST.fetch_max(now, Ordering::AcqRel);
+    now.max(prev)
+}
+
+/// Wall-clock time now: `(seconds since the Unix epoch, nanoseconds)`, from the
+/// shared info wall clock plus Xen system time. `(0, 0)` before mapping.
+pub fn wallclock() -> (u64, u32) {
+    let Some(si) = shared_info::get() else {
+        return (0, 0);
+    };
+    let (sec, nsec) = si.wallclock_base();
+    let total =
+        u128::from(sec) * u128::from(NS_PER_SEC) + u128::from(nsec) + u128::from(xen_system_ns());
+    let secs = u64::try_from(total / u128::from(NS_PER_SEC)).unwrap_or(u64::MAX);
+    (secs, (total % u128::from(NS_PER_SEC)) as u32)
+}
+
+/// The TSC frequency the pvclock implies, in Hz (0 if unknown).
+pub fn tsc_hz() -> u64 {
+    shared_info::get()
+        .and_then(|si| si.time_snapshot().0.tsc_hz())
+        .unwrap_or(0)
+}
+
+/// Formats a Unix time as `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
+pub struct Utc(pub u64);
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let days = self.0 / 86_400;
+        let rem = self.0 % 86_400;
+        // Civil-from-days (Howard Hinnant's algorithm), all in u64/i64 without overflow
+        // for any u64 input divided down to days.
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+/// A timer callback, run by the main loop (never in interrupt context).
+pub type Callback = Box<dyn FnOnce() + Send>;
+
+/// Identifies a queued timer; [`cancel`] consumes it.
+#[must_use = "keep the handle to cancel the timer (or drop it: the timer still fires)"]
+#[derive(Debug, PartialEq, Eq)]
+pub struct TimerHandle {
+    /// The deadline it was queued with (part of the queue key).
+    deadline: u64,
+    /// Unique id (the other part of the key).
+    id: u64,
+}
+
+/// The timer queue and the `VIRQ_TIMER` port.
+struct Timers {
+    /// Callbacks keyed by (deadline in guest monotonic ns, id): earliest first, ties in
+    /// queueing order.
+    queue: BTreeMap<(u64, u64), Callback>,
+    /// Next id.
+    next_id: u64,
+    /// The deadline programmed into Xen, if any.
+    armed: Option<u64>,
+    /// The `VIRQ_TIMER` port.
+    port: Option<Port>,
+    /// Timers fired since boot.
+    fired: u64,
+}
+
+/// The timer state (main loop only).
+static TIMERS: Mutex<Timers> = Mutex::new(Timers {
+    queue: BTreeMap::new(),
+    next_id: 1,
+    armed: None,
+    port: None,
+    fired: 0,
+});
+
+/// Binds `VIRQ_TIMER` and stops Xen's default periodic tick. Call after
+/// [`events::init`].
+pub fn init() -> Result<(), EventError> {
+    // The periodic timer would wake an idle guest every 10 ms; one-shot only here.
+    // An error (Xen without a periodic timer for this vCPU) changes nothing.
+    let _ = hypercall::vcpu_stop_periodic_timer(0);
+    bind()
+}
+
+/// Binds `VIRQ_TIMER`, installs its handler and re-arms the earliest deadline.
+fn bind() -> Result<(), EventError> {
+    let port = events::bind_virq(VIRQ_TIMER)?;
+    port.set_handler(Box::new(run_expired))?;
+    let mut t = TIMERS.lock();
+    t.port = Some(port);
+    t.armed = None;
+    arm(&mut t);
+    Ok(())
+}
+
+/// After a resume in a new domain: keeps the clock monotonic (the offset takes up any
+/// restart of Xen system time; `last_before` is the clock read right before the
+/// suspend), rebinds `VIRQ_TIMER` and re-arms. Call after the shared info page and
+/// event delivery are back.
+pub fn resume_new_domain(last_before: u64) -> Result<(), EventError> {
+    let raw = xen_system_ns();
+    // Relaxed: resume runs alone (interrupts off, one vCPU).
+    let offset = OFFSET.load(Ordering::Relaxed);
+    if raw.saturating_add(offset) <= last_before {
+        // Relaxed: as above; readers run after resume returns.
+        OFFSET.store(
+            last_before.saturating_add(1).saturating_sub(raw),
+            Ordering::Relaxed,
+        );
+    }
+    // The old port died with the old domain: forget the stale handle.
+    if let Some(old) = TIMERS.lock().port.take() {
+        let _ = old.close();
+    }
+    let _ = hypercall::vcpu_stop_periodic_timer(0);
+    bind()
+}
+
+/// Queues `callback` to run once the monotonic clock reaches `deadline_ns`.
+pub fn schedule_at(deadline_ns: u64, callback: Callback) -> TimerHandle {
+    let mut t = TIMERS.lock();
+    let id = t.next_id;
+    t.next_id = t.next_id.wrapping_add(1);
+    t.queue.insert((deadline_ns, id), callback);
+    arm(&mut t);
+    TimerHandle {
+        deadline: deadline_ns,
+        id,
+    }
+}
+
+/// Queues `callback` to run `delay_ns` from now.
+pub fn schedule_after(delay_ns: u64, callback: Callback) -> TimerHandle {
+    schedule_at(now_ns().saturating_add(delay_ns), callback)
+}
+
+/// Cancels a queued timer. Returns false if it already fired.
+pub fn cancel(handle: TimerHandle) -> bool {
+    let mut t = TIMERS.lock();
+    let removed = t.queue.remove(&(handle.deadline, handle.id)).is_some();
+    if removed {
+        arm(&mut t);
+    }
+    removed
+}
+
+/// Number of queued timers and timers fired since boot.
+pub fn counts() -> (usize, u64) {
+    let t = TIMERS.lock();
+    (t.queue.len(), t.fired)
+}
+
+/// Programs Xen's one-shot timer for the earliest deadline (or stops it when the queue
+/// is empty). Skips the hypercall when that deadline is already programmed.
+fn arm(t: &mut Timers) {
+    let earliest = t.queue.keys().next().map(|&(d, _)| d);
+    if earliest == t.armed {
+        return;
+    }
+    let result = match earliest {
+        Some(deadline) => {
+            // Relaxed: see now_ns.
+            let xen = deadline.saturating_sub(OFFSET.load(Ordering::Relaxed));
+            hypercall::vcpu_set_singleshot_timer(0, xen)
+        }
+        None => hypercall::vcpu_stop_singleshot_timer(0),
+    };
+    match result {
+        Ok(()) => t.armed = earliest,
+        Err(e) => {
+            t.armed = None;
+            log::error!("programming the one-shot timer: {e}");
+        }
+    }
+}
+
+/// Runs every callback whose deadline has passed (outside the lock), then re-arms.
+/// The `VIRQ_TIMER` handler.
+pub fn run_expired() {
+    loop {
+        let now = now_ns();
+        let due = {
+            let mut t = TIMERS.lock();
+            // The programmed deadline has fired (or is about to be replaced).
+            t.armed = None;
+            match t.queue.first_key_value() {
+                Some((&(deadline, _), _)) if deadline <= now => {
+                    t.fired = t.fired.wrapping_add(1);
+                    t.queue.pop_first().map(|(_, cb)| cb)
+                }
+                _ => {
+                    arm(&mut t);
+                    None
+                }
+            }
+        };
+        match due {
+            Some(callback) => callback(),
+            None => return,
+        }
+    }
+}
