@@ -1,6 +1,6 @@
 //! Toolstack control: `control/shutdown` requests, the suspend event channel, the echo and ready nodes.
 //!
-//! Protocol (the guest contract `contract3.md`, and what libxl expects of a PV-aware
+//! Protocol (the guest contract in `docs/CONSOLE.md`, and what libxl expects of a PV-aware
 //! guest: `tools/libs/light/libxl_domain.c` writes `control/shutdown`, and
 //! `libxl_dom_suspend.c` notifies `device/suspend/event-channel` instead when the
 //! guest published one):
