@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 /// Slots in the adapter's connection table (control + up to 8 streams + spares).
 const CONNS: usize = 12;
 
+/// Writes one connection may make per adapter step before the others get their turn.
+const WRITE_BUDGET: usize = 16;
+
 struct Conn {
     stream: TcpStream,
     /// Bytes taken from `poll_transmit` but not yet written.
@@ -136,8 +139,17 @@ impl StdServer {
                 }
             }
         }
-        // Write while the socket takes it.
+        // Write while the socket takes it, but at most WRITE_BUDGET chunks per step: on an idle
+        // loopback the client may drain the socket as fast as we fill it, and an unbounded loop
+        // here would starve the other connections (the client's TEST_END on the control
+        // connection) and never let `now` advance.
+        let mut budget = WRITE_BUDGET;
         loop {
+            if budget == 0 {
+                progress = true;
+                break;
+            }
+            budget -= 1;
             if c.pending_off == c.pending.len() {
                 c.pending.clear();
                 c.pending_off = 0;
