@@ -1,4 +1,4 @@
-//! The console: the Xen PV console ring, mirrored to the 0xE9 debug port.
+//! The console: the Xen PV console ring, with the 0xE9 debug port for early and emergency output.
 //!
 //! The ring page layout is `struct xencons_interface` (`xen/include/public/io/console.h`);
 //! its pfn and event channel come from `HVM_PARAM_CONSOLE_PFN` and
@@ -191,14 +191,27 @@ impl Ring {
 }
 
 impl Console {
-    /// Writes to port 0xE9 and the ring.
-    fn write_bytes(&mut self, bytes: &[u8], max_yields: u32) {
-        debugcon::write_bytes(bytes);
-        if let Some(ring) = self.ring.as_mut()
-            && !ring.write(bytes, max_yields)
-        {
+    /// Writes to the ring, or to port 0xE9 while there is no ring (early boot, or a ring
+    /// abandoned as inconsistent). Once the ring works, port 0xE9 is left to the panic and
+    /// fault path: every `out` to it is a VM exit, one per byte, and under QEMU's emulated
+    /// SVM (no NRIP) each such exit is a chance to hit the rare nested-virtualisation triple
+    /// fault (docs/TESTING-XEN.md); a line through the ring costs one hypercall.
+    /// `mirror` also copies the bytes to port 0xE9 when the ring works (the panic/fault path,
+    /// whose lines must show in `xl dmesg` even if the ring's backend is gone).
+    fn write_bytes(&mut self, bytes: &[u8], max_yields: u32, mirror: bool) {
+        let Some(ring) = self.ring.as_mut() else {
+            debugcon::write_bytes(bytes);
+            return;
+        };
+        if mirror {
+            debugcon::write_bytes(bytes);
+        }
+        if !ring.write(bytes, max_yields) {
             self.ring = None;
             debugcon::write_bytes(b"xenrs console: ring indices inconsistent, ring abandoned\n");
+            if !mirror {
+                debugcon::write_bytes(bytes);
+            }
         }
     }
 }
@@ -213,6 +226,8 @@ struct Sink<'a> {
     console: &'a mut Console,
     /// Yield budget for a full ring.
     max_yields: u32,
+    /// Copy to port 0xE9 even while the ring works (the panic/fault path).
+    mirror: bool,
     /// Pending bytes.
     buf: [u8; SINK_BUF],
     /// How many bytes of `buf` are pending.
@@ -221,10 +236,11 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     /// A sink with an empty buffer.
-    fn new(console: &'a mut Console, max_yields: u32) -> Self {
+    fn new(console: &'a mut Console, max_yields: u32, mirror: bool) -> Self {
         Sink {
             console,
             max_yields,
+            mirror,
             buf: [0; SINK_BUF],
             len: 0,
         }
@@ -233,7 +249,7 @@ impl<'a> Sink<'a> {
     /// Writes out the pending bytes.
     fn flush(&mut self) {
         if let Some(pending) = self.buf.get(..self.len) {
-            self.console.write_bytes(pending, self.max_yields);
+            self.console.write_bytes(pending, self.max_yields, self.mirror);
         }
         self.len = 0;
     }
@@ -265,7 +281,7 @@ impl Write for Sink<'_> {
 /// Prints formatted text (normal path; waits for the console lock).
 pub fn print(args: fmt::Arguments<'_>) {
     let mut console = CONSOLE.lock();
-    let mut sink = Sink::new(&mut console, FULL_RING_YIELDS);
+    let mut sink = Sink::new(&mut console, FULL_RING_YIELDS, false);
     let _ = sink.write_fmt(args);
     sink.flush();
 }
@@ -286,7 +302,7 @@ pub fn emergency_print(args: fmt::Arguments<'_>) {
             CONSOLE.lock()
         }
     };
-    let mut sink = Sink::new(&mut guard, EMERGENCY_YIELDS);
+    let mut sink = Sink::new(&mut guard, EMERGENCY_YIELDS, true);
     let _ = sink.write_fmt(args);
     sink.flush();
 }
@@ -350,7 +366,7 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-/// Prints a line on the console (ring and port 0xE9).
+/// Prints a line on the console (the ring; port 0xE9 until the ring is attached).
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
