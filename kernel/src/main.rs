@@ -3,9 +3,10 @@
 //! Boot order (see `docs/BOOT.md`): boot's assembly and descriptor tables, then
 //! [`kernel_main`]: fault reporter, hypercall page, PV console, `hvm_start_info`,
 //! command line, banner, memory (frame allocator + heap), core services (shared
-//! info, event channels, time, grants, xenstore, control; see `docs/CORE.md`), then
-//! what `then=` asks: the event loop (default) or power off.
-//! The console lines are fixed by the guest console contracts (issues 2 and 3).
+//! info, event channels, time, grants, xenstore, control; see `docs/CORE.md`), the
+//! network (every vif under smoltcp with the echo and iperf3 services; see
+//! `docs/NET.md`), then what `then=` asks: the event loop (default) or power off.
+//! The console lines are fixed by the guest console contracts (issues 2 to 4).
 #![no_std]
 #![no_main]
 
@@ -20,6 +21,7 @@ mod grants;
 mod hypercall;
 mod logger;
 mod memory;
+mod net;
 mod panic;
 mod services;
 mod shared_info;
@@ -148,6 +150,9 @@ fn kernel_main(info: BootInfo) -> ! {
     }
     heap_self_test();
     let services_up = services::start();
+    if services_up {
+        net::start(&config.net);
+    }
 
     println!("xenrs boot complete");
     match config.then {

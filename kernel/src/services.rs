@@ -7,8 +7,9 @@
 //! clock_ns=<n>`, the grant counts and `data/ready`.
 //!
 //! The main loop ([`run`]) dispatches marked event-channel ports, then queued watch
-//! events (bounded per watch), then a pending control request; with nothing to do it
-//! idles (`sti; hlt`, race-free, see [`events::idle`]).
+//! events (bounded per watch), then one pass of the network ([`crate::net::poll`], which
+//! re-arms its rings and wake-up timer when it is idle), then a pending control request;
+//! with nothing to do it idles (`sti; hlt`, race-free, see [`events::idle`]).
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -140,11 +141,16 @@ static SELF_TEST_FIRED: AtomicU64 = AtomicU64::new(0);
 /// Set if the cancelled self-test timer ran (it must not).
 static CANCELLED_RAN: AtomicBool = AtomicBool::new(false);
 
-/// Runs dispatch/idle until `done` holds or 1 s passed; false on timeout.
+/// How long the boot self-tests wait for a timer or an event. Generous on purpose: under
+/// QEMU TCG on a loaded 2-core host a vCPU can be descheduled for over a second, and a
+/// late delivery is reported with its latency rather than as an error.
+const SELF_TEST_LIMIT_NS: u64 = 10 * time::NS_PER_SEC;
+
+/// Runs dispatch/idle until `done` holds or [`SELF_TEST_LIMIT_NS`] passed; false on timeout.
 fn spin_events_until(done: impl Fn() -> bool) -> bool {
     let start = time::now_ns();
     while !done() {
-        if time::now_ns() > start + time::NS_PER_SEC {
+        if time::now_ns() > start + SELF_TEST_LIMIT_NS {
             return false;
         }
         if events::dispatch(None) == 0 {
@@ -155,7 +161,7 @@ fn spin_events_until(done: impl Fn() -> bool) -> bool {
 }
 
 /// Queues a 5 ms timer (and a 1 ms one that is cancelled at once), runs the event
-/// loop's dispatch until the first fires (at most 1 s), and logs how late it was.
+/// loop's dispatch until the first fires (at most 10 s), and logs how late it was.
 /// Proves `VCPUOP_set_singleshot_timer` + `VIRQ_TIMER` and cancel by handle.
 fn timer_self_test() {
     let start = time::now_ns();
@@ -178,7 +184,7 @@ fn timer_self_test() {
     }
     // Acquire: pairs with the callback's Release.
     if !spin_events_until(|| SELF_TEST_FIRED.load(Ordering::Acquire) != 0) {
-        crate::println!("xenrs timer error: self-test timer did not fire within 1 s");
+        crate::println!("xenrs timer error: self-test timer did not fire within 10 s");
         return;
     }
     // Acquire: as above.
@@ -188,6 +194,9 @@ fn timer_self_test() {
         crate::println!("xenrs timer error: a cancelled timer ran");
     }
     let (queued, total) = time::counts();
+    if fired.saturating_sub(start) > time::NS_PER_SEC {
+        log::warn!("timer: the self-test timer fired over 1 s late (vCPU descheduled?)");
+    }
     log::info!(
         "timer: one-shot asked {} us, fired after {} us ({queued} queued, {total} fired)",
         SELF_TEST_DELAY_NS / 1000,
@@ -208,14 +217,14 @@ fn event_loopback_test() {
     enum LoopbackError {
         /// An operation failed.
         Event(EventError),
-        /// The handler did not run within 1 s.
+        /// The handler did not run within the self-test limit (10 s).
         NotDelivered,
     }
     impl fmt::Display for LoopbackError {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             match self {
                 LoopbackError::Event(e) => write!(f, "{e}"),
-                LoopbackError::NotDelivered => f.write_str("not delivered within 1 s"),
+                LoopbackError::NotDelivered => f.write_str("not delivered within 10 s"),
             }
         }
     }
@@ -259,6 +268,7 @@ pub fn run() -> ! {
     loop {
         let mut busy = events::dispatch(None) > 0;
         busy |= store::service_watches() > 0;
+        busy |= crate::net::poll();
         if let Some(request) = control::take_request() {
             act(request);
             busy = true;

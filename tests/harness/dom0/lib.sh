@@ -121,18 +121,24 @@ xt_vif_default() {
 #   vcpus=N (1)  type=pvh  on_poweroff=destroy  on_crash=preserve  on_reboot=preserve
 #   vif=SPEC (one xl vif spec, or "default": xt_vif_default with N = 16 + guests created so far)
 #   disk=SPEC (one xl disk spec)  cfg=LINE (a raw xl.cfg line, repeatable)
+#   tsc_mode=MODE (native): QEMU's emulated CPU has no invariant TSC, so with xl's default
+#   tsc_mode Xen traps every guest rdtsc; each trap is a VM exit, and under emulated SVM (no NRIP)
+#   every exit is a chance of the rare nested triple fault (CI runs caught two right after rdtsc).
+#   "native" runs rdtsc directly, as the default mode does on real hardware with an invariant TSC;
+#   the guest's pvclock is correct either way. Pass tsc_mode=default to test Xen's emulation.
 # (timeout=SECS belongs to xt_create and is ignored here.)
 xt_write_cfg() {
 	local name=$1
 	shift
 	local memory=32 cmdline="then=poweroff" kernel=$XT_GUEST_KERNEL vcpus=1 type=pvh
 	local on_poweroff=destroy on_crash=preserve on_reboot=preserve vif="" disk="" timeout=""
+	local tsc_mode=native
 	local extra=() kv k v seq=0
 	for kv in "$@"; do
 		k=${kv%%=*}
 		v=${kv#*=}
 		case "$k" in
-		memory | cmdline | kernel | vcpus | type | on_poweroff | on_crash | on_reboot | vif | disk | timeout)
+		memory | cmdline | kernel | vcpus | type | on_poweroff | on_crash | on_reboot | vif | disk | timeout | tsc_mode)
 			printf -v "$k" '%s' "$v"
 			;;
 		cfg) extra+=("$v") ;;
@@ -165,6 +171,7 @@ xt_write_cfg() {
 		echo "on_poweroff = \"$on_poweroff\""
 		echo "on_crash = \"$on_crash\""
 		echo "on_reboot = \"$on_reboot\""
+		echo "tsc_mode = \"$tsc_mode\""
 		[ -n "$vif" ] && echo "vif = [ '$vif' ]"
 		[ -n "$disk" ] && echo "disk = [ '$disk' ]"
 		for kv in "${extra[@]}"; do echo "$kv"; done

@@ -1,0 +1,324 @@
+//! Networking: netfront vifs under a smoltcp stack with the echo and iperf3 services, driven by the main loop.
+//!
+//! Sources: `xen/include/public/io/netif.h` (via the `netfront` crate),
+//! `xen/include/public/io/xenbus.h`, Xen's `docs/misc/xenstore-paths.pandoc`
+//! (`device/vif/<id>/{backend,backend-id,mac,mtu}`). See `docs/NET.md`.
+//!
+//! **Bring-up** ([`start`], after the core services): every `device/vif/<id>` (in id
+//! order) becomes a [`Vif`]: netfront probes it (MAC from xenstore), its back end's
+//! `state` node is watched, the xenbus handshake starts, a smoltcp interface is built
+//! over it with the services' sockets. The first vif takes the command line's address
+//! (`ip=A.B.C.D/N` [+ `gw=`], or `dhcp`) and the default route; further vifs ask for
+//! an address by DHCP if `dhcp` was given and stay unaddressed otherwise.
+//!
+//! **Driving** ([`poll`], from the main loop after every wake-up): each vif's
+//! [`Vif::pump`] (back-end state, packets, services, DHCP). When nothing moved, the
+//! vifs re-arm their rings' response events (`RING_FINAL_CHECK_FOR_RESPONSES`); only if
+//! no response slipped in does the loop sleep, with a one-shot timer at the earliest
+//! smoltcp/service deadline. The back end's event channel or that timer wakes it.
+//!
+//! **Suspend/resume** ([`NetHook`], a core [`SuspendHook`]): before the suspend every
+//! vif stops I/O; after a cancelled suspend (`xl save -c`) nothing is touched; after a
+//! resume in a new domain (the core has re-mapped and reset the grant table and resumed
+//! xenstore) each netfront reconnects to its new back end, re-granting its buffers and
+//! re-sending frames that were in flight, and announces our address. smoltcp's state
+//! (TCP connections included) is ordinary memory and survives as it is; the monotonic
+//! clock continues from where it stopped, so no TCP timer fires because of the pause.
+
+mod arp;
+mod platform;
+mod vif;
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use guest_config::{NetConfig, NetMode};
+use net_services::ServicesConfig;
+use net_services::smol::TcpPoolConfig;
+use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+use spin::Mutex;
+use xenstore::XsError;
+
+use crate::store::{self, StoreError};
+use crate::suspend::{self, ResumeMode, SuspendHook};
+use crate::time::{self, TimerHandle};
+use vif::{Addressing, Vif};
+
+/// Most vifs driven (further ones are reported and ignored).
+const MAX_VIFS: usize = 4;
+/// Heap left free after a vif's services are set up.
+const HEAP_RESERVE: usize = 1024 * 1024;
+/// Interval of the grant table's deferred end-access retries, ns.
+const DEFERRED_POLL_NS: u64 = time::NS_PER_SEC;
+/// Least sleep when the stack wants a pass "now" but the last pass moved nothing
+/// (it waits for ring space or a response; the event wakes it earlier).
+const MIN_SLEEP_NS: u64 = 1_000_000;
+
+/// The network state.
+struct Net {
+    /// The vifs, first = primary.
+    vifs: Vec<Vif>,
+    /// The programmed wake-up: (deadline ns, handle).
+    timer: Option<(u64, TimerHandle)>,
+    /// When the deferred grants were last retried.
+    deferred_at: u64,
+}
+
+/// The network, once [`start`] found a vif.
+static NET: Mutex<Option<Net>> = Mutex::new(None);
+
+/// The services' configuration: every service; 40 TCP echo sockets (so 32 parallel
+/// connections are served at once) of 16 KiB each way, the defaults otherwise.
+fn services_config() -> ServicesConfig {
+    let d = ServicesConfig::default();
+    ServicesConfig {
+        tcp_echo: TcpPoolConfig {
+            sockets: 40,
+            rx_buffer: 16 * 1024,
+            tx_buffer: 16 * 1024,
+            ..d.tcp_echo
+        },
+        ..d
+    }
+}
+
+/// The vif ids under `device/vif`, ascending; `Ok(empty)` if there is none.
+fn vif_ids() -> Result<Vec<u32>, StoreError> {
+    let names = match store::directory("device/vif") {
+        Ok(n) => n,
+        Err(StoreError::Xs(XsError::Enoent)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for name in names {
+        match netfront::nodes::parse_u32(name.as_bytes()) {
+            Ok(id) => ids.push(id),
+            Err(e) => crate::println!(
+                "xenrs net error: device/vif/{}: not a device id ({e:?})",
+                crate::console::Escaped(name.as_bytes())
+            ),
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// The addressing of the vif at `index` (0 = primary) from the command line.
+fn addressing(cfg: &NetConfig, index: usize) -> Result<Addressing, u8> {
+    let gateway = cfg.gateway.map(Ipv4Address::from);
+    Ok(match (cfg.mode, index) {
+        (NetMode::Static { addr, prefix }, 0) => {
+            if prefix > 32 {
+                return Err(prefix);
+            }
+            Addressing::Static {
+                cidr: Ipv4Cidr::new(Ipv4Address::from(addr), prefix),
+                gateway,
+            }
+        }
+        (NetMode::Dhcp, 0) => Addressing::Dhcp { gateway },
+        (NetMode::Dhcp, _) => Addressing::Dhcp { gateway: None },
+        _ => Addressing::None,
+    })
+}
+
+/// Brings every vif up (see the module docs) and registers the suspend hook.
+/// Prints `xenrs net error: ...` for each vif that cannot be used.
+pub fn start(cfg: &NetConfig) {
+    let ids = match vif_ids() {
+        Ok(ids) => ids,
+        Err(e) => {
+            crate::println!("xenrs net error: listing device/vif: {e}");
+            return;
+        }
+    };
+    if ids.is_empty() {
+        log::info!("net: no vif");
+        return;
+    }
+    if ids.len() > MAX_VIFS {
+        crate::println!(
+            "xenrs net error: {} vifs; only the first {MAX_VIFS} are used",
+            ids.len()
+        );
+    }
+    let services = services_config();
+    let mut vifs = Vec::new();
+    for &id in ids.iter().take(MAX_VIFS) {
+        let primary = vifs.is_empty();
+        let addressing = match addressing(cfg, usize::from(!primary)) {
+            Ok(a) => a,
+            Err(prefix) => {
+                crate::println!("xenrs net error: ip= prefix /{prefix} is over 32");
+                Addressing::None
+            }
+        };
+        let (_, heap_free) = crate::memory::heap_usage();
+        let with_services = heap_free >= services.buffer_bytes().saturating_add(HEAP_RESERVE);
+        if !with_services {
+            crate::println!(
+                "xenrs net error: vif/{id}: {heap_free} heap bytes free, the services need {}; not started on this vif",
+                services.buffer_bytes()
+            );
+        }
+        match Vif::new(id, primary, addressing, with_services.then_some(&services)) {
+            Ok(v) => {
+                if v.has_services() {
+                    if primary {
+                        crate::println!("xenrs net: services tcp-echo:7 udp-echo:7 iperf3:5201");
+                    } else {
+                        crate::println!(
+                            "xenrs net: vif/{} services tcp-echo:7 udp-echo:7 iperf3:5201",
+                            v.id()
+                        );
+                    }
+                }
+                vifs.push(v);
+            }
+            Err(e) => crate::println!("xenrs net error: vif/{id}: {e}"),
+        }
+    }
+    if vifs.is_empty() {
+        return;
+    }
+    *NET.lock() = Some(Net {
+        vifs,
+        timer: None,
+        deferred_at: time::now_ns(),
+    });
+    suspend::register(Box::new(NetHook));
+}
+
+/// One pass of the network work; called by the main loop after every wake-up.
+/// Returns whether anything moved (then the loop must not sleep). When nothing did,
+/// the rings are re-armed and the wake-up timer set for the next deadline.
+pub fn poll() -> bool {
+    // A pass never nests (the lock is only taken here and by the suspend hook, both
+    // from the main loop); if it somehow did, the outer pass finishes the work.
+    let Some(mut guard) = NET.try_lock() else {
+        return false;
+    };
+    let Some(net) = guard.as_mut() else {
+        return false;
+    };
+    let now = vif::instant_now();
+    let now_ns = vif::instant_ns(now);
+    let mut busy = false;
+    let mut next: Option<u64> = None;
+    for v in &mut net.vifs {
+        let r = v.pump(now);
+        busy |= r.busy;
+        if let Some(t) = r.next {
+            let t = vif::instant_ns(t);
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+    }
+    if now_ns.saturating_sub(net.deferred_at) >= DEFERRED_POLL_NS {
+        net.deferred_at = now_ns;
+        retry_deferred_grants();
+    }
+    if crate::grants::stats().is_some_and(|s| s.deferred > 0) {
+        // Wake up for the next retry even if the network is idle.
+        let t = net.deferred_at.saturating_add(DEFERRED_POLL_NS);
+        next = Some(next.map_or(t, |n| n.min(t)));
+    }
+    if busy {
+        return true;
+    }
+    // Nothing moved: ask for events, then sleep unless something slipped in.
+    for v in &mut net.vifs {
+        busy |= v.rearm();
+    }
+    if busy {
+        return true;
+    }
+    let deadline = next.map(|t| t.max(now_ns.saturating_add(MIN_SLEEP_NS)));
+    program_timer(net, deadline, now_ns);
+    false
+}
+
+/// Makes sure the loop wakes up by `deadline`. A timer that already fired is
+/// forgotten. An armed timer that fires no later than `deadline` is kept (also when
+/// there is no deadline): waking early only costs one idle pass, which programs the
+/// timer again, while moving the timer at every pass would cost a
+/// `VCPUOP_set_singleshot_timer` hypercall each time (every VM exit counts under the
+/// emulated SVM of the test harness, see docs/TESTING-XEN.md).
+fn program_timer(net: &mut Net, deadline: Option<u64>, now_ns: u64) {
+    if let Some((at, _)) = &net.timer
+        && *at <= now_ns
+    {
+        // Fired (or firing now): its handle is spent.
+        net.timer = None;
+    }
+    let Some(at) = deadline else {
+        return;
+    };
+    if net.timer.as_ref().is_some_and(|(armed, _)| *armed <= at) {
+        return;
+    }
+    // The callback does nothing: the timer's upcall wakes the loop, which polls.
+    // Queued before the old one is cancelled, so the core re-programs Xen once.
+    let handle = time::schedule_at(at, Box::new(|| {}));
+    if let Some((_, old)) = net.timer.replace((at, handle)) {
+        let _ = time::cancel(old);
+    }
+}
+
+/// `GrantTable::poll_deferred`: pages whose grants the back end held when they were
+/// ended go back to the frame allocator once it let go.
+fn retry_deferred_grants() {
+    let report = crate::grants::with(|t| {
+        if t.stats().deferred > 0 {
+            Some(t.poll_deferred(drop))
+        } else {
+            None
+        }
+    });
+    if let Some(Some(r)) = report
+        && r.released > 0
+    {
+        log::debug!(
+            "net: {} deferred grants ended, {} still held",
+            r.released,
+            r.still_deferred
+        );
+    }
+}
+
+/// Logs every vif's counters (info level; once per suspend).
+pub fn log_stats() {
+    if let Some(net) = NET.lock().as_ref() {
+        for v in &net.vifs {
+            log::info!("net: {}", v.stats_line());
+        }
+    }
+}
+
+/// The network's suspend hook (see the module docs).
+pub struct NetHook;
+
+impl SuspendHook for NetHook {
+    fn name(&self) -> &'static str {
+        "net"
+    }
+
+    fn suspend(&mut self) {
+        log_stats();
+        if let Some(net) = NET.lock().as_mut() {
+            for v in &mut net.vifs {
+                v.suspend();
+            }
+        }
+    }
+
+    fn resume(&mut self, mode: ResumeMode) {
+        let new_domain = mode == ResumeMode::NewDomain;
+        // The wake-up timer needs nothing: the core's timer queue (our handle
+        // included) survives and is re-armed in the new domain.
+        if let Some(net) = NET.lock().as_mut() {
+            for v in &mut net.vifs {
+                v.resume(new_domain);
+            }
+        }
+    }
+}

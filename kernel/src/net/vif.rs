@@ -1,0 +1,639 @@
+//! One vif: its netfront, smoltcp interface, sockets, services and address configuration.
+//!
+//! A [`Vif`] owns everything of one `device/vif/<id>`: the [`NetFront`] (the device),
+//! a smoltcp [`Interface`] over it, a [`SocketSet`] with the services' sockets
+//! (`net-services`: TCP echo :7, UDP echo :7, iperf3 :5201) and, for `dhcp`, a DHCPv4
+//! socket. [`Vif::pump`] is one pass of the event loop's network work: back-end state
+//! changes, packets in and out (bounded), the services, DHCP, the iperf3 events, fault
+//! recovery. It reports whether anything moved and when it next needs a pass.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use net_services::iperf3::Event as IperfEvent;
+use net_services::smol::ServiceEvent;
+use net_services::{Services, ServicesConfig};
+use netfront::{Config as NetConfig, NetError, NetFront, ProbeError};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
+use smoltcp::socket::dhcpv4;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use xenstore::WatchId;
+
+use super::arp;
+use super::platform::{EvtchnCounters, KernelEvtchn, KernelGrants, KernelPages};
+use crate::store::{self, StoreError};
+
+/// The netfront type the kernel runs.
+pub type KernelNetFront = NetFront<KernelPages, KernelGrants, KernelEvtchn>;
+
+/// Packets taken from the ring per pump before the other work gets a turn.
+const INGRESS_BUDGET: usize = 64;
+/// `poll_egress` rounds per pump (each sends what every socket has ready).
+const EGRESS_ROUNDS: usize = 16;
+
+/// How a vif gets its address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressing {
+    /// `ip=A.B.C.D/N` (and optionally `gw=`).
+    Static {
+        /// Address and prefix.
+        cidr: Ipv4Cidr,
+        /// Default gateway.
+        gateway: Option<Ipv4Address>,
+    },
+    /// `dhcp`; `gateway` (`gw=`) is used if the server names no router.
+    Dhcp {
+        /// Fallback default gateway.
+        gateway: Option<Ipv4Address>,
+    },
+    /// No address (no `ip=`/`dhcp`).
+    None,
+}
+
+/// Why a vif could not be brought up.
+#[derive(Debug)]
+pub enum VifError {
+    /// The grant table is not set up.
+    NoGrantTable,
+    /// Reading `device/vif/<id>` failed.
+    Probe(ProbeError),
+    /// The xenstore client could not be used.
+    Store(StoreError),
+    /// The first xenbus step failed.
+    Start(NetError),
+}
+
+impl fmt::Display for VifError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VifError::NoGrantTable => f.write_str("the grant table is not set up"),
+            VifError::Probe(e) => write!(f, "probing the device: {e:?}"),
+            VifError::Store(e) => write!(f, "xenstore: {e}"),
+            VifError::Start(e) => write!(f, "starting the xenbus handshake: {e:?}"),
+        }
+    }
+}
+
+/// What one [`Vif::pump`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PumpReport {
+    /// Something moved (packets, socket state, service bytes, xenbus): pump again
+    /// before sleeping.
+    pub busy: bool,
+    /// When the stack or a service next needs a pump without any packet (None:
+    /// only on an event).
+    pub next: Option<Instant>,
+}
+
+/// One vif and its network stack.
+pub struct Vif {
+    /// The vif's id (`device/vif/<id>`).
+    id: u32,
+    /// The first vif: owns the default route and the command line's address.
+    primary: bool,
+    /// The front end (the smoltcp device).
+    nf: KernelNetFront,
+    /// The smoltcp interface.
+    iface: Interface,
+    /// Sockets of the services and DHCP.
+    sockets: SocketSet<'static>,
+    /// The services, if there was memory for them.
+    services: Option<Services>,
+    /// The DHCP socket, with `dhcp`.
+    dhcp: Option<SocketHandle>,
+    /// How the address is configured.
+    addressing: Addressing,
+    /// The watch on `<backend>/state`.
+    watch: Option<WatchId>,
+    /// Set by the watch handler; taken by [`Vif::pump`].
+    backend_changed: Arc<AtomicBool>,
+    /// Event-channel counters (shared with the port handlers).
+    counters: Arc<EvtchnCounters>,
+    /// Event-channel failures already reported.
+    failures_reported: u64,
+    /// Whether the connection was up at the last pump.
+    was_up: bool,
+    /// Send an ARP announcement once the connection is up (after a resume).
+    announce: bool,
+    /// A fault was seen and a reconnect requested; cleared once up again.
+    reconnecting: bool,
+    /// Times the connection came up.
+    connects: u64,
+}
+
+/// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
+pub fn instant_now() -> Instant {
+    Instant::from_micros(i64::try_from(crate::time::now_ns() / 1000).unwrap_or(i64::MAX))
+}
+
+/// The monotonic clock in ns at smoltcp instant `t` (negative as 0).
+pub fn instant_ns(t: Instant) -> u64 {
+    u64::try_from(t.total_micros())
+        .unwrap_or(0)
+        .saturating_mul(1000)
+}
+
+/// A random seed for smoltcp (TCP initial sequence numbers, ephemeral ports,
+/// DHCP transaction ids): wall clock, monotonic clock and MAC mixed (splitmix64).
+fn seed(mac: [u8; 6]) -> u64 {
+    let (secs, nanos) = crate::time::wallclock();
+    let mut m = [0u8; 8];
+    if let Some(dst) = m.get_mut(..6) {
+        dst.copy_from_slice(&mac);
+    }
+    let mut x = secs
+        .wrapping_mul(1_000_000_007)
+        .wrapping_add(u64::from(nanos))
+        ^ crate::time::now_ns().rotate_left(17)
+        ^ u64::from_le_bytes(m);
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Formats an optional gateway as `A.B.C.D` or `none`.
+struct Gw(Option<Ipv4Address>);
+
+impl fmt::Display for Gw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+impl Vif {
+    /// Probes `device/vif/<id>`, watches its back end, starts the xenbus handshake,
+    /// and builds the interface, services (if `services` is given) and addressing.
+    pub fn new(
+        id: u32,
+        primary: bool,
+        addressing: Addressing,
+        services: Option<&ServicesConfig>,
+    ) -> Result<Vif, VifError> {
+        let grants = KernelGrants::new().ok_or(VifError::NoGrantTable)?;
+        let counters = Arc::new(EvtchnCounters::default());
+        let evtchn = KernelEvtchn::new(counters.clone());
+        let mut nf = store::with(|xs| {
+            NetFront::new(
+                xs,
+                id,
+                KernelPages::default(),
+                grants,
+                evtchn,
+                NetConfig::default(),
+            )
+        })
+        .map_err(VifError::Store)?
+        .map_err(VifError::Probe)?;
+
+        // `MacAddr::parse` rejected multicast and all-zero addresses, so smoltcp's
+        // unicast assertion in `Interface::new` holds.
+        let mac = nf.mac();
+        let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
+        cfg.random_seed = seed(mac.0);
+        let now = instant_now();
+        let iface = Interface::new(cfg, &mut nf, now);
+        let mut vif = Vif {
+            id,
+            primary,
+            nf,
+            iface,
+            sockets: SocketSet::new(vec![]),
+            services: None,
+            dhcp: None,
+            addressing,
+            watch: None,
+            backend_changed: Arc::new(AtomicBool::new(false)),
+            counters,
+            failures_reported: 0,
+            was_up: false,
+            announce: false,
+            reconnecting: false,
+            connects: 0,
+        };
+        vif.watch_backend()?;
+        let started = store::with(|xs| vif.nf.start(xs))
+            .map_err(VifError::Store)
+            .and_then(|r| r.map_err(VifError::Start));
+        if let Err(e) = started {
+            if let Some(w) = vif.watch.take() {
+                let _ = store::unwatch(w);
+            }
+            return Err(e);
+        }
+        vif.configure_address();
+        if let Some(cfg) = services {
+            match Services::new(&mut vif.sockets, cfg) {
+                Ok(s) => vif.services = Some(s),
+                Err(e) => crate::println!("xenrs net error: vif/{id}: services: {e:?}"),
+            }
+        }
+        Ok(vif)
+    }
+
+    /// The vif's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Whether the services run on this vif.
+    pub fn has_services(&self) -> bool {
+        self.services.is_some()
+    }
+
+    /// Watches `<backend>/state`; the handler only flags the change for [`Vif::pump`].
+    fn watch_backend(&mut self) -> Result<(), VifError> {
+        let flag = self.backend_changed.clone();
+        let id = store::watch(
+            &self.nf.backend_state_path(),
+            4,
+            Box::new(move |_path| {
+                // Release: pairs with the Acquire swap in `pump` (nothing else is
+                // published; the state node is re-read there).
+                flag.store(true, Ordering::Release);
+            }),
+        )
+        .map_err(VifError::Store)?;
+        self.watch = Some(id);
+        Ok(())
+    }
+
+    /// Applies the static address (printing the contract's `ip=` line) or adds the
+    /// DHCP socket.
+    fn configure_address(&mut self) {
+        match self.addressing {
+            Addressing::Static { cidr, gateway } => {
+                self.set_address(cidr, gateway);
+                self.print_address(cidr, "static", gateway);
+            }
+            Addressing::Dhcp { .. } => {
+                let mut socket = dhcpv4::Socket::new();
+                // Leases are renewed well before they end; cap them so a lost server
+                // is noticed within minutes rather than days.
+                socket.set_max_lease_duration(Some(smoltcp::time::Duration::from_secs(600)));
+                self.dhcp = Some(self.sockets.add(socket));
+                log::info!("net: vif/{} asking for an address by DHCP", self.id);
+            }
+            Addressing::None => {
+                crate::println!(
+                    "xenrs net: vif/{} has no address (no ip= or dhcp on the command line)",
+                    self.id
+                );
+            }
+        }
+    }
+
+    /// Sets the interface's only IPv4 address and, on the primary vif, the default
+    /// route.
+    fn set_address(&mut self, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>) {
+        self.iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            // Capacity is at least one address.
+            let _ = addrs.push(IpCidr::Ipv4(cidr));
+        });
+        if self.primary {
+            let routes = self.iface.routes_mut();
+            match gateway {
+                Some(gw) => {
+                    if routes.add_default_ipv4_route(gw).is_err() {
+                        crate::println!("xenrs net error: vif/{}: route table full", self.id);
+                    }
+                }
+                None => {
+                    let _ = routes.remove_default_ipv4_route();
+                }
+            }
+        }
+    }
+
+    /// Prints `xenrs net: ip=<addr>/<n> (static|dhcp) gw=<gw>` (with a `vif/<id>`
+    /// prefix for vifs other than the first).
+    fn print_address(&self, cidr: Ipv4Cidr, how: &str, gateway: Option<Ipv4Address>) {
+        let gw = if self.primary { gateway } else { None };
+        if self.primary {
+            crate::println!(
+                "xenrs net: ip={}/{} ({how}) gw={}",
+                cidr.address(),
+                cidr.prefix_len(),
+                Gw(gw)
+            );
+        } else {
+            crate::println!(
+                "xenrs net: vif/{} ip={}/{} ({how}) gw={}",
+                self.id,
+                cidr.address(),
+                cidr.prefix_len(),
+                Gw(gw)
+            );
+        }
+    }
+
+    /// One pass of this vif's network work at `now`.
+    pub fn pump(&mut self, now: Instant) -> PumpReport {
+        let mut busy = false;
+        // Acquire: pairs with the watch handler's Release.
+        if self.backend_changed.swap(false, Ordering::Acquire) {
+            busy = true;
+            match store::with(|xs| self.nf.on_backend_state(xs)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    crate::println!("xenrs net error: vif/{}: back-end state: {e:?}", self.id)
+                }
+                Err(StoreError::Busy) => self.backend_changed.store(true, Ordering::Release),
+                Err(e) => crate::println!("xenrs net error: vif/{}: xenstore: {e}", self.id),
+            }
+        }
+        self.check_connection();
+
+        let before = self.traffic();
+        busy |= self.poll_iface(now);
+        if let Some(services) = self.services.as_mut()
+            && services.poll(&mut self.sockets, now)
+        {
+            busy = true;
+            self.poll_iface(now);
+        }
+        self.poll_dhcp();
+        self.log_service_events();
+        if self.traffic() != before {
+            busy = true;
+        }
+        // Relaxed: a statistic.
+        let failures = self.counters.failures.load(Ordering::Relaxed);
+        if failures > self.failures_reported {
+            crate::println!(
+                "xenrs net error: vif/{}: {} event-channel operations failed",
+                self.id,
+                failures - self.failures_reported
+            );
+            self.failures_reported = failures;
+        }
+
+        let mut next = self.iface.poll_at(now, &self.sockets);
+        if let Some(t) = self.services.as_ref().and_then(Services::poll_at) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        PumpReport { busy, next }
+    }
+
+    /// Before the main loop sleeps: asks the back end for an event on the next
+    /// response; true if responses are already waiting (then do not sleep).
+    pub fn rearm(&mut self) -> bool {
+        if !self.nf.is_up() {
+            return false;
+        }
+        // A fault (Err) counts as pending: the next pump reports it and reconnects.
+        self.nf.rearm().unwrap_or(true)
+    }
+
+    /// Counters that change whenever a packet moves.
+    fn traffic(&self) -> (u64, u64, u64) {
+        let s = self.nf.stats();
+        (s.rx.slots, s.tx.packets, s.tx.completed)
+    }
+
+    /// Notices the connection coming up or going down, recovers from faults.
+    fn check_connection(&mut self) {
+        let up = self.nf.is_up();
+        if up && !self.was_up {
+            self.connects += 1;
+            self.reconnecting = false;
+            crate::println!(
+                "xenrs net: vif/{} mac={} backend={} state=Connected",
+                self.id,
+                self.nf.mac(),
+                self.nf.backend_id()
+            );
+            let f = self.nf.features();
+            log::info!(
+                "net: vif/{} mtu {} sg {} split-evtchn {} max-queues {} (connection {})",
+                self.id,
+                self.nf.mtu(),
+                f.sg,
+                f.split_event_channels,
+                f.max_queues,
+                self.connects
+            );
+            if self.announce {
+                self.announce = false;
+                self.send_announcement();
+            }
+        } else if !up && self.was_up {
+            log::info!("net: vif/{} down (phase {:?})", self.id, self.nf.phase());
+        }
+        self.was_up = up;
+        if let Some(fault) = self.nf.fault()
+            && !self.reconnecting
+        {
+            self.reconnecting = true;
+            crate::println!(
+                "xenrs net error: vif/{}: back end broke the ring protocol ({fault:?}); reconnecting",
+                self.id
+            );
+            match store::with(|xs| self.nf.reconnect(xs)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: reconnect: {e:?}", self.id),
+                Err(e) => {
+                    self.reconnecting = false;
+                    crate::println!("xenrs net error: vif/{}: reconnect: xenstore: {e}", self.id)
+                }
+            }
+        }
+    }
+
+    /// Packets in (at most [`INGRESS_BUDGET`]) and out. Returns whether anything
+    /// happened.
+    fn poll_iface(&mut self, now: Instant) -> bool {
+        let mut moved = false;
+        self.iface.poll_maintenance(now);
+        for _ in 0..INGRESS_BUDGET {
+            match self
+                .iface
+                .poll_ingress_single(now, &mut self.nf, &mut self.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed
+                | PollIngressSingleResult::SocketStateChanged => moved = true,
+            }
+        }
+        for _ in 0..EGRESS_ROUNDS {
+            match self.iface.poll_egress(now, &mut self.nf, &mut self.sockets) {
+                PollResult::None => break,
+                PollResult::SocketStateChanged => moved = true,
+            }
+        }
+        moved
+    }
+
+    /// Applies DHCP events to the interface.
+    fn poll_dhcp(&mut self) {
+        let Some(handle) = self.dhcp else {
+            return;
+        };
+        // `handle` came from adding a DHCPv4 socket to this set, so the typed lookup
+        // (which panics on a type mismatch) cannot fail.
+        let event = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => Some((c.address, c.router)),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        let fallback = match self.addressing {
+            Addressing::Dhcp { gateway } => gateway,
+            _ => None,
+        };
+        match event {
+            Some((cidr, router)) => {
+                let gateway = router.or(fallback);
+                self.set_address(cidr, gateway);
+                self.print_address(cidr, "dhcp", gateway);
+            }
+            // The socket reports Deconfigured once at start too: only a lease we
+            // held is news.
+            None if self.iface.ipv4_addr().is_none() => {}
+            None => {
+                self.iface.update_ip_addrs(|addrs| addrs.clear());
+                if self.primary {
+                    let _ = self.iface.routes_mut().remove_default_ipv4_route();
+                }
+                crate::println!(
+                    "xenrs net: vif/{} DHCP lease lost; address removed",
+                    self.id
+                );
+            }
+        }
+    }
+
+    /// Prints the services' events (iperf3 test starts, summaries, aborts).
+    fn log_service_events(&mut self) {
+        let Some(services) = self.services.as_mut() else {
+            return;
+        };
+        while let Some(ServiceEvent::Iperf3(e)) = services.next_event() {
+            match e {
+                IperfEvent::TestStarted(p) => crate::println!(
+                    "xenrs net: iperf3 test started: streams={} reverse={} bidir={} time_s={} protocol={:?}",
+                    p.parallel,
+                    p.reverse,
+                    p.bidirectional,
+                    p.time_s,
+                    p.protocol
+                ),
+                IperfEvent::TestFinished(s) => {
+                    let bytes = s.bytes_received.saturating_add(s.bytes_sent);
+                    // Mbit/s with two decimals, in integers: bits * 100 / us.
+                    let centi = u128::from(bytes) * 8 * 100 / u128::from(s.duration_us.max(1));
+                    crate::println!(
+                        "xenrs net: iperf3 test finished: streams={} reverse={} received={} sent={} duration_ms={} rate={}.{:02} Mbit/s client_bytes={}",
+                        s.streams,
+                        s.reverse,
+                        s.bytes_received,
+                        s.bytes_sent,
+                        s.duration_us / 1000,
+                        centi / 100,
+                        centi % 100,
+                        s.client.bytes
+                    );
+                }
+                IperfEvent::TestAborted(r) => {
+                    crate::println!("xenrs net error: iperf3 test aborted: {r}")
+                }
+                IperfEvent::AccessDenied => {
+                    crate::println!("xenrs net: iperf3 refused a client (a test is running)")
+                }
+            }
+        }
+    }
+
+    /// Sends an ARP announcement of our address, if we have one.
+    fn send_announcement(&mut self) {
+        let Some(ip) = self.iface.ipv4_addr() else {
+            return;
+        };
+        let mac = EthernetAddress(self.nf.mac().0);
+        match self.nf.transmit(arp::ANNOUNCE_LEN, |buf| {
+            arp::write_announcement(buf, mac, ip)
+        }) {
+            Ok(()) => log::info!("net: vif/{} announced {ip} at {mac}", self.id),
+            Err(e) => crate::println!("xenrs net error: vif/{}: ARP announcement: {e:?}", self.id),
+        }
+    }
+
+    /// Before a suspend: stops I/O.
+    pub fn suspend(&mut self) {
+        if let Err(e) = self.nf.suspend() {
+            crate::println!("xenrs net error: vif/{}: suspend: {e:?}", self.id);
+        }
+    }
+
+    /// After the suspend hypercall returned. Cancelled: I/O continues on the same
+    /// rings and grants (netfront touches nothing). New domain (the core already
+    /// re-mapped and reset the grant table and resumed xenstore): netfront drops the
+    /// stale rings and reconnects to the new back end, whose path names our new domid,
+    /// so the state watch moves there; the connection announces our address once up.
+    pub fn resume(&mut self, new_domain: bool) {
+        if new_domain && let Some(w) = self.watch.take() {
+            // The old path names the old domid; its watch is useless now.
+            let _ = store::unwatch(w);
+        }
+        match store::with(|xs| self.nf.resume(xs, new_domain)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: resume: {e:?}", self.id),
+            Err(e) => crate::println!("xenrs net error: vif/{}: resume: xenstore: {e}", self.id),
+        }
+        if new_domain {
+            self.was_up = false;
+            self.announce = true;
+            if let Err(e) = self.watch_backend() {
+                crate::println!(
+                    "xenrs net error: vif/{}: watching the back end: {e}",
+                    self.id
+                );
+            }
+            // Act on the back end's current state at the next pump.
+            self.backend_changed.store(true, Ordering::Release);
+        }
+    }
+
+    /// Counters for the debug log.
+    pub fn stats_line(&self) -> impl fmt::Display + '_ {
+        StatsLine(self)
+    }
+}
+
+/// `Display` of a vif's counters.
+struct StatsLine<'a>(&'a Vif);
+
+impl fmt::Display for StatsLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        let s = v.nf.stats();
+        write!(
+            f,
+            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies, {} events, {} setups, {} pages",
+            v.id,
+            s.rx.packets,
+            s.rx.bytes,
+            s.rx.errors,
+            s.rx.csum_completed,
+            s.tx.packets,
+            s.tx.bytes,
+            s.tx.errors,
+            s.tx.dropped,
+            s.tx.resent,
+            s.notifies,
+            // Relaxed: a statistic.
+            v.counters.events.load(Ordering::Relaxed),
+            s.setups,
+            v.nf.pages().held
+        )
+    }
+}

@@ -1,0 +1,190 @@
+# save-restore-traffic: ONE TCP connection to the guest's echo service streams verified lines
+# continuously (8 in flight) while dom0 runs 10 rounds of xl save + xl restore and 3 rounds of
+# xl save -c (a checkpoint after every third restore). The connection is never reset, every echoed
+# line is the next one expected, bytes received == bytes sent at the end, ping works after each
+# round, and the console shows 10 new-domain and 3 cancelled resumes.
+# xt-timeout: 2400
+# Helpers net_*: tests/scenarios/lib/net.sh.
+G=xt-srtraffic
+IP=169.254.77.37
+SAVES=10
+CHECKPOINTS=3
+WINDOW=8
+if ! net_start "$G" "$IP"; then
+	result save-restore-traffic FAIL "$NET_WHY"
+	exit 0
+fi
+st=$XT_RUN/srt.status
+stop=$XT_RUN/srt.stop
+rm -f "$stop"
+: >"$st"
+printf -v PAD '%04x' $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM \
+	$RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM
+# stream_client: ONE TCP connection to the guest's echo port (bash /dev/tcp). Keeps WINDOW lines in
+# flight, each `seq=<n> <PAD>`; every echoed line must be the next one expected. Writes
+# `OK sent=<bytes> recv=<bytes> seq=<n>` to $st as it goes, `DONE ...` after $stop appeared and
+# everything came back (then closes), or `ERROR ...` (a failed write, an echo missing for 180 s -
+# e.g. a reset connection - or a wrong line).
+stream_client() {
+	local fd seq=0 rseq=0 sent=0 recv=0 line got n=0
+	if ! exec {fd}<>"/dev/tcp/$IP/7"; then
+		echo "ERROR connect failed" >"$st"
+		return 1
+	fi
+	while :; do
+		if [ ! -e "$stop" ]; then
+			while [ $((seq - rseq)) -lt "$WINDOW" ]; do
+				seq=$((seq + 1))
+				line="seq=$seq $PAD"
+				if ! printf '%s\n' "$line" >&"$fd"; then
+					echo "ERROR write of seq=$seq failed (sent=$sent recv=$recv)" >"$st"
+					return 1
+				fi
+				sent=$((sent + ${#line} + 1))
+			done
+		elif [ "$rseq" -eq "$seq" ]; then
+			break
+		fi
+		if ! read -r -t 180 -u "$fd" got; then
+			echo "ERROR no echo of seq=$((rseq + 1)) within 180 s or connection closed (sent=$sent recv=$recv)" >"$st"
+			return 1
+		fi
+		rseq=$((rseq + 1))
+		if [ "$got" != "seq=$rseq $PAD" ]; then
+			echo "ERROR expected seq=$rseq, got '${got:0:40}' (sent=$sent recv=$recv)" >"$st"
+			return 1
+		fi
+		recv=$((recv + ${#got} + 1))
+		n=$((n + 1))
+		if [ $((n % 16)) -eq 0 ]; then
+			echo "OK sent=$sent recv=$recv seq=$rseq" >"$st"
+		fi
+	done
+	exec {fd}>&-
+	echo "DONE sent=$sent recv=$recv seq=$rseq" >"$st"
+}
+# srt_recv: set SRT_RECV to the bytes received so far (from $st; -1 if it reports an error).
+srt_recv() {
+	local line=""
+	read -r line <"$st" 2>/dev/null
+	SRT_RECV=0
+	case "$line" in
+	ERROR*) SRT_RECV=-1 ;;
+	*recv=*)
+		SRT_RECV=${line#*recv=}
+		SRT_RECV=${SRT_RECV%% *}
+		;;
+	esac
+	SRT_LINE=$line
+}
+# srt_wait_progress BYTES SECS: wait until more than BYTES were received.
+srt_wait_progress() {
+	local dl
+	net_up
+	dl=$((NET_UP + $2))
+	while [ "$NET_UP" -lt "$dl" ]; do
+		srt_recv
+		[ "$SRT_RECV" -lt 0 ] && return 1
+		[ "$SRT_RECV" -gt "$1" ] && return 0
+		sleep 0.5
+		net_up
+	done
+	return 1
+}
+stream_client &
+cpid=$!
+f="$XT_RUN/$G.save"
+problems=""
+times=""
+n=0
+saves=0
+cps=0
+if ! srt_wait_progress 0 60; then
+	problems+="the stream did not start: $SRT_LINE; "
+fi
+# 13 rounds: a checkpoint (xl save -c) after every third save+restore.
+plan="S S S C S S S C S S S C S"
+for kind in $plan; do
+	[ -z "$problems" ] || break
+	n=$((n + 1))
+	srt_recv
+	before=$SRT_RECV
+	net_up
+	t0=$NET_UP
+	if [ "$kind" = S ]; then
+		saves=$((saves + 1))
+		if ! timeout 180 xl save "$G" "$f" >"$XT_RUN/$G.save.log" 2>&1; then
+			problems+="round $n: xl save failed: $(tail -n 3 "$XT_RUN/$G.save.log" | tr '\n' ' '); "
+			break
+		fi
+		if ! timeout 180 xl restore "$f" >"$XT_RUN/$G.restore.log" 2>&1; then
+			problems+="round $n: xl restore failed: $(tail -n 3 "$XT_RUN/$G.restore.log" | tr '\n' ' '); "
+			break
+		fi
+		rm -f "$f"
+		id=$(xl domid "$G" 2>/dev/null)
+		[ -n "$id" ] && echo "$id" >"$XT_RUN/$G.domid"
+		want="^xenrs resumed n=$n mode=new-domain mono_ns=[0-9]+\$"
+	else
+		cps=$((cps + 1))
+		if ! timeout 180 xl save -c "$G" "$f" >"$XT_RUN/$G.save.log" 2>&1; then
+			problems+="round $n: xl save -c failed: $(tail -n 3 "$XT_RUN/$G.save.log" | tr '\n' ' '); "
+			break
+		fi
+		rm -f "$f"
+		want="^xenrs resumed n=$n mode=cancelled mono_ns=[0-9]+\$"
+	fi
+	if ! xt_wait_console "$G" "$want" 60; then
+		problems+="round $n ($kind): no line matching '$want'; "
+		break
+	fi
+	# After a restore the vif reconnects: one more Connected line.
+	if [ "$kind" = S ]; then
+		net_up
+		dl=$((NET_UP + 60))
+		while [ "$(xt_console_count "$G" '^xenrs net: vif/0 mac=.* state=Connected$')" -lt $((saves + 1)) ]; do
+			net_up
+			if [ "$NET_UP" -ge "$dl" ]; then
+				problems+="round $n: the vif did not reconnect within 60 s; "
+				break 2
+			fi
+			sleep 0.5
+		done
+	fi
+	if ! net_ping "$IP" 3; then
+		problems+="round $n ($kind): ping after the round: $NET_PING; "
+		break
+	fi
+	if ! srt_wait_progress "$before" 240; then
+		problems+="round $n ($kind): the stream made no progress within 240 s: $SRT_LINE; "
+		break
+	fi
+	net_up
+	times+="$kind$((NET_UP - t0))s "
+done
+touch "$stop"
+# The client drains its window and closes (bounded by its own 180 s read timeout).
+wait "$cpid"
+srt_recv
+final=$SRT_LINE
+if [[ $final =~ ^DONE\ sent=([0-9]+)\ recv=([0-9]+)\ seq=([0-9]+) ]]; then
+	sent=${BASH_REMATCH[1]}
+	recv=${BASH_REMATCH[2]}
+	[ "$sent" = "$recv" ] || problems+="bytes sent $sent != bytes received $recv; "
+else
+	problems+="stream client ended with '$final'; "
+fi
+nd=$(xt_console_count "$G" 'mode=new-domain')
+nc=$(xt_console_count "$G" 'mode=cancelled')
+if [ -z "$problems" ] && { [ "$nd" != "$SAVES" ] || [ "$nc" != "$CHECKPOINTS" ]; }; then
+	problems+="console shows $nd new-domain and $nc cancelled resumes (want $SAVES and $CHECKPOINTS); "
+fi
+[ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
+if [ -n "$problems" ]; then
+	result save-restore-traffic FAIL "after $n rounds ($saves saves, $cps checkpoints): $problems $(net_errors "$G")"
+elif ! net_guest_ok "$G"; then
+	result save-restore-traffic FAIL "$NET_WHY"
+else
+	result save-restore-traffic PASS "one TCP echo connection through $saves save+restore and $cps save -c rounds, never reset: $final (bytes sent == received); ping after every round; per round: $times"
+fi
+xt_destroy "$G"

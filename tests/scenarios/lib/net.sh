@@ -1,0 +1,121 @@
+# shellcheck shell=bash disable=SC2034 # the NET_* results are for the scenarios
+# Shared helpers of the network scenarios (ping, echo-16m, echo-parallel, udp-echo, iperf3,
+# iperf3-reverse, iperf3-parallel, dhcp, save-restore-traffic). The runner sources every
+# tests/scenarios/lib/*.sh after lib.sh and before each scenario. They rely on the `xenrs net:`
+# console lines (docs/NET.md): `vif/<id> mac=<mac> backend=<domid> state=Connected`,
+# `ip=<addr>/<n> (static|dhcp) gw=<gw>`, `services tcp-echo:7 udp-echo:7 iperf3:5201` and the
+# iperf3 summaries. Forks are slow in this dom0 (0.2-0.5 s each): these use bash builtins where
+# they can.
+# net_up: set NET_UP to dom0's uptime in whole seconds.
+net_up() {
+	local f _
+	read -r f _ </proc/uptime
+	NET_UP=${f%.*}
+}
+# net_errors NAME: the guest's error/PANIC/FAULT lines, folded (for FAIL details).
+net_errors() {
+	tr -d '\r' <"$(xt_console "$1")" 2>/dev/null | grep -E '^xenrs ([a-z0-9]+ error:|PANIC|FAULT|FATAL)' |
+		head -n 5 | tr '\n' ' '
+}
+# net_cfg_mac NAME: print the MAC the guest's cfg gives its vif.
+net_cfg_mac() {
+	local line
+	while IFS= read -r line; do
+		[[ $line =~ mac=([0-9a-f:]{17}) ]] && echo "${BASH_REMATCH[1]}"
+	done <"$XT_RUN/$1.cfg"
+}
+# net_wait_up NAME ADDR_ERE: wait for `xenrs net: vif/0 mac=<cfg's MAC> backend=0 state=Connected`
+# (60 s), then a `xenrs net: ip=` line matching ADDR_ERE and the services line. Sets NET_VIF and
+# NET_ADDR (the lines), or NET_WHY.
+net_wait_up() {
+	local name=$1 mac
+	mac=$(net_cfg_mac "$name")
+	if ! xt_wait_console "$name" '^xenrs net: vif/0 mac=[0-9a-f:]{17} backend=0 state=Connected$' 60; then
+		NET_WHY="no 'xenrs net: vif/0 mac=... backend=0 state=Connected' line within 60 s (state $(xt_state "$name")); $(net_errors "$name")"
+		return 1
+	fi
+	NET_VIF=$XT_MATCH
+	if [ "$(xt_field "$NET_VIF" mac)" != "$mac" ]; then
+		NET_WHY="the guest says mac=$(xt_field "$NET_VIF" mac), its cfg gives $mac"
+		return 1
+	fi
+	if ! xt_wait_console "$name" "$2" 60; then
+		NET_WHY="no address line matching '$2' within 60 s; $(net_errors "$name")"
+		return 1
+	fi
+	NET_ADDR=$XT_MATCH
+	if ! xt_wait_console "$name" '^xenrs net: services tcp-echo:7 udp-echo:7 iperf3:5201$' 10; then
+		NET_WHY="no 'xenrs net: services tcp-echo:7 udp-echo:7 iperf3:5201' line; $(net_errors "$name")"
+		return 1
+	fi
+}
+# net_start NAME IP [key=value]...: xt_create NAME with one vif on xenbr0 (xt_vif_default) and the
+# command line "ip=IP/24" (then=block is the default), then net_wait_up. Sets NET_WHY on failure.
+net_start() {
+	local name=$1 ip=$2
+	shift 2
+	NET_WHY=""
+	if ! xt_create "$name" cmdline="ip=$ip/24" vif=default "$@"; then
+		NET_WHY="xl create failed"
+		return 1
+	fi
+	net_wait_up "$name" "^xenrs net: ip=${ip//./\\.}/24 \\(static\\) gw=none\$"
+}
+# net_ping IP COUNT: ping COUNT times, 0.2 s apart, waiting up to 2 s per reply. Sets NET_PING (the
+# summary line and the rtt line); true on 0% loss.
+net_ping() {
+	local out sum rtt
+	out=$(ping -n -c "$2" -i 0.2 -W 2 "$1" 2>&1)
+	sum=$(grep -E 'packets transmitted' <<<"$out")
+	rtt=$(grep -E '^(rtt|round-trip)' <<<"$out")
+	NET_PING="$sum; $rtt"
+	[[ $sum =~ \ 0%\ packet\ loss ]]
+}
+# net_guest_ok NAME: true if the guest is running and printed no error/PANIC/FAULT line; else sets
+# NET_WHY.
+net_guest_ok() {
+	local errs
+	errs=$(net_errors "$1")
+	if [ "$(xt_state "$1")" != running ]; then
+		NET_WHY="guest not running any more (state $(xt_state "$1")); $errs"
+		return 1
+	fi
+	if [ -n "$errs" ]; then
+		NET_WHY="guest printed errors: $errs"
+		return 1
+	fi
+}
+# net_iperf NAME RESULT_NAME IP ARGS...: run `iperf3 -c IP -t 10 --json ARGS` against the guest;
+# PASS if the JSON has no "error" member and non-zero sent and received byte sums, and the guest
+# printed its `xenrs net: iperf3 test finished:` summary.
+net_iperf() {
+	local name=$1 res=$2 ip=$3 js fields err sent recv bps secs
+	shift 3
+	js=$XT_RUN/$res.json
+	net_up
+	secs=$NET_UP
+	timeout 180 iperf3 -c "$ip" -t 10 --connect-timeout 20000 --json "$@" >"$js" 2>"$XT_RUN/$res.err"
+	net_up
+	secs=$((NET_UP - secs))
+	fields=$(jq -r '[(if has("error") then .error else "-" end), (.end.sum_sent.bytes // 0),
+		(.end.sum_received.bytes // 0), ((.end.sum_received.bits_per_second // 0) / 1000 | floor),
+		(.end.sum_sent.retransmits // 0)] | map(tostring) | join("|")' "$js" 2>&1)
+	IFS='|' read -r err sent recv bps retr <<<"$fields"
+	if [ "$err" != "-" ]; then
+		result "$res" FAIL "iperf3 $* reported error '$err' (after ${secs}s; stderr: $(tr '\n' ' ' <"$XT_RUN/$res.err" | cut -c1-200)); $(net_errors "$name")"
+		return
+	fi
+	if ! [[ $sent =~ ^[0-9]+$ && $recv =~ ^[0-9]+$ ]] || [ "$sent" -eq 0 ] || [ "$recv" -eq 0 ]; then
+		result "$res" FAIL "iperf3 $*: sent=$sent received=$recv bytes (JSON: $(head -c 300 "$js" | tr '\n' ' ')); $(net_errors "$name")"
+		return
+	fi
+	if ! xt_wait_console "$name" '^xenrs net: iperf3 test finished: ' 15; then
+		result "$res" FAIL "iperf3 $*: client OK (sent=$sent received=$recv) but no 'xenrs net: iperf3 test finished:' line; $(net_errors "$name")"
+		return
+	fi
+	if ! net_guest_ok "$name"; then
+		result "$res" FAIL "$NET_WHY"
+		return
+	fi
+	result "$res" PASS "iperf3 -t 10${*:+ $*}: sent=$sent received=$recv bytes, receiver $bps kbit/s, retransmits $retr, ${secs}s wall; guest: ${XT_MATCH#xenrs net: }"
+}

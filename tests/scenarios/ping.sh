@@ -1,0 +1,20 @@
+# ping: a guest with one vif on xenbr0 and ip=169.254.77.30/24 answers 20 pings from dom0 with 0%
+# loss (smoltcp's ICMP echo reply). Also checked: `xenrs net: vif/0 mac=<the cfg's MAC> backend=0
+# state=Connected`, `xenrs net: ip=169.254.77.30/24 (static) gw=none`, the services line, and no
+# error line on the guest console.
+# xt-timeout: 120
+# Helpers net_*: tests/scenarios/lib/net.sh.
+G=xt-ping
+IP=169.254.77.30
+if ! net_start "$G" "$IP"; then
+	result ping FAIL "$NET_WHY"
+	exit 0
+fi
+if ! net_ping "$IP" 20; then
+	result ping FAIL "ping $IP: $NET_PING; $(net_errors "$G")"
+elif ! net_guest_ok "$G"; then
+	result ping FAIL "$NET_WHY"
+else
+	result ping PASS "$NET_PING; $NET_VIF; $NET_ADDR"
+fi
+xt_destroy "$G"

@@ -1,0 +1,37 @@
+# udp-echo: datagrams of 1 to 1472 bytes (random text) to the guest's UDP echo service (port 7)
+# come back unchanged.
+# xt-timeout: 180
+# Helpers net_*: tests/scenarios/lib/net.sh.
+G=xt-udpecho
+IP=169.254.77.33
+if ! net_start "$G" "$IP"; then
+	result udp-echo FAIL "$NET_WHY"
+	exit 0
+fi
+# One datagram per socat call (its reply must come back within 3 s), sizes from 1 byte to 1400
+# bytes (one IP packet each), random text.
+ok=0
+problems=""
+sizes="1 17 64 200 512 1000 1400 1472"
+n=0
+for s in $sizes; do
+	printf -v blob '%04x' $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM
+	msg=""
+	while [ ${#msg} -lt "$s" ]; do msg+="$blob"; done
+	msg=${msg:0:$s}
+	n=$((n + 1))
+	got=$(printf '%s' "$msg" | timeout 20 socat -t 3 -T 5 - "UDP:$IP:7" 2>/dev/null)
+	if [ "$got" = "$msg" ]; then
+		ok=$((ok + 1))
+	else
+		problems+="a ${s}-byte datagram came back as ${#got} bytes ('${got:0:20}'); "
+	fi
+done
+if [ -n "$problems" ]; then
+	result udp-echo FAIL "$ok/$n datagrams echoed: $problems $(net_errors "$G")"
+elif ! net_guest_ok "$G"; then
+	result udp-echo FAIL "$NET_WHY"
+else
+	result udp-echo PASS "$ok/$n datagrams of $sizes bytes echoed intact"
+fi
+xt_destroy "$G"
