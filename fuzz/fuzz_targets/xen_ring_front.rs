@@ -14,15 +14,21 @@ use xen_ring::sim::VecRing;
 use xen_ring::{FrontRing, RingError, RingIndex, RingLayout, SharedRing};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&shape, ops)) = data.split_first() else { return };
+    let Some((&shape, ops)) = data.split_first() else {
+        return;
+    };
     let entries = 1u32 << (shape % 4); // 1, 2, 4 or 8 entries of 8 bytes
-    let Ok(layout) = RingLayout::with_entries(4096, 8, entries) else { return };
+    let Ok(layout) = RingLayout::with_entries(4096, 8, entries) else {
+        return;
+    };
     let mem = VecRing::new(4096);
     let start = u32::from(shape).wrapping_mul(0x0101_0101).wrapping_sub(3);
     for idx in [RingIndex::ReqProd, RingIndex::RspProd] {
         mem.store(idx, start, Relaxed);
     }
-    let Ok(mut front) = FrontRing::<[u8; 8], [u8; 4]>::attach(layout, &mem, start) else { return };
+    let Ok(mut front) = FrontRing::<[u8; 8], [u8; 4]>::attach(layout, &mem, start) else {
+        return;
+    };
     let mut pushed = 0u64;
     let mut consumed = 0u64;
     let mut broken = false;
@@ -33,9 +39,13 @@ fuzz_target!(|data: &[u8]| {
             0 => front.produce(&mem, &[a, b, c, d, a, b, c, d]).map(|_| ()),
             1 => {
                 let before = front.unpushed();
-                front.push_requests_and_check_notify(&mem).map(|_| pushed += u64::from(before))
+                front
+                    .push_requests_and_check_notify(&mem)
+                    .map(|_| pushed += u64::from(before))
             }
-            2 => front.next_response(&mem).map(|r| consumed += u64::from(r.is_some())),
+            2 => front
+                .next_response(&mem)
+                .map(|r| consumed += u64::from(r.is_some())),
             3 => front.final_check_for_responses(&mem).map(|_| ()),
             4 => front.consume_responses(&mem, |_| consumed += 1).map(|_| ()),
             // Hostile back end.
@@ -62,6 +72,9 @@ fuzz_target!(|data: &[u8]| {
             Ok(()) => assert!(!broken || kind % 9 >= 5, "a broken ring kept working"),
         }
         assert!(front.in_flight() <= front.size());
-        assert!(consumed <= pushed, "consumed {consumed} responses for {pushed} requests");
+        assert!(
+            consumed <= pushed,
+            "consumed {consumed} responses for {pushed} requests"
+        );
     }
 });

@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xenbus::frontend::{Action, BackendSeen, DriverEvent, Frontend, Handshake, Input};
 use xenbus::XenbusState;
+use xenbus::frontend::{Action, BackendSeen, DriverEvent, Frontend, Handshake, Input};
 
 const EVENTS: [DriverEvent; 7] = [
     DriverEvent::Connect,
@@ -22,8 +22,14 @@ const EVENTS: [DriverEvent; 7] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&style, mut rest)) = data.split_first() else { return };
-    let style = if style & 1 == 0 { Handshake::InitialisedFirst } else { Handshake::ConnectedAfterSetup };
+    let Some((&style, mut rest)) = data.split_first() else {
+        return;
+    };
+    let style = if style & 1 == 0 {
+        Handshake::InitialisedFirst
+    } else {
+        Handshake::ConnectedAfterSetup
+    };
     let mut fe = Frontend::new(style);
     while let Some((&op, tail)) = rest.split_first() {
         rest = tail;
@@ -46,11 +52,15 @@ fuzz_target!(|data: &[u8]| {
         if acts.contains(&Action::ReleaseGrants) {
             assert!(matches!(
                 fe.backend(),
-                BackendSeen::State(XenbusState::Closing | XenbusState::Closed) | BackendSeen::Vanished
+                BackendSeen::State(XenbusState::Closing | XenbusState::Closed)
+                    | BackendSeen::Vanished
             ));
         }
         if before.holds_grants() && !fe.holds_grants() {
-            assert!(acts.iter().any(|a| matches!(a, Action::ReleaseGrants | Action::DiscardStaleRings)));
+            assert!(
+                acts.iter()
+                    .any(|a| matches!(a, Action::ReleaseGrants | Action::DiscardStaleRings))
+            );
         }
     }
 });

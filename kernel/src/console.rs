@@ -249,7 +249,8 @@ impl<'a> Sink<'a> {
     /// Writes out the pending bytes.
     fn flush(&mut self) {
         if let Some(pending) = self.buf.get(..self.len) {
-            self.console.write_bytes(pending, self.max_yields, self.mirror);
+            self.console
+                .write_bytes(pending, self.max_yields, self.mirror);
         }
         self.len = 0;
     }

@@ -10,8 +10,8 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-pub mod console;
 pub mod blkif;
+pub mod console;
 pub mod cpuid;
 pub mod elfnote;
 pub mod errno;
