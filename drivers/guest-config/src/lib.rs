@@ -15,6 +15,7 @@
 //! | `ip=A.B.C.D/N`     | [`NetMode::Static`], `N` in `0..=32`     |
 //! | `gw=A.B.C.D`       | [`NetConfig::gateway`]                   |
 //! | `dhcp`             | [`NetMode::Dhcp`]                        |
+//! | `services=LIST`    | [`Services`]: comma-separated `echo`, `udp-echo`, `iperf3`, or `all` / `none` (default all) |
 //!
 //! Error policy: a token that cannot be applied (unknown key, bad or missing
 //! value, repeated key, conflicting key) is recorded as a [`ConfigError`] and
@@ -130,6 +131,62 @@ pub enum NetMode {
     Unconfigured,
 }
 
+/// Which network services the guest runs (`services=`); the default is all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Services {
+    /// `echo`: TCP echo on port 7.
+    pub tcp_echo: bool,
+    /// `udp-echo`: UDP echo on port 7.
+    pub udp_echo: bool,
+    /// `iperf3`: the iperf3 server on port 5201.
+    pub iperf3: bool,
+}
+
+impl Services {
+    /// Every service (`services=all`, and the default).
+    pub const ALL: Services = Services {
+        tcp_echo: true,
+        udp_echo: true,
+        iperf3: true,
+    };
+    /// No service (`services=none`): the guest still answers ARP and ping.
+    pub const NONE: Services = Services {
+        tcp_echo: false,
+        udp_echo: false,
+        iperf3: false,
+    };
+}
+
+impl Default for Services {
+    fn default() -> Self {
+        Services::ALL
+    }
+}
+
+impl fmt::Display for Services {
+    /// The command-line spelling: `all`, `none`, or the names joined by commas.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Services::ALL {
+            return f.write_str("all");
+        }
+        if *self == Services::NONE {
+            return f.write_str("none");
+        }
+        let mut sep = "";
+        for (on, name) in [
+            (self.tcp_echo, "echo"),
+            (self.udp_echo, "udp-echo"),
+            (self.iperf3, "iperf3"),
+        ] {
+            if on {
+                write!(f, "{sep}{name}")?;
+                sep = ",";
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Network settings from the command line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct NetConfig {
@@ -138,6 +195,8 @@ pub struct NetConfig {
     /// Default gateway (`gw=`); the parser does not cross-check it against
     /// [`NetConfig::mode`].
     pub gateway: Option<[u8; 4]>,
+    /// The services to run (`services=`).
+    pub services: Services,
 }
 
 /// The typed configuration; [`Default`] is what an empty command line gives.
@@ -312,9 +371,10 @@ enum Slot {
     Log,
     NetMode,
     Gateway,
+    Services,
 }
 
-const SLOT_COUNT: usize = 5;
+const SLOT_COUNT: usize = 6;
 
 impl Slot {
     const fn index(self) -> usize {
@@ -335,6 +395,7 @@ const EXPECT_TEST: &str = "panic|fault";
 const EXPECT_LOG: &str = "error|warn|info|debug";
 const EXPECT_IP: &str = "A.B.C.D/N with N in 0..=32";
 const EXPECT_GW: &str = "A.B.C.D";
+const EXPECT_SERVICES: &str = "all|none or a comma-separated list of echo,udp-echo,iperf3";
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
@@ -366,6 +427,11 @@ const OPTIONS: &[OptionSpec] = &[
         name: "gw",
         slot: Slot::Gateway,
         apply: apply_gw,
+    },
+    OptionSpec {
+        name: "services",
+        slot: Slot::Services,
+        apply: apply_services,
     },
 ];
 
@@ -435,6 +501,34 @@ fn apply_ip(config: &mut Config, value: Option<&str>) -> Result<(), Refusal> {
 fn apply_gw(config: &mut Config, value: Option<&str>) -> Result<(), Refusal> {
     let addr = parse_ipv4(required(value)?).ok_or(Refusal::Bad(EXPECT_GW))?;
     config.net.gateway = Some(addr);
+    Ok(())
+}
+
+/// `services=`: `all`, `none`, or a list of distinct service names separated by
+/// single commas (no empty items, no repeats; `all`/`none` only alone).
+fn apply_services(config: &mut Config, value: Option<&str>) -> Result<(), Refusal> {
+    let value = required(value)?;
+    let chosen = match value {
+        "all" => Services::ALL,
+        "none" => Services::NONE,
+        list => {
+            let mut s = Services::NONE;
+            for name in list.split(',') {
+                let flag = match name {
+                    "echo" => &mut s.tcp_echo,
+                    "udp-echo" => &mut s.udp_echo,
+                    "iperf3" => &mut s.iperf3,
+                    _ => return Err(Refusal::Bad(EXPECT_SERVICES)),
+                };
+                if *flag {
+                    return Err(Refusal::Bad(EXPECT_SERVICES));
+                }
+                *flag = true;
+            }
+            s
+        }
+    };
+    config.net.services = chosen;
     Ok(())
 }
 

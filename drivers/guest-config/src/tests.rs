@@ -172,6 +172,63 @@ fn gw_key() {
 }
 
 #[test]
+fn services_key() {
+    assert_eq!(parse("").config.net.services, Services::ALL);
+    assert_eq!(parse("services=all").config.net.services, Services::ALL);
+    assert_eq!(parse("services=none").config.net.services, Services::NONE);
+    let p = parse("services=udp-echo,echo");
+    assert!(p.is_clean());
+    assert_eq!(
+        p.config.net.services,
+        Services {
+            tcp_echo: true,
+            udp_echo: true,
+            iperf3: false
+        }
+    );
+    let only = parse("services=iperf3").config.net.services;
+    assert_eq!(only.to_string(), "iperf3");
+    assert!(only.iperf3 && !only.tcp_echo && !only.udp_echo);
+    assert_eq!(p.config.net.services.to_string(), "echo,udp-echo");
+    assert_eq!(Services::ALL.to_string(), "all");
+    assert_eq!(Services::NONE.to_string(), "none");
+    // Every refused value leaves the default (all) in place.
+    for bad in [
+        "services=",
+        "services",
+        "services=echo,",
+        "services=,echo",
+        "services=echo,,iperf3",
+        "services=echo,echo",
+        "services=all,echo",
+        "services=none,iperf3",
+        "services=ECHO",
+        "services=ssh",
+    ] {
+        let p = parse(bad);
+        assert_eq!(p.errors().count(), 1, "{bad}");
+        assert_eq!(p.config.net.services, Services::ALL, "{bad}");
+    }
+    assert_eq!(
+        messages("services=echo,ssh"),
+        [
+            "bad value 'echo,ssh' for 'services' (expected all|none or a comma-separated list of echo,udp-echo,iperf3)"
+        ]
+    );
+    assert_eq!(
+        errors_of("services=echo services=iperf3"),
+        [ConfigError::Duplicate("services")]
+    );
+    assert!(
+        parse("services=echo services=iperf3")
+            .config
+            .net
+            .services
+            .tcp_echo
+    );
+}
+
+#[test]
 fn dhcp_flag() {
     let p = parse("dhcp");
     assert!(p.is_clean());
@@ -207,6 +264,7 @@ fn full_line_with_odd_whitespace() {
                     prefix: 8
                 },
                 gateway: Some([10, 0, 0, 1]),
+                services: Services::ALL,
             },
         }
     );
