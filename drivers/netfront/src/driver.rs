@@ -36,6 +36,11 @@ pub struct Config {
     pub rx_refill_batch: u16,
     /// Attempts of the xenstore transaction that publishes the rings.
     pub xs_attempts: u32,
+    /// Tx watchdog: with tx requests waiting, the back end notified, and no tx
+    /// response for this many milliseconds, the connection counts as stalled
+    /// ([`Fault::TxStalled`]); half-way the back end is notified once more.
+    /// 0 turns the watchdog off. See [`NetFront::check_tx_progress`].
+    pub tx_stall_ms: u64,
 }
 
 impl Default for Config {
@@ -45,6 +50,7 @@ impl Default for Config {
             tx_buffers: 256,
             rx_refill_batch: 32,
             xs_attempts: 16,
+            tx_stall_ms: 2000,
         }
     }
 }
@@ -81,6 +87,36 @@ impl<E: EventChannel> Kick<E> {
     }
 }
 
+/// One ring's private indices (see [`NetFront::ring_indices`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingIndex {
+    /// Requests produced (`req_prod_pvt`).
+    pub req_prod: u32,
+    /// Responses consumed (`rsp_cons`).
+    pub rsp_cons: u32,
+}
+
+/// Both rings' private indices; `None` while a ring does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingIndices {
+    /// The rx ring.
+    pub rx: Option<RingIndex>,
+    /// The tx ring.
+    pub tx: Option<RingIndex>,
+}
+
+/// The tx watchdog's state (see [`NetFront::check_tx_progress`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct TxWatch {
+    /// The tx ring's `rsp_cons` when progress was last seen.
+    rsp_cons: u32,
+    /// When progress was last seen (the caller's millisecond clock); `None`
+    /// while nothing waits.
+    since_ms: Option<u64>,
+    /// Whether the half-way notification was sent.
+    renotified: bool,
+}
+
 /// A Xen network front end for one vif (`device/vif/<id>`).
 ///
 /// Drive it with [`start`](Self::start), then call
@@ -111,6 +147,7 @@ pub struct NetFront<P: PageProvider, G, E> {
     last_setup_error: Option<SetupError>,
     setups: u64,
     last_rx_error: Option<RxError>,
+    tx_watch: TxWatch,
 }
 
 /// Why the `backend`/`backend-id` pair could not be read.
@@ -317,6 +354,7 @@ where
             last_setup_error: None,
             setups: 0,
             last_rx_error: None,
+            tx_watch: TxWatch::default(),
         })
     }
 
@@ -401,6 +439,21 @@ where
         self.tx.in_flight()
     }
 
+    /// The rings' private indices, for debug output (compare them with the
+    /// back end's view, e.g. Linux netback's debugfs `io_ring_q0`).
+    pub fn ring_indices(&self) -> RingIndices {
+        RingIndices {
+            rx: self.rx.ring.as_ref().map(|r| RingIndex {
+                req_prod: r.front.req_prod_pvt(),
+                rsp_cons: r.front.rsp_cons(),
+            }),
+            tx: self.tx.ring.as_ref().map(|r| RingIndex {
+                req_prod: r.front.req_prod_pvt(),
+                rsp_cons: r.front.rsp_cons(),
+            }),
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> Stats {
         Stats {
@@ -477,6 +530,8 @@ where
             .handle(Input::Driver(DriverEvent::Suspend))
             .map_err(NetError::Xenbus)?;
         self.suspended = true;
+        // Time stands still for the guest while it is saved; start afresh after.
+        self.tx_watch = TxWatch::default();
         Ok(())
     }
 
@@ -495,6 +550,7 @@ where
     ) -> Result<(), NetError> {
         self.drive(xs, Input::Driver(DriverEvent::Resume { new_domain }))?;
         self.suspended = false;
+        self.tx_watch = TxWatch::default();
         if new_domain {
             self.on_backend_state(xs)?;
         }
@@ -924,6 +980,71 @@ where
             Ok(Err(e)) => Err(NetError::Tx(e)),
             Err(fault) => Err(self.fail(fault)),
         }
+    }
+
+    /// The tx watchdog; call it regularly (at least by
+    /// [`tx_watchdog_deadline_ms`](Self::tx_watchdog_deadline_ms)) with a
+    /// monotonic millisecond clock.
+    ///
+    /// A back end that stops taking tx requests leaves the front end nothing
+    /// to wait for: no response and no event will come. This was seen with a
+    /// Linux 6.1 netback after `xl restore`: its end of the event channel
+    /// stayed masked after the first interrupt, so it never heard our later
+    /// notifications, while our requests sat on the ring (its debugfs ring
+    /// dump showed `req prod 9 cons 1 event 2`). So: responses are consumed
+    /// first; then, with requests waiting and no response for half of
+    /// [`Config::tx_stall_ms`], the back end is notified once more (in case a
+    /// notification was lost); after all of it, the connection is failed with
+    /// [`Fault::TxStalled`], and the caller reconnects as for any fault
+    /// ([`reconnect`](Self::reconnect)): the back end tears down its end,
+    /// event channel included, and frames still in flight are sent again on
+    /// the new rings. Suspend and resume restart the clock.
+    pub fn check_tx_progress(&mut self, now_ms: u64) -> Result<(), NetError> {
+        let limit = self.config.tx_stall_ms;
+        if limit == 0 || self.check_io().is_err() {
+            self.tx_watch = TxWatch::default();
+            return Ok(());
+        }
+        self.poll_tx()?;
+        let Some(ring) = self.tx.ring.as_ref() else {
+            self.tx_watch = TxWatch::default();
+            return Ok(());
+        };
+        let cons = ring.front.rsp_cons();
+        let since = match self.tx_watch.since_ms {
+            Some(t) if ring.front.in_flight() > 0 && cons == self.tx_watch.rsp_cons => t,
+            _ => {
+                // Nothing waits, or the back end moved: (re)start the clock.
+                self.tx_watch = TxWatch {
+                    rsp_cons: cons,
+                    since_ms: (ring.front.in_flight() > 0).then_some(now_ms),
+                    renotified: false,
+                };
+                return Ok(());
+            }
+        };
+        let waited = now_ms.saturating_sub(since);
+        if waited >= limit {
+            self.tx_watch = TxWatch::default();
+            return Err(self.fail(Fault::TxStalled { waited_ms: waited }));
+        }
+        if waited >= limit / 2 && !self.tx_watch.renotified {
+            self.tx_watch.renotified = true;
+            self.kick.notify();
+        }
+        Ok(())
+    }
+
+    /// When [`check_tx_progress`](Self::check_tx_progress) next has
+    /// something to do (milliseconds, its clock), if tx requests are waiting.
+    pub fn tx_watchdog_deadline_ms(&self) -> Option<u64> {
+        let since = self.tx_watch.since_ms?;
+        let limit = self.config.tx_stall_ms;
+        Some(if self.tx_watch.renotified {
+            since.saturating_add(limit)
+        } else {
+            since.saturating_add(limit / 2)
+        })
     }
 
     /// Before the caller sleeps (`RING_FINAL_CHECK_FOR_RESPONSES` on both

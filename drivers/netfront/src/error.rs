@@ -98,6 +98,13 @@ pub enum Fault {
         /// The status.
         status: i16,
     },
+    /// The back end took no tx request for this long although requests were
+    /// waiting and it had been notified (again) half-way
+    /// ([`NetFront::check_tx_progress`](crate::NetFront::check_tx_progress)).
+    TxStalled {
+        /// Milliseconds without progress.
+        waited_ms: u64,
+    },
 }
 
 /// Why one received packet was dropped. Its slots were consumed and their

@@ -103,7 +103,7 @@ pub mod sim;
 pub mod tx;
 pub mod wire;
 
-pub use driver::{Config, NetFront, Stats};
+pub use driver::{Config, NetFront, RingIndex, RingIndices, Stats};
 pub use error::{Fault, NetError, Node, ProbeError, RxError, SetupError, TxError};
 pub use nodes::{BackendFeatures, MacAddr};
 pub use platform::{EventChannel, GrantAccess, NetPage, PageProvider, XenstoreAccess};

@@ -407,3 +407,83 @@ fn hostile_sessions_from_pseudo_random_bytes() {
         netfront::sim::hostile_session(&data);
     }
 }
+
+#[test]
+fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(small());
+    // Nothing waits: the watchdog is idle.
+    nf.check_tx_progress(0).unwrap();
+    assert_eq!(nf.tx_watchdog_deadline_ms(), None);
+    // A back end that stops taking tx requests.
+    w.back.hold_tx(true);
+    nf.transmit(60, |b| b.fill(1)).unwrap();
+    let notifies = nf.stats().notifies;
+    nf.check_tx_progress(1000).unwrap();
+    assert_eq!(nf.tx_watchdog_deadline_ms(), Some(2000));
+    nf.check_tx_progress(1999).unwrap();
+    assert_eq!(nf.stats().notifies, notifies);
+    // Half-way: one more notification, once.
+    nf.check_tx_progress(2000).unwrap();
+    nf.check_tx_progress(2500).unwrap();
+    assert_eq!(nf.stats().notifies, notifies + 1);
+    assert_eq!(nf.tx_watchdog_deadline_ms(), Some(3000));
+    nf.check_tx_progress(2999).unwrap();
+    assert_eq!(nf.fault(), None);
+    // The whole limit: a sticky fault.
+    assert_eq!(
+        nf.check_tx_progress(3000),
+        Err(NetError::Faulted(Fault::TxStalled { waited_ms: 2000 }))
+    );
+    assert_eq!(nf.fault(), Some(Fault::TxStalled { waited_ms: 2000 }));
+    assert!(nf.transmit(60, |_| ()).is_err());
+    // Reconnecting (what the kernel does on any fault) gives working rings.
+    w.back.reset_knobs();
+    nf.reconnect(&mut w.xs).unwrap();
+    let errors = w.pump(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(nf.is_up());
+    assert_eq!(nf.fault(), None);
+    assert_eq!(w.back.stats().connects, 2);
+    let _ = w.back.take_sent();
+    nf.transmit(60, |b| b.fill(9)).unwrap();
+    w.back.service();
+    assert_eq!(nf.poll_tx(), Ok(1));
+    assert_eq!(w.back.take_sent(), vec![vec![9u8; 60]]);
+    nf.check_tx_progress(10_000).unwrap();
+    assert_eq!(nf.tx_watchdog_deadline_ms(), None);
+}
+
+#[test]
+fn tx_watchdog_restarts_on_progress_and_after_a_suspend() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(small());
+    // A slow back end that still moves never trips it.
+    w.back.hold_tx(true);
+    nf.transmit(60, |b| b.fill(1)).unwrap();
+    nf.transmit(60, |b| b.fill(2)).unwrap();
+    nf.check_tx_progress(0).unwrap();
+    w.back.hold_tx(false);
+    w.back.service();
+    nf.check_tx_progress(1900).unwrap();
+    assert_eq!(nf.tx_watchdog_deadline_ms(), None);
+    // Requests waiting across a cancelled suspend: the saved time does not count.
+    w.back.hold_tx(true);
+    nf.transmit(60, |b| b.fill(3)).unwrap();
+    nf.check_tx_progress(2000).unwrap();
+    nf.suspend().unwrap();
+    nf.resume(&mut w.xs, false).unwrap();
+    nf.check_tx_progress(60_000).unwrap();
+    assert_eq!(nf.fault(), None);
+    assert_eq!(nf.tx_watchdog_deadline_ms(), Some(61_000));
+    // Turned off: never.
+    let mut off = w.connect(Config {
+        tx_stall_ms: 0,
+        ..small()
+    });
+    w.back.hold_tx(true);
+    off.transmit(60, |b| b.fill(4)).unwrap();
+    off.check_tx_progress(0).unwrap();
+    off.check_tx_progress(1_000_000).unwrap();
+    assert_eq!(off.fault(), None);
+}

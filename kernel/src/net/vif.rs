@@ -16,7 +16,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use net_services::iperf3::Event as IperfEvent;
 use net_services::smol::ServiceEvent;
 use net_services::{Services, ServicesConfig};
-use netfront::{Config as NetConfig, NetError, NetFront, ProbeError};
+use netfront::{Config as NetConfig, Fault, NetError, NetFront, ProbeError};
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
@@ -123,6 +123,8 @@ pub struct Vif {
     announce: bool,
     /// A fault was seen and a reconnect requested; cleared once up again.
     reconnecting: bool,
+    /// Tx stalls recovered from (see `NetFront::check_tx_progress`).
+    stalls: u64,
     /// Times the connection came up.
     connects: u64,
 }
@@ -130,6 +132,11 @@ pub struct Vif {
 /// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
 pub fn instant_now() -> Instant {
     Instant::from_micros(i64::try_from(crate::time::now_ns() / 1000).unwrap_or(i64::MAX))
+}
+
+/// Milliseconds of smoltcp instant `t` (negative as 0), netfront's watchdog clock.
+fn now_ms(t: Instant) -> u64 {
+    u64::try_from(t.total_millis()).unwrap_or(0)
 }
 
 /// The monotonic clock in ns at smoltcp instant `t` (negative as 0).
@@ -218,6 +225,7 @@ impl Vif {
             was_up: false,
             announce: false,
             reconnecting: false,
+            stalls: 0,
             connects: 0,
         };
         vif.watch_backend()?;
@@ -352,6 +360,10 @@ impl Vif {
                 Err(e) => crate::println!("xenrs net error: vif/{}: xenstore: {e}", self.id),
             }
         }
+        // A back end that stopped taking tx requests becomes a fault here, which
+        // check_connection answers with a reconnect. Err means exactly that fault
+        // (or one found while consuming responses): nothing more to do with it.
+        let _ = self.nf.check_tx_progress(now_ms(now));
         self.check_connection();
 
         let before = self.traffic();
@@ -380,6 +392,10 @@ impl Vif {
 
         let mut next = self.iface.poll_at(now, &self.sockets);
         if let Some(t) = self.services.as_ref().and_then(Services::poll_at) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        if let Some(ms) = self.nf.tx_watchdog_deadline_ms() {
+            let t = Instant::from_millis(i64::try_from(ms).unwrap_or(i64::MAX));
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         PumpReport { busy, next }
@@ -435,10 +451,20 @@ impl Vif {
             && !self.reconnecting
         {
             self.reconnecting = true;
-            crate::println!(
-                "xenrs net error: vif/{}: back end broke the ring protocol ({fault:?}); reconnecting",
-                self.id
-            );
+            if let Fault::TxStalled { waited_ms } = fault {
+                // Recovered from, and seen with a stock Linux netback: a notice, not an error.
+                self.stalls += 1;
+                crate::println!(
+                    "xenrs net: vif/{}: the back end took no tx request for {waited_ms} ms (stall {}); reconnecting",
+                    self.id,
+                    self.stalls
+                );
+            } else {
+                crate::println!(
+                    "xenrs net error: vif/{}: back end broke the ring protocol ({fault:?}); reconnecting",
+                    self.id
+                );
+            }
             match store::with(|xs| self.nf.reconnect(xs)) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: reconnect: {e:?}", self.id),
@@ -618,7 +644,7 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies, {} events, {} setups, {} pages",
+            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies, {} events, {} setups, {} pages, up {} port {:?} {:?}",
             v.id,
             s.rx.packets,
             s.rx.bytes,
@@ -633,7 +659,10 @@ impl fmt::Display for StatsLine<'_> {
             // Relaxed: a statistic.
             v.counters.events.load(Ordering::Relaxed),
             s.setups,
-            v.nf.pages().held
+            v.nf.pages().held,
+            v.nf.is_up(),
+            v.nf.event_channel(),
+            v.nf.ring_indices()
         )
     }
 }

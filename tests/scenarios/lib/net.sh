@@ -25,8 +25,8 @@ net_cfg_mac() {
 	done <"$XT_RUN/$1.cfg"
 }
 # net_wait_up NAME ADDR_ERE: wait for `xenrs net: vif/0 mac=<cfg's MAC> backend=0 state=Connected`
-# (60 s), then a `xenrs net: ip=` line matching ADDR_ERE and the services line. Sets NET_VIF and
-# NET_ADDR (the lines), or NET_WHY.
+# (60 s), then a `xenrs net: ip=` line matching ADDR_ERE and the services line (all services, or
+# NET_SERVICES if set, e.g. "udp-echo:7"). Sets NET_VIF and NET_ADDR (the lines), or NET_WHY.
 net_wait_up() {
 	local name=$1 mac
 	mac=$(net_cfg_mac "$name")
@@ -44,8 +44,8 @@ net_wait_up() {
 		return 1
 	fi
 	NET_ADDR=$XT_MATCH
-	if ! xt_wait_console "$name" '^xenrs net: services tcp-echo:7 udp-echo:7 iperf3:5201$' 10; then
-		NET_WHY="no 'xenrs net: services tcp-echo:7 udp-echo:7 iperf3:5201' line; $(net_errors "$name")"
+	if ! xt_wait_console "$name" "^xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}\$" 10; then
+		NET_WHY="no 'xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}' line; $(net_errors "$name")"
 		return 1
 	fi
 }
@@ -71,17 +71,65 @@ net_ping() {
 	NET_PING="$sum; $rtt"
 	[[ $sum =~ \ 0%\ packet\ loss ]]
 }
-# net_guest_ok NAME: true if the guest is running and printed no error/PANIC/FAULT line; else sets
-# NET_WHY.
+# net_diag NAME IP: debug dump (`xt|` lines) for a guest whose network stalled: is its main loop
+# alive (xenstore echo), does it use CPU, its vif's xenstore nodes on both ends, Xen's event-channel
+# table for it (`xl debug-keys e`), dom0's view (vif counters, bridge FDB, neighbour entry, netback's
+# debugfs ring dump, the vif's IRQ counts), then the guest's own counters and ring indices (printed
+# by its suspend hook during an `xl save -c`, which changes nothing in the guest).
+net_diag() {
+	local name=$1 ip=$2 id c0 c1 got mac n
+	id=$(xl domid "$name" 2>/dev/null)
+	[ -n "$id" ] || {
+		echo "xt| net_diag: $name is gone"
+		return 0
+	}
+	c0=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6}')
+	xenstore-write "/local/domain/$id/data/echo-in" "diag-$RANDOM" 2>/dev/null
+	sleep 3
+	got=$(xenstore-read "/local/domain/$id/data/echo-out" 2>/dev/null)
+	c1=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6}')
+	echo "xt| net_diag: domid $id cpu ${c0}s -> ${c1}s over 3 s; xenstore echo-out now '$got' (main loop alive if diag-*)"
+	for n in state event-channel tx-ring-ref rx-ring-ref request-rx-copy; do
+		echo "xt| net_diag: frontend device/vif/0/$n = $(xenstore-read "/local/domain/$id/device/vif/0/$n" 2>&1)"
+	done
+	for n in state hotplug-status; do
+		echo "xt| net_diag: backend vif/$id/0/$n = $(xenstore-read "/local/domain/0/backend/vif/$id/0/$n" 2>&1)"
+	done
+	xl debug-keys e >/dev/null 2>&1
+	sleep 1
+	xl dmesg 2>/dev/null | tr -d '\r' | awk -v d="domain $id:" 'index($0, "Event channel information for domain") {on = index($0, d) > 0} on' |
+		head -n 30 | sed 's/^/xt| net_diag: /'
+	# dom0's ends of the guest's channels (pending/masked there means the back end is not listening).
+	xl dmesg 2>/dev/null | tr -d '\r' | awk 'index($0, "Event channel information for domain") {on = index($0, "domain 0:") > 0} on' |
+		grep -E " d=$id p=" | sed 's/^/xt| net_diag: dom0 end: /'
+	ip -s link show "vif$id.0" 2>&1 | sed 's/^/xt| net_diag: /'
+	mac=$(net_cfg_mac "$name")
+	bridge fdb show 2>/dev/null | grep -i "$mac" | sed 's/^/xt| net_diag: fdb /'
+	ip neigh show "$ip" 2>&1 | sed 's/^/xt| net_diag: neigh /'
+	# netback's own view of the rings (indices, NAPI state, its internal rx queue) and its IRQ.
+	mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	cat "/sys/kernel/debug/xen-netback/vif$id.0/io_ring_q0" 2>&1 | head -n 40 | sed 's/^/xt| net_diag: netback /'
+	grep -E "vif$id\." /proc/interrupts 2>&1 | tr -s ' ' | sed 's/^/xt| net_diag: irq /'
+	# The guest's counters and ring indices: its suspend hook prints them; a checkpoint
+	# (xl save -c) suspends it and resumes it on the same rings (touching nothing).
+	timeout 120 xl save -c "$name" "$XT_RUN/diag.save" >/dev/null 2>&1
+	rm -f "$XT_RUN/diag.save"
+	sleep 1
+	tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -E 'net: vif/[0-9]+: rx ' | tail -n 1 | sed 's/^/xt| net_diag: guest /'
+}
+# net_guest_ok NAME: true if the guest is running and printed no `xenrs net error:`, PANIC, FAULT or
+# FATAL line; else sets NET_WHY. (Other subsystems' error lines, e.g. a core self-test that timed
+# out on a loaded host, are not the network's verdict; FAIL details show them via net_errors.)
 net_guest_ok() {
-	local errs
-	errs=$(net_errors "$1")
+	local bad
+	bad=$(tr -d '\r' <"$(xt_console "$1")" 2>/dev/null | grep -E '^xenrs (net error:|PANIC|FAULT|FATAL)' |
+		head -n 5 | tr '\n' ' ')
 	if [ "$(xt_state "$1")" != running ]; then
-		NET_WHY="guest not running any more (state $(xt_state "$1")); $errs"
+		NET_WHY="guest not running any more (state $(xt_state "$1")); $(net_errors "$1")"
 		return 1
 	fi
-	if [ -n "$errs" ]; then
-		NET_WHY="guest printed errors: $errs"
+	if [ -n "$bad" ]; then
+		NET_WHY="guest printed: $bad"
 		return 1
 	fi
 }
