@@ -17,6 +17,12 @@
 #       The last lines are `N passed, N failed` and `flakes: N`; the exit status is non-zero on
 #       any failure. See docs/TESTING-XEN.md.
 #
+#   ./run.sh bench [--smp N]
+#       Set up, `cargo kbuild`, then only the real-Xen `bench` scenario: iperf3 both ways and the
+#       time from `xl create` to a TCP port answering, for xenrs and for a Linux PVH domU in the
+#       same boot. Writes target/xen-harness/bench-latest.{json,md} and puts the table into
+#       BENCHMARKS.md. (`./run.sh test` runs the bench scenario too, but leaves BENCHMARKS.md alone.)
+#
 # Uses target/ unless CARGO_TARGET_DIR is set. Needs root for apt-get and debootstrap.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -24,8 +30,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 . tests/harness/host-lib.sh
 
 CMD=run
-if [ $# -gt 0 ] && [ "$1" = test ]; then
-	CMD="test"
+if [ $# -gt 0 ] && { [ "$1" = test ] || [ "$1" = bench ]; }; then
+	CMD=$1
 	shift
 fi
 MEMORY=32
@@ -38,6 +44,7 @@ while [ $# -gt 0 ]; do
 	run:--cmdline) CMDLINE=${2?--cmdline needs a string}; shift ;;
 	test:--only | test:--scenario | test:--timeout | test:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
 	test:--no-xen) NO_XEN=1 ;;
+	bench:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
 	*:-h | *:--help | *:help)
 		sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
 		exit 0
@@ -111,6 +118,25 @@ if [ "$CMD" = test ]; then
 	# Repeat the suite's closing lines so that they stay the last ones.
 	tail -n 2 "$(xt_target_dir)/xen-harness/summary-latest.txt" 2>/dev/null || echo "0 passed, 1 failed"
 	exit "$rc"
+fi
+
+if [ "$CMD" = bench ]; then
+	t=$(xt_now_ms)
+	rc=0
+	tests/harness/run-suite.sh --kernel "$KERNEL" --only bench "${SUITE_ARGS[@]}" || rc=$?
+	phase_done "bench" "$t"
+	print_phases
+	MD="$(xt_target_dir)/xen-harness/bench-latest.md"
+	if [ "$rc" != 0 ] || ! [ -s "$MD" ]; then
+		xt_die "the bench scenario did not produce figures (see the serial log); BENCHMARKS.md unchanged"
+	fi
+	# Replace the figures between the markers in BENCHMARKS.md with this run's table.
+	awk -v md="$MD" '/<!-- bench:begin -->/ {print; while ((getline l < md) > 0) print l; skip = 1; next}
+		/<!-- bench:end -->/ {skip = 0} !skip' BENCHMARKS.md >BENCHMARKS.md.new
+	mv BENCHMARKS.md.new BENCHMARKS.md
+	xt_log "BENCHMARKS.md updated from $MD; raw figures: $(xt_target_dir)/xen-harness/bench-latest.json"
+	cat "$MD"
+	exit 0
 fi
 
 # --- run ---------------------------------------------------------------------------------------

@@ -7,6 +7,10 @@
 #   $XT_CACHE/dom0/dom0-initrd.cpio     dom0 root filesystem (debootstrap minbase + dom0-packages.list)
 #   $XT_CACHE/dom0/versions.txt         exact versions of everything in it
 #
+# The dom0 root filesystem also carries /opt/xt-linux: a Linux PVH domU for the bench scenario
+# (Debian's own bzImage, and an initramfs with busybox, iperf3 and its libraries, and the
+# xen-netfront module, whose /init brings up eth0 and starts `iperf3 -s`).
+#
 # XT_CACHE is $REPO/.cache/xen-harness unless XT_CACHE_DIR is set. The result is keyed by a hash
 # of this script and dom0-packages.list: while the key matches, this script does nothing (no
 # network). When it changes, dom0 is rebuilt from scratch, reusing the .deb files kept in
@@ -172,6 +176,63 @@ rm -rf "$MODDIR"
 mkdir -p "$ROOT/usr/lib/modules"
 mv "$BUILD/x/kernel/lib/modules/$KVER" "$MODDIR"
 in_root depmod "$KVER"
+
+# --- 3b. the Linux PVH domU of the bench scenario (before dom0's modules are trimmed) --------
+t=$(xt_now_ms)
+LX="$ROOT/opt/xt-linux"
+DU="$BUILD/domu"
+rm -rf "$LX" "$DU"
+mkdir -p "$LX" "$DU"/{bin,dev,proc,sys,tmp,run,lib/modules}
+cp "$VMLINUZ" "$LX/vmlinuz"
+echo "$KPKG $(dpkg-deb -f "$KDEB" Version)" >"$LX/version"
+# Modules in load order (modprobe prints dependencies first), uncompressed for busybox insmod.
+in_root modprobe -S "$KVER" --show-depends xen-netfront | awk '$1 == "insmod" {print $2}' >"$BUILD/domu.modules" ||
+	xt_die "xen-netfront not found in $KPKG"
+while read -r m; do
+	b=$(basename "$m")
+	case "$b" in
+	*.ko.xz) xz -dc "$ROOT$m" >"$DU/lib/modules/${b%.xz}" && b=${b%.xz} ;;
+	*.ko.zst) zstd -qdc "$ROOT$m" >"$DU/lib/modules/${b%.zst}" && b=${b%.zst} ;;
+	*) cp "$ROOT$m" "$DU/lib/modules/$b" ;;
+	esac
+	echo "$b" >>"$DU/lib/modules/order"
+done <"$BUILD/domu.modules"
+[ -s "$DU/lib/modules/order" ] || xt_die "no module to load for xen-netfront (is it built in?)"
+# Programs and every shared library they load (ldd in the rootfs; copied with their paths).
+for b in /usr/bin/busybox /usr/bin/iperf3; do
+	[ -e "$ROOT$b" ] || b=/bin/${b##*/}
+	[ -e "$ROOT$b" ] || xt_die "$b is missing from the rootfs (dom0-packages.list)"
+	cp -L "$ROOT$b" "$DU/bin/"
+	in_root ldd "$b" | grep -oE '/[^ ]+' | while read -r lib; do
+		mkdir -p "$DU$(dirname "$lib")"
+		cp -L "$ROOT$lib" "$DU$lib"
+	done
+done
+cat >"$DU/init" <<'INIT'
+#!/bin/busybox sh
+# /init of the bench scenario's Linux PVH domU: eth0 at xt.ip= (A.B.C.D/N), then iperf3 -s.
+/bin/busybox --install -s /bin
+export PATH=/bin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu TMPDIR=/tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for m in $(cat /lib/modules/order); do insmod "/lib/modules/$m" || echo "linux-domu: insmod $m failed"; done
+IP=""
+for w in $(cat /proc/cmdline); do
+	case "$w" in xt.ip=*) IP=${w#xt.ip=} ;; esac
+done
+n=0
+while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+ip link set lo up
+ip link set eth0 up && ip addr add "$IP" dev eth0 && echo "linux-domu: eth0 up ip=$IP"
+iperf3 -s >/dev/null 2>&1 &
+echo "linux-domu: iperf3 -s started (pid $!)"
+while :; do sleep 3600; done
+INIT
+chmod 755 "$DU/init"
+(cd "$DU" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$LX/initrd.cpio"
+DOMU_MODS=$(tr '\n' ' ' <"$DU/lib/modules/order")
+xt_log "Linux domU: vmlinuz $(du -h "$LX/vmlinuz" | cut -f1), initramfs $(du -h "$LX/initrd.cpio" | cut -f1), modules $DOMU_MODS($(xt_elapsed "$t"))"
 KEEP="$BUILD/modules.keep"
 for m in $DOM0_MODULES; do
 	# Prints "insmod /path.ko" per module in dependency order, or "builtin NAME".
@@ -192,6 +253,7 @@ t=$(xt_now_ms)
 	echo "xen-hypervisor-$XENVER-amd64: $XENVERSION"
 	echo "$KPKG: $(dpkg-deb -f "$KDEB" Version)"
 	echo "modules: $(sed 's|.*/||' "$KEEP" | tr '\n' ' ')"
+	echo "linux domU (bench): /opt/xt-linux/vmlinuz from $KPKG, initramfs modules $DOMU_MODS"
 	in_root dpkg-query -W -f='${Package}: ${Version}\n' "${PKGS[@]}" xen-utils-common
 } >"$NEW/versions.txt"
 # The run overlay provides the real /init; this one only explains a missing overlay.

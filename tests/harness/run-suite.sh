@@ -152,6 +152,11 @@ cat "$DOM0/dom0-initrd.cpio" "$RUN/overlay.cpio" >"$RUN/initrd.cpio"
 LOGDIR="$(xt_target_dir)/xen-harness"
 mkdir -p "$LOGDIR"
 SUMMARY="$LOGDIR/summary-latest.txt"
+# The bench scenario's figures (tests/scenarios/bench.sh) are saved here; a run that includes it
+# first removes the previous ones, so they are never mistaken for this run's.
+BENCH_JSON="$LOGDIR/bench-latest.json"
+BENCH_MD="$LOGDIR/bench-latest.md"
+case " ${SELECTED[*]} " in *" bench "*) rm -f "$BENCH_JSON" "$BENCH_MD" ;; esac
 # Replaced by the real verdict at the end; says FAIL if this script dies on the way.
 printf 'RESULT xen-harness FAIL run-suite.sh did not finish\n0 passed, 1 failed\nflakes: 0\n' >"$SUMMARY"
 [ -n "$LOG" ] || LOG="$LOGDIR/serial-$(date +%Y%m%d-%H%M%S)-$$.log"
@@ -239,6 +244,14 @@ for p in "${PROBLEMS[@]}"; do
 	FAILED=$((FAILED + 1))
 done
 printf '%s\n%s\n%s\n' "${RESULTS#$'\n'}" "$PASSED passed, $FAILED failed" "flakes: $FLAKES" | sed '/^$/d' >"$SUMMARY"
+# Benchmark figures: the last BENCH-JSON line, and the last table (it starts with "Measured").
+BJ=$(sed -n -E 's/^\[ *[0-9]+\.[0-9]+\] xt\| BENCH-JSON //p' "$LOG" | tail -n 1)
+if [ -n "$BJ" ]; then
+	printf '%s\n' "$BJ" >"$BENCH_JSON"
+	sed -n -E 's/^\[ *[0-9]+\.[0-9]+\] xt\| BENCH-MD ?//p' "$LOG" |
+		awk '/^Measured / {n = 0} {l[n++] = $0} END {for (i = 0; i < n; i++) print l[i]}' >"$BENCH_MD"
+	xt_log "benchmark figures: $BENCH_JSON and $BENCH_MD"
+fi
 echo "==== real-Xen suite: serial log $LOG ($ELAPSED) ===="
 cat "$SUMMARY"
 [ "$FAILED" -eq 0 ]
