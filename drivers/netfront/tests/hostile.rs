@@ -28,6 +28,17 @@ fn small() -> Config {
     }
 }
 
+/// Reconnects after a fault (as the kernel does) and checks that it is the
+/// second connection, up and without a fault.
+fn reconnect_clean(w: &mut SimWorld, nf: &mut netfront::sim::SimNetFront) {
+    nf.reconnect(&mut w.xs).unwrap();
+    let errors = w.pump(nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(nf.is_up());
+    assert_eq!(nf.fault(), None);
+    assert_eq!(w.back.stats().connects, 2);
+}
+
 /// Injects a corrupted packet followed by a good one; returns what came out.
 fn rx_case(c: RxCorruption, len: usize) -> (Vec<Vec<u8>>, Vec<NetError>, Vec<u8>) {
     let mut w = SimWorld::new(SimNetConfig::default());
@@ -189,12 +200,7 @@ fn rx_rsp_prod_jump_faults_until_reconnect() {
     assert_eq!(nf.receive(|_| ()).unwrap_err(), e);
     assert_eq!(nf.transmit(60, |_| ()).unwrap_err(), e);
     assert!(!nf.is_up());
-    nf.reconnect(&mut w.xs).unwrap();
-    let errors = w.pump(&mut nf);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert!(nf.is_up());
-    assert_eq!(nf.fault(), None);
-    assert_eq!(w.back.stats().connects, 2);
+    reconnect_clean(&mut w, &mut nf);
     let f = frame(500, 7);
     w.back.inject(SimRxPacket::new(&f));
     let (frames, _) = w.receive_all(&mut nf);
@@ -439,12 +445,7 @@ fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
     assert!(nf.transmit(60, |_| ()).is_err());
     // Reconnecting (what the kernel does on any fault) gives working rings.
     w.back.reset_knobs();
-    nf.reconnect(&mut w.xs).unwrap();
-    let errors = w.pump(&mut nf);
-    assert!(errors.is_empty(), "{errors:?}");
-    assert!(nf.is_up());
-    assert_eq!(nf.fault(), None);
-    assert_eq!(w.back.stats().connects, 2);
+    reconnect_clean(&mut w, &mut nf);
     let _ = w.back.take_sent();
     nf.transmit(60, |b| b.fill(9)).unwrap();
     w.back.service();
