@@ -1583,6 +1583,7 @@ pub fn hostile_session(data: &[u8]) {
     let mut it = data.iter().copied();
     let mut next = move || it.next();
     let mut steps = 0;
+    let mut clock = 0u64;
     while let Some(op) = next() {
         steps += 1;
         if steps > 400 {
@@ -1630,7 +1631,14 @@ pub fn hostile_session(data: &[u8]) {
                 let _ = nf.transmit(len, |b| b.fill(arg[2]));
             }
             6 => {
-                let _ = nf.poll_tx();
+                if arg[0] & 1 == 0 {
+                    let _ = nf.poll_tx();
+                } else {
+                    // The tx watchdog, at a clock that only moves forward.
+                    clock = clock.saturating_add(u64::from(a16));
+                    let _ = nf.check_tx_progress(clock);
+                    let _ = nf.tx_watchdog_deadline_ms();
+                }
             }
             7 | 8 => {
                 w.back.service();
