@@ -66,6 +66,11 @@ pub struct Stats {
     pub notifies: u64,
     /// Ring setups completed (connections made, including after resume).
     pub setups: u64,
+    /// Extra notifications the tx watchdog sent half-way to a stall
+    /// ([`NetFront::check_tx_progress`]).
+    pub watchdog_notifies: u64,
+    /// Connections the tx watchdog failed as stalled ([`Fault::TxStalled`]).
+    pub watchdog_stalls: u64,
     /// The last rx error swallowed by [`NetFront::poll_rx`].
     pub last_rx_error: Option<RxError>,
 }
@@ -148,6 +153,8 @@ pub struct NetFront<P: PageProvider, G, E> {
     setups: u64,
     last_rx_error: Option<RxError>,
     tx_watch: TxWatch,
+    watchdog_notifies: u64,
+    watchdog_stalls: u64,
 }
 
 /// Why the `backend`/`backend-id` pair could not be read.
@@ -355,6 +362,8 @@ where
             setups: 0,
             last_rx_error: None,
             tx_watch: TxWatch::default(),
+            watchdog_notifies: 0,
+            watchdog_stalls: 0,
         })
     }
 
@@ -460,6 +469,8 @@ where
             rx: self.rx.stats,
             tx: self.tx.stats,
             notifies: self.kick.notifies,
+            watchdog_notifies: self.watchdog_notifies,
+            watchdog_stalls: self.watchdog_stalls,
             setups: self.setups,
             last_rx_error: self.last_rx_error,
         }
@@ -1026,10 +1037,12 @@ where
         let waited = now_ms.saturating_sub(since);
         if waited >= limit {
             self.tx_watch = TxWatch::default();
+            self.watchdog_stalls += 1;
             return Err(self.fail(Fault::TxStalled { waited_ms: waited }));
         }
         if waited >= limit / 2 && !self.tx_watch.renotified {
             self.tx_watch.renotified = true;
+            self.watchdog_notifies += 1;
             self.kick.notify();
         }
         Ok(())

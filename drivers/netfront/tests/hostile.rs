@@ -433,6 +433,7 @@ fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
     nf.check_tx_progress(2000).unwrap();
     nf.check_tx_progress(2500).unwrap();
     assert_eq!(nf.stats().notifies, notifies + 1);
+    assert_eq!(nf.stats().watchdog_notifies, 1);
     assert_eq!(nf.tx_watchdog_deadline_ms(), Some(3000));
     nf.check_tx_progress(2999).unwrap();
     assert_eq!(nf.fault(), None);
@@ -442,6 +443,7 @@ fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
         Err(NetError::Faulted(Fault::TxStalled { waited_ms: 2000 }))
     );
     assert_eq!(nf.fault(), Some(Fault::TxStalled { waited_ms: 2000 }));
+    assert_eq!(nf.stats().watchdog_stalls, 1);
     assert!(nf.transmit(60, |_| ()).is_err());
     // Reconnecting (what the kernel does on any fault) gives working rings.
     w.back.reset_knobs();

@@ -644,7 +644,7 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies, {} events, {} setups, {} pages, up {} port {:?} {:?}",
+            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies ({} by the tx watchdog, {} stalls), {} events, {} setups, {} pages, up {} port {:?} {:?}",
             v.id,
             s.rx.packets,
             s.rx.bytes,
@@ -656,6 +656,8 @@ impl fmt::Display for StatsLine<'_> {
             s.tx.dropped,
             s.tx.resent,
             s.notifies,
+            s.watchdog_notifies,
+            s.watchdog_stalls,
             // Relaxed: a statistic.
             v.counters.events.load(Ordering::Relaxed),
             s.setups,
