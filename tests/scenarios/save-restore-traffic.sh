@@ -141,6 +141,7 @@ for kind in $plan; do
 	fi
 	if ! xt_wait_console "$G" "$want" 60; then
 		problems+="round $n ($kind): no line matching '$want'; "
+		net_hang_diag "$G"
 		break
 	fi
 	# After a restore the vif reconnects: one more Connected line than before the save.

@@ -117,6 +117,27 @@ net_diag() {
 	sleep 1
 	tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -E 'net: vif/[0-9]+: rx ' | tail -n 1 | sed 's/^/xt| net_diag: guest /'
 }
+# net_hang_diag NAME: debug dump (`xt|` lines) for a guest that stopped printing (e.g. stuck in a
+# resume): its CPU time over 3 s (spinning or halted), its vCPU registers and stack (xenctx; the
+# addresses resolve against the kernel ELF, target/x86_64-xen/release/kernel), and Xen's
+# event-channel table for it.
+net_hang_diag() {
+	local name=$1 id c0 c1
+	id=$(xl domid "$name" 2>/dev/null)
+	[ -n "$id" ] || {
+		echo "xt| net_hang_diag: $name is gone"
+		return 0
+	}
+	c0=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6}')
+	sleep 3
+	c1=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6 " " $5}')
+	echo "xt| net_hang_diag: domid $id cpu ${c0}s -> ${c1} (time, state) over 3 s"
+	/usr/lib/xen-4.17/bin/xenctx -a -S -C "$id" 2>&1 | head -n 40 | sed 's/^/xt| net_hang_diag: /'
+	xl debug-keys e >/dev/null 2>&1
+	sleep 1
+	xl dmesg 2>/dev/null | tr -d '\r' | awk -v d="domain $id:" 'index($0, "Event channel information for domain") {on = index($0, d) > 0} on' |
+		head -n 20 | sed 's/^/xt| net_hang_diag: /'
+}
 # net_guest_ok NAME: true if the guest is running and printed no `xenrs net error:`, PANIC, FAULT or
 # FATAL line; else sets NET_WHY. (Other subsystems' error lines, e.g. a core self-test that timed
 # out on a loaded host, are not the network's verdict; FAIL details show them via net_errors.)
