@@ -23,7 +23,7 @@
 //! **The main loop dispatches.** [`dispatch`] takes the marked ports and calls the
 //! handler registered for each ([`Port::set_handler`]), resuming the port order where
 //! the previous dispatch stopped. A handler runs outside every lock of this module; if
-//! its port fires again while it runs (from a nested dispatch, see [`wait_for`]), the
+//! its port fires again while it runs (from a nested dispatch, see [`wait_for_until`]), the
 //! event is kept and the handler runs again once it returns.
 //!
 //! **Ports** are move-only handles ([`Port`]): [`Port::close`] consumes the handle, so a
@@ -535,20 +535,27 @@ pub fn idle() {
     interrupts::enable_and_hlt();
 }
 
-/// Blocks until `port` fires (returns at once if it fired since its last take),
-/// dispatching other ports' handlers meanwhile. Without upcalls (set-up failed) it
-/// yields the CPU once and returns, so callers poll.
-pub fn wait_for(port: &Port) {
+/// Blocks until `port` fires (at once if it fired since its last take) or the
+/// monotonic clock reaches `deadline_ns`, dispatching other ports' handlers
+/// meanwhile; a one-shot timer bounds the sleep. Returns true if `port` fired, false
+/// at the deadline. Without upcalls (set-up failed) it yields the CPU once and
+/// returns false, so callers poll.
+pub fn wait_for_until(port: &Port, deadline_ns: u64) -> bool {
     if !ready() || port.is_stale() {
         let _ = hypercall::yield_now();
-        return;
+        return false;
     }
-    loop {
+    // The timer only wakes the vCPU from `hlt`; the check below does the rest.
+    let timer = crate::time::schedule_at(deadline_ns, Box::new(|| {}));
+    let fired = loop {
         if port.take_pending() {
-            return;
+            break true;
         }
         if dispatch(Some(port)) > 0 {
             continue;
+        }
+        if crate::time::now_ns() >= deadline_ns {
+            break false;
         }
         interrupts::disable();
         if port_marked(port) || anything_marked_except(port) {
@@ -556,7 +563,9 @@ pub fn wait_for(port: &Port) {
             continue;
         }
         interrupts::enable_and_hlt();
-    }
+    };
+    crate::time::cancel(timer);
+    fired
 }
 
 /// Whether `port` is marked (without taking it).

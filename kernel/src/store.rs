@@ -9,7 +9,7 @@
 //! - [`StorePage`], its [`RingMemory`]: volatile byte copies in and out of the page,
 //!   the indices as `AtomicU32` with Acquire loads and Release stores;
 //! - [`StorePlatform`], its [`Platform`]: `kick` = `EVTCHNOP_send` on the store port,
-//!   `wait` = [`events::wait_for`] the store port (other ports' handlers run meanwhile);
+//!   `wait` = [`events::wait_for_until`] the store port, at most 100 ms (other ports' handlers run meanwhile);
 //! - one shared client behind a lock ([`with`]), which fails with
 //!   [`StoreError::Busy`] instead of deadlocking when code that runs while a request is
 //!   waiting (a port handler, a timer callback) tries to use xenstore;
@@ -114,10 +114,21 @@ impl Platform for StorePlatform {
         }
     }
 
+    /// Waits for the store event, at most [`STORE_REPOLL_NS`]: the caller polls the
+    /// ring again either way. After a timeout xenstored is kicked once more, so that
+    /// neither a lost reply event nor a lost kick can leave a request waiting for
+    /// good (a hang of that shape was seen once in a resume under host load; its cause
+    /// is not known).
     fn wait(&mut self) {
-        events::wait_for(&self.port);
+        let deadline = crate::time::now_ns().saturating_add(STORE_REPOLL_NS);
+        if !events::wait_for_until(&self.port, deadline) {
+            self.kick();
+        }
     }
 }
+
+/// Longest sleep in [`StorePlatform::wait`] before the ring is polled again (100 ms).
+const STORE_REPOLL_NS: u64 = 100_000_000;
 
 /// The kernel's xenstore client type.
 pub type Xs = Xenstore<StorePage, StorePlatform>;
