@@ -42,9 +42,9 @@ use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use spin::Mutex;
 use xenstore::XsError;
 
-use crate::store::{self, StoreError};
-use crate::suspend::{self, ResumeMode, SuspendHook};
-use crate::time::{self, TimerHandle};
+use crate::xen::store::{self, StoreError};
+use crate::xen::suspend::{self, ResumeMode, SuspendHook};
+use crate::xen::time::{self, TimerHandle};
 use vif::{Addressing, Vif};
 
 /// Most vifs driven (further ones are reported and ignored).
@@ -154,7 +154,7 @@ fn vif_ids() -> Result<Vec<u32>, StoreError> {
             Ok(id) => ids.push(id),
             Err(e) => crate::println!(
                 "xenrs net error: device/vif/{}: not a device id ({e:?})",
-                crate::console::Escaped(name.as_bytes())
+                crate::xen::console::Escaped(name.as_bytes())
             ),
         }
     }
@@ -213,7 +213,7 @@ pub fn start(cfg: &NetConfig) {
                 Addressing::None
             }
         };
-        let (_, heap_free) = crate::memory::heap_usage();
+        let (_, heap_free) = crate::mm::memory::heap_usage();
         let with_services = heap_free >= services.buffer_bytes().saturating_add(HEAP_RESERVE);
         if !with_services {
             crate::println!(
@@ -277,7 +277,7 @@ pub fn poll() -> bool {
         net.deferred_at = now_ns;
         retry_deferred_grants();
     }
-    if crate::grants::stats().is_some_and(|s| s.deferred > 0) {
+    if crate::xen::grants::stats().is_some_and(|s| s.deferred > 0) {
         // Wake up for the next retry even if the network is idle.
         let t = net.deferred_at.saturating_add(DEFERRED_POLL_NS);
         next = Some(next.map_or(t, |n| n.min(t)));
@@ -326,7 +326,7 @@ fn program_timer(net: &mut Net, deadline: Option<u64>, now_ns: u64) {
 /// `GrantTable::poll_deferred`: pages whose grants the back end held when they were
 /// ended go back to the frame allocator once it let go.
 fn retry_deferred_grants() {
-    let report = crate::grants::with(|t| {
+    let report = crate::xen::grants::with(|t| {
         if t.stats().deferred > 0 {
             Some(t.poll_deferred(drop))
         } else {

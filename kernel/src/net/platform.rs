@@ -13,7 +13,7 @@
 //!   write the page at any time, so no Rust reference to its bytes ever exists);
 //! - [`KernelPages`]: the [`PageProvider`] over the frame allocator;
 //! - [`KernelGrants`]: the [`GrantAccess`] over the kernel's one global grant table
-//!   ([`crate::grants::with`]);
+//!   ([`crate::xen::grants::with`]);
 //! - [`KernelEvtchn`]: the [`EventChannel`]; every port it allocates gets a handler
 //!   that only counts (the upcall wakes the main loop out of `hlt`, and the main loop
 //!   polls the network after every wake-up).
@@ -29,10 +29,10 @@ use xen_abi::DomId;
 use xen_abi::event_channel::EvtchnPort;
 use xen_ring::{RingIdx, RingIndex, SharedRing};
 
-use crate::events::{self, EventError, Port};
-use crate::grants::{self, GrantFrames};
-use crate::hypercall::HypercallError;
-use crate::memory::Frame;
+use crate::arch::hypercall::HypercallError;
+use crate::mm::memory::Frame;
+use crate::xen::events::{self, EventError, Port};
+use crate::xen::grants::{self, GrantFrames};
 
 /// Bytes in a frame.
 const FRAME_BYTES: usize = xen_abi::PAGE_SIZE;

@@ -27,7 +27,7 @@ use xenstore::WatchId;
 
 use super::arp;
 use super::platform::{EvtchnCounters, KernelEvtchn, KernelGrants, KernelPages};
-use crate::store::{self, StoreError};
+use crate::xen::store::{self, StoreError};
 
 /// The netfront type the kernel runs.
 pub type KernelNetFront = NetFront<KernelPages, KernelGrants, KernelEvtchn>;
@@ -131,7 +131,7 @@ pub struct Vif {
 
 /// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
 pub fn instant_now() -> Instant {
-    Instant::from_micros(i64::try_from(crate::time::now_ns() / 1000).unwrap_or(i64::MAX))
+    Instant::from_micros(i64::try_from(crate::xen::time::now_ns() / 1000).unwrap_or(i64::MAX))
 }
 
 /// Milliseconds of smoltcp instant `t` (negative as 0), netfront's watchdog clock.
@@ -149,7 +149,7 @@ pub fn instant_ns(t: Instant) -> u64 {
 /// A random seed for smoltcp (TCP initial sequence numbers, ephemeral ports,
 /// DHCP transaction ids): wall clock, monotonic clock and MAC mixed (splitmix64).
 fn seed(mac: [u8; 6]) -> u64 {
-    let (secs, nanos) = crate::time::wallclock();
+    let (secs, nanos) = crate::xen::time::wallclock();
     let mut m = [0u8; 8];
     if let Some(dst) = m.get_mut(..6) {
         dst.copy_from_slice(&mac);
@@ -157,7 +157,7 @@ fn seed(mac: [u8; 6]) -> u64 {
     let mut x = secs
         .wrapping_mul(1_000_000_007)
         .wrapping_add(u64::from(nanos))
-        ^ crate::time::now_ns().rotate_left(17)
+        ^ crate::xen::time::now_ns().rotate_left(17)
         ^ u64::from_le_bytes(m);
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

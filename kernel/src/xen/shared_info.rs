@@ -17,8 +17,8 @@ use xen_abi::memory::XENMAPSPACE_SHARED_INFO;
 use xen_abi::shared_info as abi;
 use xen_abi::shared_info::VcpuTimeInfo;
 
-use crate::hypercall::{self, HypercallError};
-use crate::memory::Frame;
+use crate::arch::hypercall::{self, HypercallError};
+use crate::mm::memory::Frame;
 
 /// Identity-mapped address of the page, 0 until [`map`] succeeded. Read by the
 /// upcall handler, so an atomic rather than a lock.

@@ -18,7 +18,7 @@ use linked_list_allocator::LockedHeap;
 use spin::Mutex;
 use xen_abi::start_info::{HvmMemmapEntry, MEMMAP_TYPE_RAM};
 
-use crate::start_info::MAX_MEMMAP;
+use crate::arch::start_info::MAX_MEMMAP;
 
 /// The kernel heap (`alloc`), filled by [`init`].
 #[global_allocator]

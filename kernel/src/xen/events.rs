@@ -23,7 +23,7 @@
 //! **The main loop dispatches.** [`dispatch`] takes the marked ports and calls the
 //! handler registered for each ([`Port::set_handler`]), resuming the port order where
 //! the previous dispatch stopped. A handler runs outside every lock of this module; if
-//! its port fires again while it runs (from a nested dispatch, see [`wait_for_until`]), the
+//! its port fires again while it runs (from a nested dispatch, see `xen::wait`), the
 //! event is kept and the handler runs again once it returns.
 //!
 //! **Ports** are move-only handles ([`Port`]): [`Port::close`] consumes the handle, so a
@@ -50,8 +50,8 @@ use xen_abi::features::{XENFEAT_HVM_CALLBACK_VECTOR, has_feature, submap_index};
 use xen_abi::hvm::{HVM_PARAM_CALLBACK_IRQ, callback_via_vector};
 use xen_abi::shared_info::{EVTCHN_WORDS, evtchn_bit, evtchn_word};
 
-use crate::hypercall::{self, HypercallError};
-use crate::shared_info::{self, SharedInfo};
+use crate::arch::hypercall::{self, HypercallError};
+use crate::xen::shared_info::{self, SharedInfo};
 
 /// The IDT vector Xen delivers event upcalls on (Linux's `HYPERVISOR_CALLBACK_VECTOR`).
 pub const UPCALL_VECTOR: u8 = 0xf3;
@@ -535,41 +535,8 @@ pub fn idle() {
     interrupts::enable_and_hlt();
 }
 
-/// Blocks until `port` fires (at once if it fired since its last take) or the
-/// monotonic clock reaches `deadline_ns`, dispatching other ports' handlers
-/// meanwhile; a one-shot timer bounds the sleep. Returns true if `port` fired, false
-/// at the deadline. Without upcalls (set-up failed) it yields the CPU once and
-/// returns false, so callers poll.
-pub fn wait_for_until(port: &Port, deadline_ns: u64) -> bool {
-    if !ready() || port.is_stale() {
-        let _ = hypercall::yield_now();
-        return false;
-    }
-    // The timer only wakes the vCPU from `hlt`; the check below does the rest.
-    let timer = crate::time::schedule_at(deadline_ns, Box::new(|| {}));
-    let fired = loop {
-        if port.take_pending() {
-            break true;
-        }
-        if dispatch(Some(port)) > 0 {
-            continue;
-        }
-        if crate::time::now_ns() >= deadline_ns {
-            break false;
-        }
-        interrupts::disable();
-        if port_marked(port) || anything_marked_except(port) {
-            interrupts::enable();
-            continue;
-        }
-        interrupts::enable_and_hlt();
-    };
-    crate::time::cancel(timer);
-    fired
-}
-
 /// Whether `port` is marked (without taking it).
-fn port_marked(port: &Port) -> bool {
+pub fn port_marked(port: &Port) -> bool {
     let bit = evtchn_bit(port.number);
     // Acquire: pairs with the handler's Release.
     MARKED
@@ -578,7 +545,7 @@ fn port_marked(port: &Port) -> bool {
 }
 
 /// Whether a port other than `port` is marked.
-fn anything_marked_except(port: &Port) -> bool {
+pub fn anything_marked_except(port: &Port) -> bool {
     // Acquire: pairs with the handler's Release.
     let words = MARKED_WORDS.load(Ordering::Acquire);
     let own = evtchn_word(port.number);

@@ -9,7 +9,7 @@
 //! - [`StorePage`], its [`RingMemory`]: volatile byte copies in and out of the page,
 //!   the indices as `AtomicU32` with Acquire loads and Release stores;
 //! - [`StorePlatform`], its [`Platform`]: `kick` = `EVTCHNOP_send` on the store port,
-//!   `wait` = [`events::wait_for_until`] the store port, at most 100 ms (other ports' handlers run meanwhile);
+//!   `wait` = [`wait::for_port_until`] the store port, at most 100 ms (other ports' handlers run meanwhile);
 //! - one shared client behind a lock ([`with`]), which fails with
 //!   [`StoreError::Busy`] instead of deadlocking when code that runs while a request is
 //!   waiting (a port handler, a timer callback) tries to use xenstore;
@@ -32,8 +32,10 @@ use xen_abi::hvm::{HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN};
 use xen_abi::xenstore::{RSP_CONS_OFFSET, RSP_PROD_OFFSET};
 use xenstore::{Platform, RingMemory, TxId, WatchId, Xenstore, XsError};
 
-use crate::events::{self, EventError, Port};
-use crate::hypercall::{self, HypercallError};
+use crate::arch::hypercall::{self, HypercallError};
+use crate::xen::events::{self, EventError, Port};
+use crate::xen::time;
+use crate::xen::wait;
 
 /// Events taken from one watch per [`service_watches`] pass.
 pub const WATCH_BATCH: usize = 8;
@@ -120,8 +122,8 @@ impl Platform for StorePlatform {
     /// good (a hang of that shape was seen once in a resume under host load; its cause
     /// is not known).
     fn wait(&mut self) {
-        let deadline = crate::time::now_ns().saturating_add(STORE_REPOLL_NS);
-        if !events::wait_for_until(&self.port, deadline) {
+        let deadline = time::now_ns().saturating_add(STORE_REPOLL_NS);
+        if !wait::for_port_until(&self.port, deadline) {
             self.kick();
         }
     }
@@ -247,7 +249,7 @@ fn service() {
     });
     match result {
         Ok(Ok(())) | Err(StoreError::Busy) => {}
-        Ok(Err(e)) => crate::println!("xenrs xenstore error: {e:?}"),
+        Ok(Err(e)) => crate::println!("xenrs xenstore error: {e}"),
         Err(e) => crate::println!("xenrs xenstore error: {e}"),
     }
 }

@@ -22,7 +22,8 @@ use spin::Mutex;
 use xen_abi::console as abi;
 use xen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
 
-use crate::{debugcon, hypercall};
+use crate::arch::debugcon;
+use crate::arch::hypercall;
 
 /// Yields to wait for ring space in normal operation before declaring it stalled.
 const FULL_RING_YIELDS: u32 = 20_000;
@@ -339,13 +340,13 @@ pub fn resume_new_domain() -> Result<ConsoleInfo, ConsoleError> {
 /// domain it re-reads the console's event channel before anything else prints.
 pub struct ConsoleHook;
 
-impl crate::suspend::SuspendHook for ConsoleHook {
+impl crate::xen::suspend::SuspendHook for ConsoleHook {
     fn name(&self) -> &'static str {
         "console"
     }
 
-    fn resume(&mut self, mode: crate::suspend::ResumeMode) {
-        if mode == crate::suspend::ResumeMode::NewDomain
+    fn resume(&mut self, mode: crate::xen::suspend::ResumeMode) {
+        if mode == crate::xen::suspend::ResumeMode::NewDomain
             && let Err(e) = resume_new_domain()
         {
             // Port 0xE9 still works; say why the ring is gone.
@@ -371,6 +372,6 @@ impl fmt::Display for Escaped<'_> {
 #[macro_export]
 macro_rules! println {
     ($($arg:tt)*) => {
-        $crate::console::print(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::xen::console::print(format_args!("{}\n", format_args!($($arg)*)))
     };
 }

@@ -19,15 +19,40 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::fmt;
 use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use spin::Mutex;
 use xen_abi::DomId;
 use xenstore::{TxId, XsError};
 
-use crate::console::Escaped;
-use crate::events::{self, Port};
-use crate::store::{self, StoreError};
+use crate::xen::console::Escaped;
+use crate::xen::events::{self, EventError, Port};
+use crate::xen::store::{self, StoreError};
+
+/// Why publishing the control nodes failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlError {
+    /// A xenstore request failed.
+    Store(StoreError),
+    /// Allocating the suspend event channel or installing its handler failed.
+    SuspendPort(EventError),
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::Store(e) => write!(f, "{e}"),
+            ControlError::SuspendPort(e) => write!(f, "suspend event channel: {e}"),
+        }
+    }
+}
+
+impl From<StoreError> for ControlError {
+    fn from(e: StoreError) -> Self {
+        ControlError::Store(e)
+    }
+}
 
 /// What the toolstack asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +110,7 @@ pub fn take_request() -> Option<Request> {
 }
 
 /// Publishes the features and the suspend event channel, and installs the watches.
-pub fn init(domid: DomId) -> Result<(), StoreError> {
+pub fn init(domid: DomId) -> Result<(), ControlError> {
     set_domid(domid);
     publish_features()?;
     publish_suspend_port()?;
@@ -97,7 +122,7 @@ pub fn init(domid: DomId) -> Result<(), StoreError> {
 /// After a resume in a new domain: the new domain's nodes are fresh (the toolstack
 /// re-created them empty), and the old suspend port is gone. The watches come back
 /// with the xenstore client.
-pub fn resume_new_domain() -> Result<(), StoreError> {
+pub fn resume_new_domain() -> Result<(), ControlError> {
     publish_features()?;
     publish_suspend_port()
 }
@@ -123,14 +148,14 @@ fn publish_features() -> Result<(), StoreError> {
 
 /// Allocates the suspend event channel (unbound, for dom0), installs its handler and
 /// writes its number to `device/suspend/event-channel`.
-fn publish_suspend_port() -> Result<(), StoreError> {
-    let port = events::alloc_unbound(0).map_err(StoreError::Port)?;
+fn publish_suspend_port() -> Result<(), ControlError> {
+    let port = events::alloc_unbound(0).map_err(ControlError::SuspendPort)?;
     port.set_handler(Box::new(|| {
         crate::println!("xenrs control: request 'suspend'");
         log::info!("control: the request came on the suspend event channel");
         post(Request::Suspend);
     }))
-    .map_err(StoreError::Port)?;
+    .map_err(ControlError::SuspendPort)?;
     let mut number = [0u8; 10];
     let text = decimal(port.number(), &mut number);
     store::write("device/suspend/event-channel", text)?;

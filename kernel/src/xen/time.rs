@@ -27,9 +27,9 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use xen_abi::event_channel::VIRQ_TIMER;
 
-use crate::events::{self, EventError, Port};
-use crate::hypercall;
-use crate::shared_info;
+use crate::arch::hypercall;
+use crate::xen::events::{self, EventError, Port};
+use crate::xen::shared_info;
 
 /// Added to Xen system time to get the guest's monotonic time.
 static OFFSET: AtomicU64 = AtomicU64::new(0);

@@ -1,15 +1,10 @@
-//! Core services: bring-up order, the services line, and the main event loop.
+//! Core-services bring-up: the order, the services line, and the boot self-tests.
 //!
 //! Bring-up (each step needs the previous ones): shared info page → event delivery
 //! (callback vector) → `VIRQ_TIMER` → interrupts on → grant table → xenstore (domid)
 //! → control nodes and watches → xenbus device monitor. Then the contract's line
 //! `xenrs services: domid=<n> evtchn=vector:<hex> xenstore=ready grant_frames=<n>/<max>
-//! clock_ns=<n>`, the grant counts and `data/ready`.
-//!
-//! The main loop ([`run`]) dispatches marked event-channel ports, then queued watch
-//! events (bounded per watch), then one pass of the network ([`crate::net::poll`], which
-//! re-arms its rings and wake-up timer when it is idle), then a pending control request;
-//! with nothing to do it idles (`sti; hlt`, race-free, see [`events::idle`]).
+//! clock_ns=<n>`, the grant counts, the self-tests and `data/ready`.
 
 use alloc::boxed::Box;
 use core::fmt;
@@ -17,43 +12,45 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use x86_64::instructions::interrupts;
 use xen_abi::DomId;
-use xen_abi::sched::SHUTDOWN_REBOOT;
 
-use crate::control::{self, Request};
-use crate::devices::Monitor;
-use crate::events::{self, EventError};
-use crate::grants::{self, GrantSetupError};
-use crate::shared_info::{self, SharedInfoError};
-use crate::store::{self, StoreError};
-use crate::time::{self, Utc};
-use crate::{console, panic, suspend};
+use crate::mm::memory;
+use crate::xen::console;
+use crate::xen::control::{self, ControlError};
+use crate::xen::events::{self, EventError};
+use crate::xen::grants::{self, GrantSetupError};
+use crate::xen::shared_info::{self, SharedInfoError};
+use crate::xen::store::{self, StoreError};
+use crate::xen::suspend;
+use crate::xen::time::{self, Utc};
+use crate::xenbus::devices::Monitor;
 
-/// Why the core services could not be brought up.
+/// A step of the core's bring-up, or of its rebuild after a resume in a new domain,
+/// that failed.
 #[derive(Clone, Copy, Debug)]
-pub enum ServicesError {
+pub enum CoreError {
     /// Mapping shared info.
     SharedInfo(SharedInfoError),
     /// Setting up event delivery.
     Events(EventError),
     /// Binding the timer.
     Timer(EventError),
-    /// Setting up the grant table.
+    /// Setting up (or re-mapping) the grant table.
     Grants(GrantSetupError),
     /// Connecting to xenstore.
     Store(StoreError),
     /// Publishing the control nodes.
-    Control(StoreError),
+    Control(ControlError),
 }
 
-impl fmt::Display for ServicesError {
+impl fmt::Display for CoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ServicesError::SharedInfo(e) => write!(f, "shared info: {e}"),
-            ServicesError::Events(e) => write!(f, "event channels: {e}"),
-            ServicesError::Timer(e) => write!(f, "timer: {e}"),
-            ServicesError::Grants(e) => write!(f, "grant table: {e}"),
-            ServicesError::Store(e) => write!(f, "xenstore: {e}"),
-            ServicesError::Control(e) => write!(f, "control: {e}"),
+            CoreError::SharedInfo(e) => write!(f, "shared info: {e}"),
+            CoreError::Events(e) => write!(f, "event channels: {e}"),
+            CoreError::Timer(e) => write!(f, "timer: {e}"),
+            CoreError::Grants(e) => write!(f, "grant table: {e}"),
+            CoreError::Store(e) => write!(f, "xenstore: {e}"),
+            CoreError::Control(e) => write!(f, "control: {e}"),
         }
     }
 }
@@ -71,17 +68,17 @@ struct Report {
 }
 
 /// Brings the services up in order.
-fn bring_up() -> Result<Report, ServicesError> {
+fn bring_up() -> Result<Report, CoreError> {
     suspend::register(Box::new(console::ConsoleHook));
-    let gpfn = shared_info::map().map_err(ServicesError::SharedInfo)?;
+    let gpfn = shared_info::map().map_err(CoreError::SharedInfo)?;
     log::debug!("shared info at pfn {gpfn:#x}");
-    let vector = events::init().map_err(ServicesError::Events)?;
-    time::init().map_err(ServicesError::Timer)?;
+    let vector = events::init().map_err(CoreError::Events)?;
+    time::init().map_err(CoreError::Timer)?;
     // Upcalls may arrive from here on; the handler only touches atomics.
     interrupts::enable();
-    let (grant_frames, grant_max) = grants::init().map_err(ServicesError::Grants)?;
-    let domid = store::init().map_err(ServicesError::Store)?;
-    control::init(domid).map_err(ServicesError::Control)?;
+    let (grant_frames, grant_max) = grants::init().map_err(CoreError::Grants)?;
+    let domid = store::init().map_err(CoreError::Store)?;
+    control::init(domid).map_err(CoreError::Control)?;
     suspend::register(Box::new(Monitor::start(domid)));
     Ok(Report {
         domid,
@@ -121,7 +118,7 @@ pub fn start() -> bool {
                 ev.upcalls,
                 ev.dispatched,
                 ev.unhandled,
-                crate::memory::free_frames()
+                memory::free_frames()
             );
             control::mark_ready();
             true
@@ -260,39 +257,5 @@ fn event_loopback_test() {
             ns / 1000
         ),
         Err(e) => crate::println!("xenrs events error: loopback self-test: {e}"),
-    }
-}
-
-/// The main event loop (services up): never returns; leaves through a control request.
-pub fn run() -> ! {
-    loop {
-        let mut busy = events::dispatch(None) > 0;
-        busy |= store::service_watches() > 0;
-        busy |= crate::net::poll();
-        if let Some(request) = control::take_request() {
-            act(request);
-            busy = true;
-        }
-        if !busy && !store::events_queued() {
-            events::idle();
-        }
-    }
-}
-
-/// Carries out a control request.
-fn act(request: Request) {
-    match request {
-        Request::PowerOff => {
-            crate::println!("xenrs powering off");
-            panic::poweroff()
-        }
-        Request::Reboot => {
-            crate::println!("xenrs rebooting");
-            console::flush(false);
-            panic::shutdown_now(SHUTDOWN_REBOOT)
-        }
-        Request::Suspend => {
-            suspend::suspend();
-        }
     }
 }

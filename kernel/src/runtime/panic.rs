@@ -13,7 +13,9 @@ use boot::FaultReport;
 use x86_64::instructions::interrupts;
 use xen_abi::sched::{SHUTDOWN_CRASH, SHUTDOWN_POWEROFF};
 
-use crate::{console, debugcon, hypercall};
+use crate::arch::debugcon;
+use crate::arch::hypercall;
+use crate::xen::console;
 
 /// Set by the first panic or fault.
 static DYING: AtomicBool = AtomicBool::new(false);

@@ -29,8 +29,8 @@ use xen_abi::grant_table::{
 };
 use xen_abi::memory::XENMAPSPACE_GRANT_TABLE;
 
-use crate::hypercall::{self, HypercallError};
-use crate::memory::Frame;
+use crate::arch::hypercall::{self, HypercallError};
+use crate::mm::memory::Frame;
 
 /// The kernel's grant table; deferred pages are [`Frame`]s.
 pub type KernelGrantTable = GrantTable<GrantFrames, Frame>;
@@ -54,6 +54,8 @@ pub enum GrantSetupError {
     Query(HypercallError),
     /// Mapping the first frame failed.
     Grow(GrowError),
+    /// Re-mapping the table frames after a resume in a new domain failed.
+    Remap(GrowError),
 }
 
 impl core::fmt::Display for GrantSetupError {
@@ -61,6 +63,7 @@ impl core::fmt::Display for GrantSetupError {
         match self {
             GrantSetupError::Query(e) => write!(f, "GNTTABOP_query_size: {e}"),
             GrantSetupError::Grow(e) => write!(f, "mapping grant frame 0: {e:?}"),
+            GrantSetupError::Remap(e) => write!(f, "re-mapping grant frames: {e:?}"),
         }
     }
 }
@@ -192,12 +195,12 @@ pub fn stats() -> Option<Stats> {
 /// After a resume in a NEW domain: maps the new domain's table at the same frames and
 /// resets the bookkeeping (every outstanding grant becomes stale; deferred pages, which
 /// no peer can map any more, go back to the frame allocator).
-pub fn resume_new_domain() -> Result<(), GrowError> {
+pub fn resume_new_domain() -> Result<(), GrantSetupError> {
     let mut guard = GRANTS.lock();
     let Some(table) = guard.as_mut() else {
         return Ok(());
     };
-    table.memory().remap()?;
+    table.memory().remap().map_err(GrantSetupError::Remap)?;
     let released = table.reset_for_resume();
     drop(guard);
     drop(released);

@@ -27,8 +27,8 @@ use ::xenbus::{BackendPath, DeviceError, FrontendDevice, Input, XenbusState, par
 use xen_abi::DomId;
 use xenstore::{WatchId, XsError};
 
-use crate::store::{self, StoreError};
-use crate::suspend::{ResumeMode, SuspendHook};
+use crate::xen::store::{self, StoreError};
+use crate::xen::suspend::{ResumeMode, SuspendHook};
 
 /// The back end's `state` node as read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +248,7 @@ impl Monitor {
         for b in &bad {
             crate::println!(
                 "xenrs xenbus error: device {}: {:?}",
-                crate::console::Escaped(b.name.as_bytes()),
+                crate::xen::console::Escaped(b.name.as_bytes()),
                 b.error
             );
         }
@@ -284,6 +284,6 @@ impl SuspendHook for Monitor {
         for w in self.watches.drain(..) {
             let _ = w.cancel();
         }
-        self.scan(crate::control::domid());
+        self.scan(crate::xen::control::domid());
     }
 }
