@@ -64,37 +64,22 @@ bench_iperf() {
 # --- boot times ------------------------------------------------------------------------------
 bench_now
 t0=$BENCH_NOW
-if ! xt_create "$X" cmdline="ip=$XIP/24" vif=default; then
-	result bench FAIL "xl create of the xenrs guest failed"
-	exit 0
-fi
+xt_create "$X" cmdline="ip=$XIP/24" vif=default || xt_fail "xl create of the xenrs guest failed"
 bench_now
 x_create=$((BENCH_NOW - t0))
-if ! bench_boot "$X" "$XIP" "$t0" 120; then
-	result bench FAIL "the xenrs guest's port $PORT did not answer within 120 s (state $(xt_state "$X")); $(net_errors "$X")"
-	exit 0
-fi
+bench_boot "$X" "$XIP" "$t0" 120 || xt_fail "the xenrs guest's port $PORT did not answer within 120 s (state $(xt_state "$X")); $(xt_errors "$X")"
 x_boot=$BENCH_MS
 for f in vmlinuz initrd.cpio; do
 	[ -s "$LDIR/$f" ] || problems+="$LDIR/$f is missing (build-dom0.sh builds it); "
 done
-if [ -n "$problems" ]; then
-	result bench FAIL "$problems"
-	exit 0
-fi
+[ -z "$problems" ] || xt_fail "$problems"
 bench_now
 t0=$BENCH_NOW
-if ! xt_create "$L" kernel="$LDIR/vmlinuz" memory=256 cmdline="console=hvc0 loglevel=4 xt.ip=$LIP/24" \
-	vif=default "cfg=ramdisk = \"$LDIR/initrd.cpio\"" timeout=120; then
-	result bench FAIL "xl create of the Linux domU failed"
-	exit 0
-fi
+xt_create "$L" kernel="$LDIR/vmlinuz" memory=256 cmdline="console=hvc0 loglevel=4 xt.ip=$LIP/24" \
+	vif=default "cfg=ramdisk = \"$LDIR/initrd.cpio\"" timeout=120 || xt_fail "xl create of the Linux domU failed"
 bench_now
 l_create=$((BENCH_NOW - t0))
-if ! bench_boot "$L" "$LIP" "$t0" 300; then
-	result bench FAIL "the Linux domU's port $PORT did not answer within 300 s (state $(xt_state "$L")); console: $(tr -d '\r' <"$(xt_console "$L")" 2>/dev/null | tail -n 5 | tr '\n' ' ' | cut -c1-400)"
-	exit 0
-fi
+bench_boot "$L" "$LIP" "$t0" 300 || xt_fail "the Linux domU's port $PORT did not answer within 300 s (state $(xt_state "$L")); console: $(tr -d '\r' <"$(xt_console "$L")" 2>/dev/null | tail -n 5 | tr '\n' ' ' | cut -c1-400)"
 l_boot=$BENCH_MS
 echo "xt| bench: xl create -> port $PORT answering: xenrs ${x_boot} ms (xl create ${x_create} ms), Linux ${l_boot} ms (xl create ${l_create} ms)"
 
@@ -123,12 +108,7 @@ net_guest_ok "$X" || problems+="xenrs: $NET_WHY; "
 for k in xenrs-rx xenrs-tx linux-rx linux-tx; do
 	[ "${cnt[$k]:-0}" -gt 0 ] || problems+="no $k figure; "
 done
-if [ -n "$problems" ]; then
-	result bench FAIL "$problems $(net_errors "$X")"
-	xt_destroy "$X"
-	xt_destroy "$L"
-	exit 0
-fi
+[ -z "$problems" ] || xt_fail "$problems $(xt_errors "$X")"
 
 # --- report ------------------------------------------------------------------------------------
 mean() { awk -v s="${sum[$1]}" -v n="${cnt[$1]}" 'BEGIN {printf "%.1f", s / n}'; }
@@ -155,6 +135,6 @@ echo "xt| BENCH-JSON {\"date\":\"$when\",\"xen\":\"$xenver\",\"linux_domu_kernel
 	echo "| of which \`xl create\` (toolstack, vif hotplug), ms | $x_create | $l_create | |"
 	echo "| of which the guest's own boot, ms | $((x_boot - x_create)) | $((l_boot - l_create)) | $(ratio $((x_boot - x_create)) $((l_boot - l_create))) |"
 } | sed 's/^/xt| BENCH-MD /'
-result bench PASS "iperf3 Mbit/s xenrs/Linux: rx $xrx/$lrx (ratio $rrx), tx $xtx/$ltx (ratio $rtx); xl create -> port $PORT: $x_boot/$l_boot ms (ratio $rboot)"
+result PASS "iperf3 Mbit/s xenrs/Linux: rx $xrx/$lrx (ratio $rrx), tx $xtx/$ltx (ratio $rtx); xl create -> port $PORT: $x_boot/$l_boot ms (ratio $rboot)"
 xt_destroy "$X"
 xt_destroy "$L"

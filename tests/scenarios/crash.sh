@@ -3,29 +3,15 @@
 # with reason crash (kept by on_crash=preserve, so Xen's own record of the reason is read too).
 # xt-timeout: 90
 G=xt-crash
-if ! xt_create "$G" memory=32 cmdline="test=panic"; then
-	result crash FAIL "xl create failed"
-	exit 0
-fi
-if ! xt_wait_console "$G" '^xenrs PANIC at [^ ]+:[0-9]+:[0-9]+: ' 30; then
-	result crash FAIL "no 'xenrs PANIC at <file>:<line>:<col>: ' line on the console (domain $(xt_state "$G"))"
-	exit 0
-fi
+xt_create "$G" memory=32 cmdline="test=panic" || xt_fail "xl create failed"
+xt_wait_console "$G" '^xenrs PANIC at [^ ]+:[0-9]+:[0-9]+: ' 30 || xt_fail "no 'xenrs PANIC at <file>:<line>:<col>: ' line on the console (domain $(xt_state "$G"))"
 panic=$XT_MATCH
-if ! xt_expect_end "$G" crash 30; then
-	result crash FAIL "$XT_WHY; $panic"
-	exit 0
-fi
+xt_expect_end "$G" crash 30 || xt_fail "$XT_WHY; $panic"
 if [ "$(xt_state "$G")" != shutdown ]; then
-	result crash FAIL "the crashed domain was not preserved (on_crash=preserve): $(xt_state "$G")"
-	exit 0
+	xt_fail "the crashed domain was not preserved (on_crash=preserve): $(xt_state "$G")"
 fi
-if ! xt_console_has "$G" '^xenrs crashing$'; then
-	result crash FAIL "no 'xenrs crashing' line after: $panic"
-	exit 0
-fi
+xt_console_has "$G" '^xenrs crashing$' || xt_fail "no 'xenrs crashing' line after: $panic"
 if [ "$XT_REASON_SRC" != "xen=crash xl=crash" ]; then
-	result crash FAIL "Xen and xl's monitor do not both report crash: $XT_REASON_SRC; $panic"
-	exit 0
+	xt_fail "Xen and xl's monitor do not both report crash: $XT_REASON_SRC; $panic"
 fi
-result crash PASS "reason crash ($XT_REASON_SRC), domid $(xt_domid "$G"); $panic"
+result PASS "reason crash ($XT_REASON_SRC), domid $(xt_domid "$G"); $panic"

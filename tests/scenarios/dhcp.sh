@@ -13,10 +13,7 @@ printf '%s\n' 'start 169.254.77.100' 'end 169.254.77.150' 'interface xenbr0' "le
 busybox udhcpd -f "$conf" >"$XT_RUN/udhcpd.log" 2>&1 &
 dpid=$!
 sleep 1
-if ! kill -0 "$dpid" 2>/dev/null; then
-	result dhcp FAIL "busybox udhcpd did not start: $(tr '\n' ' ' <"$XT_RUN/udhcpd.log")"
-	exit 0
-fi
+kill -0 "$dpid" 2>/dev/null || xt_fail "busybox udhcpd did not start: $(tr '\n' ' ' <"$XT_RUN/udhcpd.log")"
 NET_WHY=""
 if ! xt_create "$G" cmdline="dhcp" vif=default; then
 	NET_WHY="xl create failed"
@@ -24,17 +21,13 @@ elif ! net_wait_up "$G" '^xenrs net: ip=169\.254\.77\.(1[0-4][0-9]|150)/24 \(dhc
 	:
 fi
 if [ -n "$NET_WHY" ]; then
-	result dhcp FAIL "$NET_WHY; udhcpd: $(tail -n 5 "$XT_RUN/udhcpd.log" | tr '\n' ' ')"
+	result FAIL "$NET_WHY; udhcpd: $(tail -n 5 "$XT_RUN/udhcpd.log" | tr '\n' ' ')"
 else
 	ip=$(xt_field "$NET_ADDR" ip)
 	ip=${ip%/*}
-	if ! net_ping "$ip" 10; then
-		result dhcp FAIL "got $ip by DHCP but ping failed: $NET_PING; $(net_errors "$G")"
-	elif ! net_guest_ok "$G"; then
-		result dhcp FAIL "$NET_WHY"
-	else
-		result dhcp PASS "leased $ip from busybox udhcpd; ping: $NET_PING; $NET_ADDR"
-	fi
+	problems=""
+	net_ping "$ip" 10 || problems="got $ip by DHCP but ping failed: $NET_PING;"
+	net_verdict "$G" "$problems" "leased $ip from busybox udhcpd; ping: $NET_PING; $NET_ADDR"
 fi
 kill "$dpid" 2>/dev/null
 wait "$dpid" 2>/dev/null

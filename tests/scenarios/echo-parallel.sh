@@ -6,10 +6,7 @@ G=xt-echopar
 IP=169.254.77.32
 N=32
 ROUNDS=8
-if ! net_start "$G" "$IP"; then
-	result echo-parallel FAIL "$NET_WHY"
-	exit 0
-fi
+net_start "$G" "$IP" || xt_fail "$NET_WHY"
 # All N connections are opened first (bash /dev/tcp, no forks), so the guest serves N at once;
 # then every round writes one ~250-byte line of fresh random text to each and reads each echo
 # back, comparing it byte for byte.
@@ -66,11 +63,6 @@ if exec {fd}<>"/dev/tcp/$IP/7"; then
 	exec {fd}>&-
 fi
 [[ $after =~ ^after-[0-9]+$ ]] || problems+="a new connection after the $N closed did not echo ('$after'); "
-if [ -n "$problems" ]; then
-	result echo-parallel FAIL "$opened/$N connections opened, $ok/$((N * ROUNDS)) echoes verified: ${problems:0:600} $(net_errors "$G")"
-elif ! net_guest_ok "$G"; then
-	result echo-parallel FAIL "$NET_WHY"
-else
-	result echo-parallel PASS "$N connections open at once, $ROUNDS rounds each, $ok/$((N * ROUNDS)) echoes verified ($bytes bytes); a new connection afterwards echoed too"
-fi
+net_verdict "$G" "${problems:+$opened/$N connections opened, $ok/$((N * ROUNDS)) echoes verified: ${problems:0:600}}" \
+	"$N connections open at once, $ROUNDS rounds each, $ok/$((N * ROUNDS)) echoes verified ($bytes bytes); a new connection afterwards echoed too"
 xt_destroy "$G"

@@ -3,19 +3,10 @@
 # and the domain ends with reason crash.
 # xt-timeout: 90
 G=xt-fault
-if ! xt_create "$G" memory=32 cmdline="test=fault"; then
-	result fault FAIL "xl create failed"
-	exit 0
-fi
-if ! xt_wait_console "$G" '^xenrs FAULT ' 30; then
-	result fault FAIL "no 'xenrs FAULT' line on the console (domain $(xt_state "$G"))"
-	exit 0
-fi
+xt_create "$G" memory=32 cmdline="test=fault" || xt_fail "xl create failed"
+xt_wait_console "$G" '^xenrs FAULT ' 30 || xt_fail "no 'xenrs FAULT' line on the console (domain $(xt_state "$G"))"
 line=$XT_MATCH
-if ! xt_expect_end "$G" crash 30; then
-	result fault FAIL "$XT_WHY; $line"
-	exit 0
-fi
+xt_expect_end "$G" crash 30 || xt_fail "$XT_WHY; $line"
 problems=""
 case "$line" in "xenrs FAULT #PF "*) ;; *) problems+="not a #PF; " ;; esac
 [ "$(xt_field "$line" vector)" = 14 ] || problems+="vector is not 14; "
@@ -25,7 +16,7 @@ for k in error rip cs rflags rsp ss; do
 done
 xt_console_has "$G" '^xenrs crashing$' || problems+="no 'xenrs crashing' line; "
 if [ -n "$problems" ]; then
-	result fault FAIL "${problems}$line"
+	result FAIL "${problems}$line"
 else
-	result fault PASS "reason crash, domid $(xt_domid "$G"); $line"
+	result PASS "reason crash, domid $(xt_domid "$G"); $line"
 fi

@@ -4,15 +4,12 @@
 # xt-timeout: 120
 # Helpers core_*: tests/scenarios/lib/core.sh.
 G=xt-idle
-if ! core_start "$G"; then
-	result idle-cpu FAIL "$CORE_WHY"
-	exit 0
-fi
+core_start "$G" || xt_fail "$CORE_WHY"
 # cpu_time: set CPU to the Time(s) column of `xl list <domid>`.
 cpu_time() {
 	local out
-	core_id "$G"
-	out=$(xl list "$CORE_ID" 2>/dev/null)
+	xt_id "$G"
+	out=$(xl list "$XT_ID" 2>/dev/null)
 	out=${out#*$'\n'}
 	read -r _ _ _ _ _ CPU _ <<<"$out"
 }
@@ -22,18 +19,15 @@ c0=$CPU
 sleep 20
 cpu_time
 c1=$CPU
-if ! [[ $c0 =~ ^[0-9]+\.[0-9]$ && $c1 =~ ^[0-9]+\.[0-9]$ ]]; then
-	result idle-cpu FAIL "cannot read the CPU time from xl list ('$c0', '$c1')"
-	exit 0
-fi
+[[ $c0 =~ ^[0-9]+\.[0-9]$ && $c1 =~ ^[0-9]+\.[0-9]$ ]] || xt_fail "cannot read the CPU time from xl list ('$c0', '$c1')"
 # Tenths of a second, integer arithmetic.
 d=$((10#${c1/./} - 10#${c0/./}))
 delta="$((d / 10)).$((d % 10))"
 if ! core_echo "$G" "idle-$RANDOM" 10; then
-	result idle-cpu FAIL "the idle guest did not answer the echo afterwards (cpu $c0 -> $c1 s); $(core_errors "$G")"
+	result FAIL "the idle guest did not answer the echo afterwards (cpu $c0 -> $c1 s); $(xt_errors "$G")"
 elif [ "$d" -lt 10 ]; then
-	result idle-cpu PASS "CPU time $c0 s -> $c1 s over 20 s idle (+$delta s), then echoed"
+	result PASS "CPU time $c0 s -> $c1 s over 20 s idle (+$delta s), then echoed"
 else
-	result idle-cpu FAIL "CPU time grew by $delta s over 20 s idle ($c0 -> $c1)"
+	result FAIL "CPU time grew by $delta s over 20 s idle ($c0 -> $c1)"
 fi
 xt_destroy "$G"

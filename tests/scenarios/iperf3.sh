@@ -4,9 +4,6 @@
 # Helpers net_*: tests/scenarios/lib/net.sh.
 G=xt-iperf3
 IP=169.254.77.34
-if ! net_start "$G" "$IP"; then
-	result iperf3 FAIL "$NET_WHY"
-	exit 0
-fi
-net_iperf "$G" iperf3 "$IP"
+net_start "$G" "$IP" || xt_fail "$NET_WHY"
+net_iperf "$G" "$IP"
 xt_destroy "$G"

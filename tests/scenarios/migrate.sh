@@ -9,10 +9,7 @@
 # Helpers core_*: tests/scenarios/lib/core.sh.
 G=xt-migrate
 ROUNDS=3
-if ! core_start "$G" memory=16; then
-	result migrate FAIL "$CORE_WHY"
-	exit 0
-fi
+core_start "$G" memory=16 || xt_fail "$CORE_WHY"
 # mig_find ERE: print the first matching line of any console log of $G or of xl dmesg.
 mig_find() {
 	local f line
@@ -38,53 +35,44 @@ mig_find() {
 }
 prev=0
 times=""
-core_id "$G"
-ids=$CORE_ID
+xt_id "$G"
+ids=$XT_ID
 for r in $(seq 1 "$ROUNDS"); do
-	core_id "$G"
-	old=$CORE_ID
-	core_up
-	t0=$CORE_UP
-	if ! timeout 180 xl migrate -s "" "$G" "xl migrate-receive" >"$XT_RUN/$G.migrate.log" 2>&1; then
-		result migrate FAIL "round $r: xl migrate failed: $(tail -n 4 "$XT_RUN/$G.migrate.log" | tr '\n' ' ')"
-		exit 0
-	fi
-	core_track "$G"
-	new=$CORE_ID
+	xt_id "$G"
+	old=$XT_ID
+	xt_up
+	t0=$XT_UP
+	timeout 180 xl migrate -s "" "$G" "xl migrate-receive" >"$XT_RUN/$G.migrate.log" 2>&1 || xt_fail "round $r: xl migrate failed: $(tail -n 4 "$XT_RUN/$G.migrate.log" | tr '\n' ' ')"
+	xt_track "$G"
+	new=$XT_ID
 	if [ -z "$new" ] || [ "$new" = "$old" ]; then
-		result migrate FAIL "round $r: after xl migrate the domain is '$new' (was $old): $(tail -n 3 "$XT_RUN/$G.migrate.log" | tr '\n' ' ')"
-		exit 0
+		xt_fail "round $r: after xl migrate the domain is '$new' (was $old): $(tail -n 3 "$XT_RUN/$G.migrate.log" | tr '\n' ' ')"
 	fi
 	ids+=" -> $new"
 	line=""
-	core_up
-	dl=$((CORE_UP + 30))
-	while [ "$CORE_UP" -lt "$dl" ]; do
+	xt_up
+	dl=$((XT_UP + 30))
+	while [ "$XT_UP" -lt "$dl" ]; do
 		line=$(mig_find "^xenrs resumed n=$r mode=new-domain mono_ns=[0-9]+\$") && break
 		sleep 0.3
-		core_up
+		xt_up
 	done
 	if [ -z "$line" ]; then
-		result migrate FAIL "round $r: no 'xenrs resumed n=$r mode=new-domain' line from domid $new; $(mig_find '^xenrs [a-z]+ error:')"
-		exit 0
+		xt_fail "round $r: no 'xenrs resumed n=$r mode=new-domain' line from domid $new; $(mig_find '^xenrs [a-z]+ error:')"
 	fi
 	mono=$(xt_field "$line" mono_ns)
 	if [ "$mono" -le "$prev" ]; then
-		result migrate FAIL "round $r: mono_ns=$mono is not above $prev"
-		exit 0
+		xt_fail "round $r: mono_ns=$mono is not above $prev"
 	fi
 	prev=$mono
-	if ! core_wait_ready "$G" 20 || ! core_echo "$G" "mig-$r-$RANDOM" 10; then
-		result migrate FAIL "round $r: data/ready or echo failed in domid $new; $(mig_find '^xenrs [a-z]+ error:')"
-		exit 0
-	fi
+	{ core_wait_ready "$G" 20 && core_echo "$G" "mig-$r-$RANDOM" 10; } || xt_fail "round $r: data/ready or echo failed in domid $new; $(mig_find '^xenrs [a-z]+ error:')"
 	core_since "$t0"
 	times+="${CORE_SINCE}s "
 done
 leftover=$(xl list 2>/dev/null | grep -e '--incoming' -e '--migratedaway')
 if [ -n "$leftover" ]; then
-	result migrate FAIL "a leftover --incoming/--migratedaway domain: $leftover"
+	result FAIL "a leftover --incoming/--migratedaway domain: $leftover"
 else
-	result migrate PASS "$ROUNDS live migrations via xl migrate -s \"\" <dom> \"xl migrate-receive\": domid $ids; last mono_ns=$prev; per round: $times"
+	result PASS "$ROUNDS live migrations via xl migrate -s \"\" <dom> \"xl migrate-receive\": domid $ids; last mono_ns=$prev; per round: $times"
 fi
 xt_destroy "$G"

@@ -6,15 +6,8 @@
 # Helpers net_*: tests/scenarios/lib/net.sh.
 G=xt-ping
 IP=169.254.77.30
-if ! net_start "$G" "$IP"; then
-	result ping FAIL "$NET_WHY"
-	exit 0
-fi
-if ! net_ping "$IP" 20; then
-	result ping FAIL "ping $IP: $NET_PING; $(net_errors "$G")"
-elif ! net_guest_ok "$G"; then
-	result ping FAIL "$NET_WHY"
-else
-	result ping PASS "$NET_PING; $NET_VIF; $NET_ADDR"
-fi
+net_start "$G" "$IP" || xt_fail "$NET_WHY"
+problems=""
+net_ping "$IP" 20 || problems="ping $IP: $NET_PING;"
+net_verdict "$G" "$problems" "$NET_PING; $NET_VIF; $NET_ADDR"
 xt_destroy "$G"

@@ -4,41 +4,28 @@
 # xt-timeout: 150
 # Helpers core_*: tests/scenarios/lib/core.sh.
 G=xt-reboot
-if ! core_start "$G" on_reboot=restart; then
-	result reboot FAIL "$CORE_WHY"
-	exit 0
-fi
-core_id "$G"
-old=$CORE_ID
-if ! timeout 30 xl reboot "$G" >"$XT_RUN/$G.reboot.log" 2>&1; then
-	result reboot FAIL "xl reboot failed: $(tail -n 3 "$XT_RUN/$G.reboot.log" | tr '\n' ' ')"
-	exit 0
-fi
-if ! xt_wait_console "$G" '^xenrs rebooting$' 15; then
-	result reboot FAIL "no 'xenrs rebooting' line; $(core_errors "$G")"
-	exit 0
-fi
+core_start "$G" on_reboot=restart || xt_fail "$CORE_WHY"
+xt_id "$G"
+old=$XT_ID
+timeout 30 xl reboot "$G" >"$XT_RUN/$G.reboot.log" 2>&1 || xt_fail "xl reboot failed: $(tail -n 3 "$XT_RUN/$G.reboot.log" | tr '\n' ' ')"
+xt_wait_console "$G" '^xenrs rebooting$' 15 || xt_fail "no 'xenrs rebooting' line; $(xt_errors "$G")"
 # The old domain's reason (xl's monitor log; the domain itself is gone or going).
 reason=$(xt_shutdown_reason "$G")
 new=""
-core_up
-dl=$((CORE_UP + 30))
-while [ "$CORE_UP" -lt "$dl" ]; do
+xt_up
+dl=$((XT_UP + 30))
+while [ "$XT_UP" -lt "$dl" ]; do
 	new=$(xl domid "$G" 2>/dev/null)
 	[ -n "$new" ] && [ "$new" != "$old" ] && break
 	new=""
 	sleep 0.3
-	core_up
+	xt_up
 done
 if [ -z "$new" ]; then
-	result reboot FAIL "no new domain called $G within 30 s of 'xenrs rebooting' (reason $reason)"
-	exit 0
+	xt_fail "no new domain called $G within 30 s of 'xenrs rebooting' (reason $reason)"
 fi
-core_track "$G"
-if ! xt_wait_console "$G" "^xenrs services: domid=$new " 30; then
-	result reboot FAIL "restarted as domid $new but no services line with domid=$new; $(core_errors "$G")"
-	exit 0
-fi
+xt_track "$G"
+xt_wait_console "$G" "^xenrs services: domid=$new " 30 || xt_fail "restarted as domid $new but no services line with domid=$new; $(xt_errors "$G")"
 # A banner must follow the last 'xenrs rebooting' line (xenconsoled appends the new domain's
 # output to the same log; should it start a fresh log, any banner is the new domain's).
 n=0
@@ -59,8 +46,8 @@ xt_console_has "$G" "^xenrs control: request 'reboot'\$" || problems+="no \"xenr
 [ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
 core_wait_ready "$G" 20 || problems+="the restarted domain never wrote data/ready; "
 if [ -n "$problems" ]; then
-	result reboot FAIL "${problems}$(core_errors "$G")"
+	result FAIL "${problems}$(xt_errors "$G")"
 else
-	result reboot PASS "domid $old -> $new, reason reboot, banner again: $banner_after"
+	result PASS "domid $old -> $new, reason reboot, banner again: $banner_after"
 fi
 xt_destroy "$G"

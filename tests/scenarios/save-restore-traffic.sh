@@ -10,10 +10,7 @@ IP=169.254.77.37
 SAVES=10
 CHECKPOINTS=3
 WINDOW=8
-if ! net_start "$G" "$IP"; then
-	result save-restore-traffic FAIL "$NET_WHY"
-	exit 0
-fi
+net_start "$G" "$IP" || xt_fail "$NET_WHY"
 st=$XT_RUN/srt.status
 stop=$XT_RUN/srt.stop
 rm -f "$stop"
@@ -80,14 +77,14 @@ srt_recv() {
 # srt_wait_progress BYTES SECS: wait until more than BYTES were received.
 srt_wait_progress() {
 	local dl
-	net_up
-	dl=$((NET_UP + $2))
-	while [ "$NET_UP" -lt "$dl" ]; do
+	xt_up
+	dl=$((XT_UP + $2))
+	while [ "$XT_UP" -lt "$dl" ]; do
 		srt_recv
 		[ "$SRT_RECV" -lt 0 ] && return 1
 		[ "$SRT_RECV" -gt "$1" ] && return 0
 		sleep 0.5
-		net_up
+		xt_up
 	done
 	return 1
 }
@@ -113,8 +110,8 @@ for kind in $plan; do
 	n=$((n + 1))
 	srt_recv
 	before=$SRT_RECV
-	net_up
-	t0=$NET_UP
+	xt_up
+	t0=$XT_UP
 	conns=$(xt_console_count "$G" "$CONN_RE")
 	if [ "$kind" = S ]; then
 		saves=$((saves + 1))
@@ -127,8 +124,7 @@ for kind in $plan; do
 			break
 		fi
 		rm -f "$f"
-		id=$(xl domid "$G" 2>/dev/null)
-		[ -n "$id" ] && echo "$id" >"$XT_RUN/$G.domid"
+		xt_track "$G"
 		want="^xenrs resumed n=$n mode=new-domain mono_ns=[0-9]+\$"
 	else
 		cps=$((cps + 1))
@@ -146,11 +142,11 @@ for kind in $plan; do
 	fi
 	# After a restore the vif reconnects: one more Connected line than before the save.
 	if [ "$kind" = S ]; then
-		net_up
-		dl=$((NET_UP + 60))
+		xt_up
+		dl=$((XT_UP + 60))
 		while [ "$(xt_console_count "$G" "$CONN_RE")" -le "$conns" ]; do
-			net_up
-			if [ "$NET_UP" -ge "$dl" ]; then
+			xt_up
+			if [ "$XT_UP" -ge "$dl" ]; then
 				problems+="round $n: the vif did not reconnect within 60 s; "
 				break 2
 			fi
@@ -177,8 +173,8 @@ for kind in $plan; do
 		net_diag "$G" "$IP"
 		break
 	fi
-	net_up
-	times+="$kind$((NET_UP - t0))s "
+	xt_up
+	times+="$kind$((XT_UP - t0))s "
 done
 touch "$stop"
 # The client drains its window and closes (bounded by its own 180 s read timeout).
@@ -199,13 +195,13 @@ if [ -z "$problems" ] && { [ "$nd" != "$SAVES" ] || [ "$nc" != "$CHECKPOINTS" ];
 fi
 [ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
 if [ -n "$problems" ]; then
-	result save-restore-traffic FAIL "after $n rounds ($saves saves, $cps checkpoints): $problems $(net_errors "$G")"
+	result FAIL "after $n rounds ($saves saves, $cps checkpoints): $problems $(xt_errors "$G")"
 elif ! net_guest_ok "$G"; then
-	result save-restore-traffic FAIL "$NET_WHY"
+	result FAIL "$NET_WHY"
 else
 	stalls=$(xt_console_count "$G" "$STALL_RE")
 	# The guest's counters as its suspend hook last printed them: the tx watchdog's work.
 	wd=$(tr -d '\r' <"$(xt_console "$G")" 2>/dev/null | grep -oE '[0-9]+ notifies \([0-9]+ by the tx watchdog, [0-9]+ stalls\)' | tail -n 1)
-	result save-restore-traffic PASS "one TCP echo connection through $saves save+restore and $cps save -c rounds, never reset: $final (bytes sent == received); ping after every round; per round: $times; tx-stall reconnects: $stalls ${notes:+($notes)}; guest counters at the last suspend: ${wd:-none}"
+	result PASS "one TCP echo connection through $saves save+restore and $cps save -c rounds, never reset: $final (bytes sent == received); ping after every round; per round: $times; tx-stall reconnects: $stalls ${notes:+($notes)}; guest counters at the last suspend: ${wd:-none}"
 fi
 xt_destroy "$G"

@@ -11,10 +11,7 @@ problems=""
 tcp_refused() {
 	! timeout 10 socat -u OPEN:/dev/null "TCP:$IP:$1,connect-timeout=8" 2>/dev/null
 }
-if ! NET_SERVICES="udp-echo:7" net_start "$G" "$IP" cmdline="ip=$IP/24 services=udp-echo"; then
-	result services FAIL "services=udp-echo: $NET_WHY"
-	exit 0
-fi
+NET_SERVICES="udp-echo:7" net_start "$G" "$IP" cmdline="ip=$IP/24 services=udp-echo" || xt_fail "services=udp-echo: $NET_WHY"
 net_ping "$IP" 3 || problems+="services=udp-echo: ping: $NET_PING; "
 got=$(printf 'only-udp' | timeout 20 socat -t 3 -T 5 - "UDP:$IP:7" 2>/dev/null)
 [ "$got" = only-udp ] || problems+="services=udp-echo: UDP echo answered '${got:0:20}'; "
@@ -36,7 +33,7 @@ if [ -z "$problems" ]; then
 	xt_destroy "$G"
 fi
 if [ -n "$problems" ]; then
-	result services FAIL "$problems $(net_errors "$G")"
+	result FAIL "$problems $(xt_errors "$G")"
 else
-	result services PASS "services=udp-echo: ping and UDP echo answered, TCP 7 and 5201 refused; services=echo,ssh: config error printed, every service running"
+	result PASS "services=udp-echo: ping and UDP echo answered, TCP 7 and 5201 refused; services=echo,ssh: config error printed, every service running"
 fi

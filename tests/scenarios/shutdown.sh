@@ -5,20 +5,11 @@
 # xt-timeout: 120
 # Helpers core_*: tests/scenarios/lib/core.sh.
 G=xt-shutdown
-if ! core_start "$G"; then
-	result shutdown FAIL "$CORE_WHY"
-	exit 0
-fi
-core_up
-t0=$CORE_UP
-if ! timeout 30 xl shutdown "$G" >"$XT_RUN/$G.shutdown.log" 2>&1; then
-	result shutdown FAIL "xl shutdown failed: $(tail -n 3 "$XT_RUN/$G.shutdown.log" | tr '\n' ' ')"
-	exit 0
-fi
-if ! xt_wait_gone "$G" 10; then
-	result shutdown FAIL "still listed 10 s after xl shutdown (state $(xt_state "$G")); $(core_errors "$G")"
-	exit 0
-fi
+core_start "$G" || xt_fail "$CORE_WHY"
+xt_up
+t0=$XT_UP
+timeout 30 xl shutdown "$G" >"$XT_RUN/$G.shutdown.log" 2>&1 || xt_fail "xl shutdown failed: $(tail -n 3 "$XT_RUN/$G.shutdown.log" | tr '\n' ' ')"
+xt_wait_gone "$G" 10 || xt_fail "still listed 10 s after xl shutdown (state $(xt_state "$G")); $(xt_errors "$G")"
 core_since "$t0"
 secs=$CORE_SINCE
 reason=$(xt_shutdown_reason "$G")
@@ -28,7 +19,7 @@ xt_console_has "$G" "^xenrs control: request 'poweroff'\$" || problems+="no \"xe
 xt_console_has "$G" '^xenrs powering off$' || problems+="no 'xenrs powering off' line; "
 [ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
 if [ -n "$problems" ]; then
-	result shutdown FAIL "${problems}$(core_errors "$G")"
+	result FAIL "${problems}$(xt_errors "$G")"
 else
-	result shutdown PASS "gone ~${secs} s after xl shutdown returned, reason poweroff; $CORE_SERVICES"
+	result PASS "gone ~${secs} s after xl shutdown returned, reason poweroff; $CORE_SERVICES"
 fi

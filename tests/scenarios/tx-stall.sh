@@ -12,10 +12,7 @@ G=xt-txstall
 IP=169.254.77.41
 SIZE=$((8 * 1024 * 1024))
 STALL_RE='^xenrs net: vif/0: the back end took no tx request for [0-9]+ ms \(stall [0-9]+\); reconnecting$'
-if ! net_start "$G" "$IP"; then
-	result tx-stall FAIL "$NET_WHY"
-	exit 0
-fi
+net_start "$G" "$IP" || xt_fail "$NET_WHY"
 vif="vif$XT_DOMID.0"
 in=$XT_RUN/txstall.in
 out=$XT_RUN/txstall.out
@@ -25,11 +22,11 @@ timeout 500 socat -b 65536 -t 300 - "TCP:$IP:7,connect-timeout=20" <"$in" >"$out
 spid=$!
 problems=""
 # Wait for 1 MiB to come back, so that the transfer runs in both directions.
-net_up
-dl=$((NET_UP + 120))
+xt_up
+dl=$((XT_UP + 120))
 while [ "$(stat -c %s "$out" 2>/dev/null || echo 0)" -lt $((1024 * 1024)) ]; do
-	net_up
-	if [ "$NET_UP" -ge "$dl" ] || ! kill -0 "$spid" 2>/dev/null; then
+	xt_up
+	if [ "$XT_UP" -ge "$dl" ] || ! kill -0 "$spid" 2>/dev/null; then
 		problems+="the transfer did not get to 1 MiB within 120 s ($(stat -c %s "$out") bytes back); "
 		break
 	fi
@@ -58,12 +55,7 @@ fi
 net_ping "$IP" 3 || problems+="ping afterwards: $NET_PING; "
 stalls=$(xt_console_count "$G" "$STALL_RE")
 conns=$(xt_console_count "$G" '^xenrs net: vif/0 mac=.* state=Connected$')
-if [ -n "$problems" ]; then
-	result tx-stall FAIL "$problems $(net_errors "$G")"
-elif ! net_guest_ok "$G"; then
-	result tx-stall FAIL "$NET_WHY"
-else
-	result tx-stall PASS "8 MiB echoed intact through a stalled back end (link down at $at bytes back): ${stall_line#xenrs net: }; $stalls stall(s), $conns connections in all; ping works"
-fi
+net_verdict "$G" "$problems" \
+	"8 MiB echoed intact through a stalled back end (link down at $at bytes back): ${stall_line#xenrs net: }; $stalls stall(s), $conns connections in all; ping works"
 rm -f "$in" "$out"
 xt_destroy "$G"

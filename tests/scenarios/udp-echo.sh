@@ -4,10 +4,7 @@
 # Helpers net_*: tests/scenarios/lib/net.sh.
 G=xt-udpecho
 IP=169.254.77.33
-if ! net_start "$G" "$IP"; then
-	result udp-echo FAIL "$NET_WHY"
-	exit 0
-fi
+net_start "$G" "$IP" || xt_fail "$NET_WHY"
 # One datagram per socat call (its reply must come back within 3 s), sizes from 1 byte to 1400
 # bytes (one IP packet each), random text.
 ok=0
@@ -27,11 +24,5 @@ for s in $sizes; do
 		problems+="a ${s}-byte datagram came back as ${#got} bytes ('${got:0:20}'); "
 	fi
 done
-if [ -n "$problems" ]; then
-	result udp-echo FAIL "$ok/$n datagrams echoed: $problems $(net_errors "$G")"
-elif ! net_guest_ok "$G"; then
-	result udp-echo FAIL "$NET_WHY"
-else
-	result udp-echo PASS "$ok/$n datagrams of $sizes bytes echoed intact"
-fi
+net_verdict "$G" "${problems:+$ok/$n datagrams echoed: $problems}" "$ok/$n datagrams of $sizes bytes echoed intact"
 xt_destroy "$G"

@@ -9,12 +9,9 @@
 # xt-timeout: 120
 # Helpers core_*: tests/scenarios/lib/core.sh.
 G=xt-echo
-if ! core_start "$G" vif=default cmdline="log=debug"; then
-	result xenstore-echo FAIL "$CORE_WHY"
-	exit 0
-fi
-core_id "$G"
-id=$CORE_ID
+core_start "$G" vif=default cmdline="log=debug" || xt_fail "$CORE_WHY"
+xt_id "$G"
+id=$XT_ID
 problems=""
 [ "$(xt_field "$CORE_SERVICES" domid)" = "$id" ] || problems+="services line says domid=$(xt_field "$CORE_SERVICES" domid), xl says $id; "
 [ "$(xt_field "$CORE_SERVICES" xenstore)" = ready ] || problems+="xenstore= is not 'ready'; "
@@ -54,8 +51,8 @@ else
 	problems+="the grant self-test did not grow the table to 2 frames and end every grant: $XT_MATCH; "
 fi
 if [ -n "$problems" ]; then
-	result xenstore-echo FAIL "${problems}$(core_errors "$G")"
+	result FAIL "${problems}$(xt_errors "$G")"
 else
-	result xenstore-echo PASS "$n/4 values echoed; unknown request ignored and acknowledged; $vif; $CORE_SERVICES; ${gst#xenrs info: }"
+	result PASS "$n/4 values echoed; unknown request ignored and acknowledged; $vif; $CORE_SERVICES; ${gst#xenrs info: }"
 fi
 xt_destroy "$G"

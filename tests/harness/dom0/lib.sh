@@ -7,12 +7,18 @@
 # Console log: /var/log/xen/console/guest-NAME.log (xenconsoled --log=guest).
 #
 # Helpers (return 0 on success; docs/TESTING-XEN.md has the full API):
-#   result NAME PASS|FAIL DETAILS...     record one result (printed as `RESULT NAME ...`)
+#   result [NAME] PASS|FAIL DETAILS...   record one result (printed as `RESULT NAME ...`); NAME
+#                                        defaults to $XT_SCENARIO, the running scenario's name
+#   xt_fail DETAILS...                   result FAIL under $XT_SCENARIO, then end the scenario (exit 0)
+#   xt_errors NAME                       the guest's error/PANIC/FAULT/FATAL console lines, folded
 #   xt_log MSG...                        progress line on the console
 #   xt_write_cfg NAME [key=value]...     write NAME.cfg, print its path
 #   xt_create NAME [key=value]...        xt_write_cfg + `xl create`; sets XT_DOMID
 #   xt_domid NAME                        print the recorded domid
+#   xt_id NAME                           set XT_ID to the recorded domid (no fork)
 #   xt_track NAME                        re-record NAME's domid after restore/migrate; sets XT_DOMID
+#                                        and XT_ID
+#   xt_up                                set XT_UP (dom0's uptime, whole seconds) and XT_UPF (hundredths)
 #   xt_console NAME                      print the console log path
 #   xt_console_has NAME ERE              console already has a matching line; sets XT_MATCH
 #   xt_wait_console NAME ERE [SECS]      wait for a console line; sets XT_MATCH
@@ -46,12 +52,21 @@ XT_WHY=""
 # xt_log MSG...: one progress line.
 xt_log() { echo "xt: ${XT_SCENARIO:+$XT_SCENARIO: }$*"; }
 
-# result NAME PASS|FAIL DETAILS...: record a result of the running scenario. The runner prints it
-# as `RESULT NAME PASS|FAIL DETAILS` once the attempt is over (a FLAKE attempt's results are
-# dropped). DETAILS is folded onto one line.
+# result [NAME] PASS|FAIL DETAILS...: record a result of the running scenario. The runner prints
+# it as `RESULT NAME PASS|FAIL DETAILS` once the attempt is over (a FLAKE attempt's results are
+# dropped). Without NAME (the first word is PASS or FAIL) the result is named $XT_SCENARIO, the
+# scenario's own name. DETAILS is folded onto one line.
 result() {
-	local name=${1:-unnamed} st=${2:-} detail
-	shift 2 || shift $#
+	local name st detail
+	case "${1:-}" in
+	PASS | FAIL) name=${XT_SCENARIO:-unnamed} ;;
+	*)
+		name=${1:-unnamed}
+		shift $(($# > 0))
+		;;
+	esac
+	st=${1:-}
+	shift $(($# > 0))
 	detail=$*
 	detail=${detail//[$'\r\n\t']/ }
 	case "$st" in
@@ -67,47 +82,62 @@ result() {
 }
 xt_result() { result "$@"; }
 
-# _xt_up: set _XT_UP to dom0's uptime in whole seconds and _XT_UPF to it with hundredths.
-_xt_up() {
+# xt_fail DETAILS...: record `RESULT $XT_SCENARIO FAIL DETAILS` and end the scenario (exit 0; the
+# runner dumps the guests' state and destroys them). Call it from the scenario's own shell, not
+# inside $(...) or a pipeline, where exit would end only that subshell.
+xt_fail() {
+	result FAIL "$@"
+	exit 0
+}
+
+# xt_up: set XT_UP to dom0's uptime in whole seconds and XT_UPF to it with hundredths.
+xt_up() {
 	local _
-	read -r _XT_UPF _ </proc/uptime
-	_XT_UP=${_XT_UPF%.*}
+	read -r XT_UPF _ </proc/uptime
+	XT_UP=${XT_UPF%.*}
 }
 # xt_now: print dom0's uptime in seconds (with hundredths).
 xt_now() {
-	_xt_up
-	echo "$_XT_UPF"
+	xt_up
+	echo "$XT_UPF"
 }
 # _xt_since UPF: set _XT_SINCE to "12.34" seconds since the uptime UPF.
 _xt_since() {
 	local a b
-	_xt_up
+	xt_up
 	a=${1/./}
-	b=${_XT_UPF/./}
+	b=${XT_UPF/./}
 	a=$((10#$b - 10#$a))
 	printf -v _XT_SINCE '%d.%02d' $((a / 100)) $((a % 100))
 }
 
 xt_console() { echo "$XT_CONSOLE_DIR/guest-$1.log"; }
-# _xt_id NAME: set _XT_ID to NAME's recorded domid ("" if none).
-_xt_id() {
-	_XT_ID=""
-	[ -r "$XT_RUN/$1.domid" ] && read -r _XT_ID <"$XT_RUN/$1.domid"
+# xt_id NAME: set XT_ID to NAME's recorded domid ("" if none).
+xt_id() {
+	XT_ID=""
+	[ -r "$XT_RUN/$1.domid" ] && read -r XT_ID <"$XT_RUN/$1.domid"
 	return 0
 }
 xt_domid() {
-	_xt_id "$1"
-	echo "$_XT_ID"
+	xt_id "$1"
+	echo "$XT_ID"
 }
 
 # xt_track NAME: record NAME's current domid, for a domain that legitimately got a new one
-# (xl restore, xl migrate, an intended on_reboot="restart"); sets XT_DOMID.
+# (xl restore, xl migrate, an intended on_reboot="restart"); sets XT_DOMID and XT_ID (both ""
+# and false if NAME does not exist).
 xt_track() {
-	local id
-	id=$(xl domid "$1" 2>/dev/null)
-	[ -n "$id" ] || return 1
-	echo "$id" >"$XT_RUN/$1.domid"
-	XT_DOMID=$id
+	XT_ID=$(xl domid "$1" 2>/dev/null)
+	XT_DOMID=$XT_ID
+	[ -n "$XT_ID" ] || return 1
+	echo "$XT_ID" >"$XT_RUN/$1.domid"
+}
+
+# xt_errors NAME: the guest's `xenrs <subsystem> error:`, PANIC, FAULT and FATAL console lines
+# (the first 5), folded onto one line, for FAIL details.
+xt_errors() {
+	tr -d '\r' <"$XT_CONSOLE_DIR/guest-$1.log" 2>/dev/null | grep -E '^xenrs ([a-z0-9]+ error:|PANIC|FAULT|FATAL)' |
+		head -n 5 | tr '\n' ' '
 }
 
 # xt_vif_default N: a vif spec on xenbr0 with the MAC 00:16:3e:77:00:<N in hex> and the
@@ -204,8 +234,8 @@ xt_create() {
 	fi
 	rm -f "$XT_CONSOLE_DIR/guest-$name.log" "$XT_RUN/$name.domid"
 	echo "$name" >>"$XT_RUN/guests"
-	_xt_up
-	t0=$_XT_UPF
+	xt_up
+	t0=$XT_UPF
 	timeout "$timeout" xl create "$cfgf" >"$XT_RUN/$name.create.log" 2>&1
 	rc=$?
 	if [ $rc -ne 0 ]; then
@@ -230,9 +260,9 @@ _xt_list() {
 	local out line st code
 	_XT_STATE=gone
 	_XT_CODE=""
-	_xt_id "$1"
-	[ -n "$_XT_ID" ] || return 0
-	out=$(xl list -v "$_XT_ID" 2>/dev/null) || return 0
+	xt_id "$1"
+	[ -n "$XT_ID" ] || return 0
+	out=$(xl list -v "$XT_ID" 2>/dev/null) || return 0
 	line=${out#*$'\n'}
 	[ "$line" != "$out" ] || return 0
 	read -r _ _ _ _ st _ _ code _ <<<"$line"
@@ -251,8 +281,8 @@ xt_state() {
 }
 # xt_xl_list_v NAME: print the `xl list -v` line of NAME's recorded domid (for dumps).
 xt_xl_list_v() {
-	_xt_id "$1"
-	[ -n "$_XT_ID" ] && xl list -v "$_XT_ID" 2>/dev/null | tail -n +2
+	xt_id "$1"
+	[ -n "$XT_ID" ] && xl list -v "$XT_ID" 2>/dev/null | tail -n +2
 }
 
 # xt_console_has NAME ERE: true if the console log already has a line matching ERE (bash
@@ -287,49 +317,39 @@ xt_console_count() {
 # Gives up early, after a 2 s grace for xenconsoled, once the domain has ended.
 xt_wait_console() {
 	local name=$1 re=$2 dl ended=""
-	_xt_up
-	dl=$((_XT_UP + ${3:-30}))
-	while [ "$_XT_UP" -lt "$dl" ]; do
+	xt_up
+	dl=$((XT_UP + ${3:-30}))
+	while [ "$XT_UP" -lt "$dl" ]; do
 		xt_console_has "$name" "$re" && return 0
 		if [ -z "$ended" ]; then
 			_xt_list "$name"
-			[ "$_XT_STATE" = running ] || ended=$((_XT_UP + 2))
-		elif [ "$_XT_UP" -ge "$ended" ]; then
+			[ "$_XT_STATE" = running ] || ended=$((XT_UP + 2))
+		elif [ "$XT_UP" -ge "$ended" ]; then
 			break
 		fi
 		sleep 0.2
-		_xt_up
+		xt_up
 	done
 	xt_console_has "$name" "$re"
 }
 
+# _xt_wait_state NAME SECS STATE_ERE: wait until _xt_list's state of NAME matches STATE_ERE.
+_xt_wait_state() {
+	local dl
+	xt_up
+	dl=$((XT_UP + $2))
+	while :; do
+		_xt_list "$1"
+		[[ $_XT_STATE =~ ^($3)$ ]] && return 0
+		xt_up
+		[ "$XT_UP" -lt "$dl" ] || return 1
+		sleep 0.2
+	done
+}
 # xt_wait_end NAME [SECS=30]: wait until the domain is shut down or gone.
-xt_wait_end() {
-	local dl
-	_xt_up
-	dl=$((_XT_UP + ${2:-30}))
-	while :; do
-		_xt_list "$1"
-		[ "$_XT_STATE" = running ] || return 0
-		_xt_up
-		[ "$_XT_UP" -lt "$dl" ] || return 1
-		sleep 0.2
-	done
-}
-
+xt_wait_end() { _xt_wait_state "$1" "${2:-30}" 'shutdown|gone'; }
 # xt_wait_gone NAME [SECS=30]: wait until the domain no longer exists.
-xt_wait_gone() {
-	local dl
-	_xt_up
-	dl=$((_XT_UP + ${2:-30}))
-	while :; do
-		_xt_list "$1"
-		[ "$_XT_STATE" = gone ] && return 0
-		_xt_up
-		[ "$_XT_UP" -lt "$dl" ] || return 1
-		sleep 0.2
-	done
-}
+xt_wait_gone() { _xt_wait_state "$1" "${2:-30}" gone; }
 
 # xt_reason_name CODE: Xen's SHUTDOWN_* code (xen/include/public/sched.h) as a word.
 xt_reason_name() {
@@ -360,16 +380,16 @@ _xt_reason() {
 	fi
 	[[ $_XT_CODE =~ ^[0-9a-fA-F]+$ ]] && xen=$(xt_reason_name $((16#$_XT_CODE)))
 	# The monitor logs the reason within milliseconds of the shutdown; allow it a few seconds.
-	_xt_up
-	dl=$((_XT_UP + 5))
-	while [ -n "$_XT_ID" ]; do
+	xt_up
+	dl=$((XT_UP + 5))
+	while [ -n "$XT_ID" ]; do
 		while IFS= read -r line; do
-			[[ $line =~ Domain\ $_XT_ID\ has\ shut\ down,\ reason\ code\ ([0-9]+) ]] &&
+			[[ $line =~ Domain\ $XT_ID\ has\ shut\ down,\ reason\ code\ ([0-9]+) ]] &&
 				mon=$(xt_reason_name "${BASH_REMATCH[1]}")
 		done <"/var/log/xen/xl-$name.log" 2>/dev/null
 		[ -n "$mon" ] && break
-		_xt_up
-		[ "$_XT_UP" -lt "$dl" ] || break
+		xt_up
+		[ "$XT_UP" -lt "$dl" ] || break
 		sleep 0.2
 	done
 	XT_REASON_SRC="xen=${xen:--} xl=${mon:--}"
@@ -389,9 +409,9 @@ xt_shutdown_reason() {
 # or xl's monitor logged a restart ("Done. Rebooting now").
 xt_restarted() {
 	local now line
-	_xt_id "$1"
+	xt_id "$1"
 	now=$(xl domid "$1" 2>/dev/null)
-	[ -n "$now" ] && [ "$now" != "$_XT_ID" ] && return 0
+	[ -n "$now" ] && [ "$now" != "$XT_ID" ] && return 0
 	while IFS= read -r line; do
 		[[ $line == *"Done. Rebooting now"* ]] && return 0
 	done <"/var/log/xen/xl-$1.log" 2>/dev/null
@@ -449,9 +469,9 @@ xt_field() {
 
 # xt_destroy NAME: destroy the recorded domain if it still exists, wait until it is gone.
 xt_destroy() {
-	_xt_id "$1"
-	[ -n "$_XT_ID" ] || return 0
-	timeout 60 xl destroy "$_XT_ID" >/dev/null 2>&1
+	xt_id "$1"
+	[ -n "$XT_ID" ] || return 0
+	timeout 60 xl destroy "$XT_ID" >/dev/null 2>&1
 	xt_wait_gone "$1" 20
 }
 

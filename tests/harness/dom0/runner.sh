@@ -105,8 +105,8 @@ run_scenario() {
 		: >"$XT_RUN/guests"
 		xl dmesg -c >/dev/null 2>&1 # Xen's ring now holds only this attempt (the serial log has all)
 		echo "xt: ==== scenario $name (attempt $attempt, timeout ${secs} s) ===="
-		_xt_up
-		t0=$_XT_UPF
+		xt_up
+		t0=$XT_UPF
 		rc=0
 		export XT_SCENARIO=$name XT_RESULTS=$res XT_ATTEMPT=$attempt
 		if [ "$kind" = user ] && ! start_user_guest "$name"; then

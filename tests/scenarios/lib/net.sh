@@ -6,17 +6,6 @@
 # `ip=<addr>/<n> (static|dhcp) gw=<gw>`, `services tcp-echo:7 udp-echo:7 iperf3:5201` and the
 # iperf3 summaries. Forks are slow in this dom0 (0.2-0.5 s each): these use bash builtins where
 # they can.
-# net_up: set NET_UP to dom0's uptime in whole seconds.
-net_up() {
-	local f _
-	read -r f _ </proc/uptime
-	NET_UP=${f%.*}
-}
-# net_errors NAME: the guest's error/PANIC/FAULT lines, folded (for FAIL details).
-net_errors() {
-	tr -d '\r' <"$(xt_console "$1")" 2>/dev/null | grep -E '^xenrs ([a-z0-9]+ error:|PANIC|FAULT|FATAL)' |
-		head -n 5 | tr '\n' ' '
-}
 # net_cfg_mac NAME: print the MAC the guest's cfg gives its vif.
 net_cfg_mac() {
 	local line
@@ -31,7 +20,7 @@ net_wait_up() {
 	local name=$1 mac
 	mac=$(net_cfg_mac "$name")
 	if ! xt_wait_console "$name" '^xenrs net: vif/0 mac=[0-9a-f:]{17} backend=0 state=Connected$' 60; then
-		NET_WHY="no 'xenrs net: vif/0 mac=... backend=0 state=Connected' line within 60 s (state $(xt_state "$name")); $(net_errors "$name")"
+		NET_WHY="no 'xenrs net: vif/0 mac=... backend=0 state=Connected' line within 60 s (state $(xt_state "$name")); $(xt_errors "$name")"
 		return 1
 	fi
 	NET_VIF=$XT_MATCH
@@ -40,12 +29,12 @@ net_wait_up() {
 		return 1
 	fi
 	if ! xt_wait_console "$name" "$2" 60; then
-		NET_WHY="no address line matching '$2' within 60 s; $(net_errors "$name")"
+		NET_WHY="no address line matching '$2' within 60 s; $(xt_errors "$name")"
 		return 1
 	fi
 	NET_ADDR=$XT_MATCH
 	if ! xt_wait_console "$name" "^xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}\$" 10; then
-		NET_WHY="no 'xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}' line; $(net_errors "$name")"
+		NET_WHY="no 'xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}' line; $(xt_errors "$name")"
 		return 1
 	fi
 }
@@ -140,13 +129,13 @@ net_hang_diag() {
 }
 # net_guest_ok NAME: true if the guest is running and printed no `xenrs net error:`, PANIC, FAULT or
 # FATAL line; else sets NET_WHY. (Other subsystems' error lines, e.g. a core self-test that timed
-# out on a loaded host, are not the network's verdict; FAIL details show them via net_errors.)
+# out on a loaded host, are not the network's verdict; FAIL details show them via xt_errors.)
 net_guest_ok() {
 	local bad
 	bad=$(tr -d '\r' <"$(xt_console "$1")" 2>/dev/null | grep -E '^xenrs (net error:|PANIC|FAULT|FATAL)' |
 		head -n 5 | tr '\n' ' ')
 	if [ "$(xt_state "$1")" != running ]; then
-		NET_WHY="guest not running any more (state $(xt_state "$1")); $(net_errors "$1")"
+		NET_WHY="guest not running any more (state $(xt_state "$1")); $(xt_errors "$1")"
 		return 1
 	fi
 	if [ -n "$bad" ]; then
@@ -154,37 +143,49 @@ net_guest_ok() {
 		return 1
 	fi
 }
-# net_iperf NAME RESULT_NAME IP ARGS...: run `iperf3 -c IP -t 10 --json ARGS` against the guest;
-# PASS if the JSON has no "error" member and non-zero sent and received byte sums, and the guest
-# printed its `xenrs net: iperf3 test finished:` summary.
+# net_verdict NAME PROBLEMS PASS_DETAILS: the verdict of a network scenario. FAIL with PROBLEMS and
+# the guest's error lines if PROBLEMS is not empty, else FAIL if net_guest_ok does not hold, else
+# PASS with PASS_DETAILS.
+net_verdict() {
+	if [ -n "$2" ]; then
+		result FAIL "$2 $(xt_errors "$1")"
+	elif ! net_guest_ok "$1"; then
+		result FAIL "$NET_WHY"
+	else
+		result PASS "$3"
+	fi
+}
+# net_iperf NAME IP ARGS...: run `iperf3 -c IP -t 10 --json ARGS` against the guest; PASS if the
+# JSON has no "error" member and non-zero sent and received byte sums, and the guest printed its
+# `xenrs net: iperf3 test finished:` summary. The result and its files are named $XT_SCENARIO.
 net_iperf() {
-	local name=$1 res=$2 ip=$3 js fields err sent recv bps secs
-	shift 3
+	local name=$1 res=${XT_SCENARIO:-iperf3} ip=$2 js fields err sent recv bps secs
+	shift 2
 	js=$XT_RUN/$res.json
-	net_up
-	secs=$NET_UP
+	xt_up
+	secs=$XT_UP
 	timeout 180 iperf3 -c "$ip" -t 10 --connect-timeout 20000 --json "$@" >"$js" 2>"$XT_RUN/$res.err"
-	net_up
-	secs=$((NET_UP - secs))
+	xt_up
+	secs=$((XT_UP - secs))
 	fields=$(jq -r '[(if has("error") then .error else "-" end), (.end.sum_sent.bytes // 0),
 		(.end.sum_received.bytes // 0), ((.end.sum_received.bits_per_second // 0) / 1000 | floor),
 		(.end.sum_sent.retransmits // 0)] | map(tostring) | join("|")' "$js" 2>&1)
 	IFS='|' read -r err sent recv bps retr <<<"$fields"
 	if [ "$err" != "-" ]; then
-		result "$res" FAIL "iperf3 $* reported error '$err' (after ${secs}s; stderr: $(tr '\n' ' ' <"$XT_RUN/$res.err" | cut -c1-200)); $(net_errors "$name")"
+		result FAIL "iperf3 $* reported error '$err' (after ${secs}s; stderr: $(tr '\n' ' ' <"$XT_RUN/$res.err" | cut -c1-200)); $(xt_errors "$name")"
 		return
 	fi
 	if ! [[ $sent =~ ^[0-9]+$ && $recv =~ ^[0-9]+$ ]] || [ "$sent" -eq 0 ] || [ "$recv" -eq 0 ]; then
-		result "$res" FAIL "iperf3 $*: sent=$sent received=$recv bytes (JSON: $(head -c 300 "$js" | tr '\n' ' ')); $(net_errors "$name")"
+		result FAIL "iperf3 $*: sent=$sent received=$recv bytes (JSON: $(head -c 300 "$js" | tr '\n' ' ')); $(xt_errors "$name")"
 		return
 	fi
 	if ! xt_wait_console "$name" '^xenrs net: iperf3 test finished: ' 15; then
-		result "$res" FAIL "iperf3 $*: client OK (sent=$sent received=$recv) but no 'xenrs net: iperf3 test finished:' line; $(net_errors "$name")"
+		result FAIL "iperf3 $*: client OK (sent=$sent received=$recv) but no 'xenrs net: iperf3 test finished:' line; $(xt_errors "$name")"
 		return
 	fi
 	if ! net_guest_ok "$name"; then
-		result "$res" FAIL "$NET_WHY"
+		result FAIL "$NET_WHY"
 		return
 	fi
-	result "$res" PASS "iperf3 -t 10${*:+ $*}: sent=$sent received=$recv bytes, receiver $bps kbit/s, retransmits $retr, ${secs}s wall; guest: ${XT_MATCH#xenrs net: }"
+	result PASS "iperf3 -t 10${*:+ $*}: sent=$sent received=$recv bytes, receiver $bps kbit/s, retransmits $retr, ${secs}s wall; guest: ${XT_MATCH#xenrs net: }"
 }
