@@ -21,7 +21,9 @@
 #
 # Usage: build-dom0.sh [--force]      (--force rebuilds even when the key matches)
 # Needs root and a Debian host (debootstrap, chroot, dpkg-deb); installs its host packages.
-# Mirrors: the host's apt sources, or XT_MIRROR / XT_SECURITY_MIRROR.
+# Mirrors (only for a build; a cached payload needs none): XT_MIRROR and XT_SECURITY_MIRROR, else
+# the first URI ending in /debian and in /debian-security of the host's apt sources
+# (/etc/apt/sources.list, /etc/apt/sources.list.d/*.list, deb822 *.sources). No other fallback.
 set -euo pipefail
 
 # shellcheck source=tests/harness/host-lib.sh
@@ -64,19 +66,25 @@ fi
 
 T0=$(xt_now_ms)
 xt_log "building dom0 payload (key $KEY) in $BUILD"
-xt_apt_install debootstrap cpio gzip xz-utils zstd debian-archive-keyring
 
-# --- mirrors: the host's own apt sources (one-line or deb822 format) ------------------------
+# --- mirrors: XT_MIRROR / XT_SECURITY_MIRROR, else the host's apt sources (one-line or deb822) --
+APT_SOURCES="/etc/apt/sources.list, /etc/apt/sources.list.d/*.list and *.sources"
+# host_uris: every http(s)/ftp URI of the host's deb (not deb-src) sources, one a line.
 host_uris() {
 	cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
 		sed -n -E 's/^[[:space:]]*(deb[[:space:]]+(\[[^]]*\][[:space:]]+)?|URIs:[[:space:]]*)//p' |
 		tr -s ' \t' '\n' | grep -E '^(https?|ftp)://' || true
 }
-MIRROR=${XT_MIRROR:-$(host_uris | grep -E '/debian/?$' | head -n 1)}
-SECMIRROR=${XT_SECURITY_MIRROR:-$(host_uris | grep -E '/debian-security/?$' | head -n 1)}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
-SECMIRROR=${SECMIRROR:-http://deb.debian.org/debian-security}
+URIS=$(host_uris)
+MIRROR=${XT_MIRROR:-$(grep -m 1 -E '/debian/?$' <<<"$URIS" || true)}
+SECMIRROR=${XT_SECURITY_MIRROR:-$(grep -m 1 -E '/debian-security/?$' <<<"$URIS" || true)}
+nomirror=""
+[ -n "$MIRROR" ] || nomirror="no Debian mirror (a URI ending in /debian) and XT_MIRROR is not set"
+[ -n "$SECMIRROR" ] ||
+	nomirror+="${nomirror:+; }no security mirror (a URI ending in /debian-security) and XT_SECURITY_MIRROR is not set"
+[ -z "$nomirror" ] || xt_die "cannot build dom0: the host's apt sources ($APT_SOURCES) have $nomirror"
 xt_log "mirrors: $MIRROR and $SECMIRROR"
+xt_apt_install debootstrap cpio gzip xz-utils zstd debian-archive-keyring
 
 in_root() {
 	chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
