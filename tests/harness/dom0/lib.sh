@@ -124,13 +124,13 @@ xt_domid() {
 }
 
 # xt_track NAME: record NAME's current domid, for a domain that legitimately got a new one
-# (xl restore, xl migrate, an intended on_reboot="restart"); sets XT_DOMID and XT_ID (both ""
-# and false if NAME does not exist).
+# (xl restore, xl migrate, an intended on_reboot="restart"); sets XT_DOMID and XT_ID. False, with
+# XT_ID "" and nothing recorded, if NAME does not exist.
 xt_track() {
 	XT_ID=$(xl domid "$1" 2>/dev/null)
-	XT_DOMID=$XT_ID
 	[ -n "$XT_ID" ] || return 1
 	echo "$XT_ID" >"$XT_RUN/$1.domid"
+	XT_DOMID=$XT_ID
 }
 
 # xt_errors NAME: the guest's `xenrs <subsystem> error:`, PANIC, FAULT and FATAL console lines
