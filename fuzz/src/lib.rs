@@ -1,6 +1,9 @@
 //! Shared harness code for the fuzz targets: one module per target, so the
 //! seed-corpus writer builds inputs against exactly the state the target uses.
 
+#[path = "netfront.rs"]
+pub mod netfront_hostile;
+
 pub mod xenstore_decoder {
     //! `xenstore_decoder`: response-ring bytes into the decoder and the client.
     //!

@@ -14,9 +14,9 @@ use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use crate::NetFront;
-use crate::driver::Kick;
+use xen_frontend::Kick;
 use crate::error::Fault;
-use crate::platform::{EventChannel, GrantAccess, PageProvider};
+use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 use crate::rx::Rx;
 use crate::tx::Tx;
 
@@ -86,12 +86,13 @@ where
         // The reply token may be unable to send; it then drops the reply
         // (counted), as a full NIC queue would.
         let _ = self.poll_tx();
+        let (n, io) = self.dev.parts_mut();
         Some((
-            RxToken { rx: &mut self.rx },
+            RxToken { rx: &mut n.rx },
             TxToken {
-                tx: &mut self.tx,
-                kick: &mut self.kick,
-                fault: &mut self.fault,
+                tx: &mut n.tx,
+                kick: io.kick_mut(),
+                fault: &mut n.fault,
             },
         ))
     }
@@ -101,10 +102,11 @@ where
         if !self.can_transmit(frame) {
             return None;
         }
+        let (n, io) = self.dev.parts_mut();
         Some(TxToken {
-            tx: &mut self.tx,
-            kick: &mut self.kick,
-            fault: &mut self.fault,
+            tx: &mut n.tx,
+            kick: io.kick_mut(),
+            fault: &mut n.fault,
         })
     }
 

@@ -1,12 +1,13 @@
 //! Error types: probe, setup, per-packet rx/tx errors and sticky back-end faults.
 
-use grant_table::GrantError;
-use xen_ring::{BackendFault, LayoutError};
+use core::fmt;
+
+use xen_ring::BackendFault;
 use xenbus::{DeviceError, FrontendError};
 use xenstore::XsError;
 
 use crate::csum::ChecksumError;
-use crate::nodes::{MacError, MtuError, NumberError};
+use crate::nodes::{MacError, MtuError};
 
 /// A node of our device directory or of the back end's, named in errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,37 +48,7 @@ pub enum ProbeError {
     BadConfig,
 }
 
-/// Why setting up the rings for a connection failed (the connection is then
-/// closed; see [`crate::NetFront::last_setup_error`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SetupError {
-    /// A xenstore request failed.
-    Xenstore(XsError),
-    /// The writes kept conflicting (`EAGAIN`) for every attempt.
-    TransactionRetries,
-    /// `backend`/`backend-id` changed into something malformed.
-    Device(DeviceError),
-    /// A back-end feature node is malformed.
-    BadFeature {
-        /// The node.
-        name: &'static str,
-        /// Why.
-        err: NumberError,
-    },
-    /// The back end does not offer `feature-rx-copy` (required: this driver
-    /// only grants rx pages for the back end to copy into).
-    NoRxCopy,
-    /// The page provider ran out of pages.
-    OutOfPages,
-    /// A page from the provider is smaller than a page.
-    BadPage,
-    /// Granting failed.
-    Grant(GrantError),
-    /// `EVTCHNOP_alloc_unbound` failed (Xen's errno).
-    EventChannel(i32),
-    /// The ring layout does not fit the page (a provider bug).
-    Layout(LayoutError),
-}
+pub use xen_frontend::SetupError;
 
 /// A back-end protocol violation that stops the connection until
 /// [`crate::NetFront::reconnect`]; every further rx/tx call returns it.
@@ -153,6 +124,21 @@ pub enum TxError {
     Busy,
 }
 
+impl From<xen_frontend::ProbeError> for ProbeError {
+    fn from(e: xen_frontend::ProbeError) -> Self {
+        match e {
+            xen_frontend::ProbeError::Xenstore { node, err } => ProbeError::Xenstore {
+                node: match node {
+                    xen_frontend::DeviceNode::Backend => Node::Backend,
+                    xen_frontend::DeviceNode::BackendId => Node::BackendId,
+                },
+                err,
+            },
+            xen_frontend::ProbeError::Device(d) => ProbeError::Device(d),
+        }
+    }
+}
+
 /// Any error of the driver's operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {
@@ -205,8 +191,106 @@ impl From<FrontendError> for NetError {
     }
 }
 
+impl From<xen_frontend::Error> for NetError {
+    fn from(e: xen_frontend::Error) -> Self {
+        match e {
+            xen_frontend::Error::Xenstore(e) => Self::Xenstore(e),
+            xen_frontend::Error::Xenbus(e) => Self::Xenbus(e),
+            xen_frontend::Error::Setup(e) => Self::Setup(e),
+        }
+    }
+}
+
 impl From<SetupError> for NetError {
     fn from(e: SetupError) -> Self {
         Self::Setup(e)
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Backend => f.write_str("backend"),
+            Node::BackendId => f.write_str("backend-id"),
+            Node::Mac => f.write_str("mac"),
+            Node::Mtu => f.write_str("mtu"),
+            Node::OwnState => f.write_str("state"),
+            Node::BackendState => f.write_str("<backend>/state"),
+            Node::Feature(name) => write!(f, "<backend>/{name}"),
+        }
+    }
+}
+
+impl fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProbeError::Xenstore { node, err } => write!(f, "reading {node}: {err}"),
+            ProbeError::Device(e) => write!(f, "{e:?}"),
+            ProbeError::Mac(e) => write!(f, "mac: {e}"),
+            ProbeError::Mtu(e) => write!(f, "mtu: {e}"),
+            ProbeError::BadConfig => f.write_str("rx/tx buffers must be 1..=256"),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::RxRing(b) => write!(f, "rx ring: {b:?}"),
+            Fault::TxRing(b) => write!(f, "tx ring: {b:?}"),
+            Fault::TxUnknownId(id) => write!(f, "tx response for unknown id {id}"),
+            Fault::TxNotInFlight(id) => write!(f, "tx response for id {id}, which is not in flight"),
+            Fault::TxBadStatus { id, status } => {
+                write!(f, "tx response for id {id} with unknown status {status}")
+            }
+            Fault::TxStalled { waited_ms } => {
+                write!(f, "no tx response for {waited_ms} ms with requests waiting")
+            }
+        }
+    }
+}
+
+impl fmt::Display for RxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RxError::UnexpectedId { expected, got } => {
+                write!(f, "rx response id {got} in the slot of request id {expected}")
+            }
+            RxError::BackendStatus(s) => write!(f, "rx response status {s}"),
+            RxError::OutOfPage { offset, size } => {
+                write!(f, "rx response offset {offset} + size {size} is past the page")
+            }
+            RxError::BadExtraType(t) => write!(f, "rx extra-info type {t}"),
+            RxError::TooManyExtras => f.write_str("too many rx extra-info slots"),
+            RxError::TooManySlots => f.write_str("too many slots in one rx packet"),
+            RxError::TooLong => f.write_str("rx packet longer than the reassembly buffer"),
+            RxError::Empty => f.write_str("rx packet of zero bytes"),
+            RxError::Checksum(e) => write!(f, "completing a blank checksum: {e:?}"),
+        }
+    }
+}
+
+impl fmt::Display for TxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TxError::TooShort(n) => write!(f, "frame of {n} bytes is shorter than an Ethernet header"),
+            TxError::TooLong(n) => write!(f, "frame of {n} bytes is over the limit"),
+            TxError::Busy => f.write_str("no free tx buffer or ring slot"),
+        }
+    }
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetError::NotConnected => f.write_str("not connected"),
+            NetError::Suspended => f.write_str("suspended"),
+            NetError::Faulted(x) => write!(f, "back end broke the ring protocol: {x}"),
+            NetError::Rx(e) => write!(f, "{e}"),
+            NetError::Tx(e) => write!(f, "{e}"),
+            NetError::Xenstore(e) => write!(f, "xenstore: {e}"),
+            NetError::Xenbus(e) => write!(f, "xenbus: {e:?}"),
+            NetError::Setup(e) => write!(f, "connection setup: {e}"),
+        }
     }
 }

@@ -94,19 +94,17 @@ pub mod csum;
 pub mod device;
 mod driver;
 pub mod error;
-mod held;
 pub mod nodes;
-pub mod platform;
 pub mod rx;
 #[cfg(feature = "test-utils")]
 pub mod sim;
 pub mod tx;
 pub mod wire;
 
-pub use driver::{Config, NetFront, RingIndex, RingIndices, Stats};
+pub use driver::{Config, NetFront, Netif, RingIndex, RingIndices, Stats};
 pub use error::{Fault, NetError, Node, ProbeError, RxError, SetupError, TxError};
 pub use nodes::{BackendFeatures, MacAddr};
-pub use platform::{EventChannel, GrantAccess, NetPage, PageProvider, XenstoreAccess};
+pub use xen_frontend::{DevicePage, EventChannel, GrantAccess, PageProvider, XenstoreAccess};
 
 /// Length of an Ethernet header (destination, source, ethertype).
 pub const ETH_HLEN: usize = 14;

@@ -78,38 +78,7 @@ fn hex(c: Option<u8>) -> Option<u8> {
     }
 }
 
-/// Why a numeric node (feature flag, `mtu`, port, gref) is invalid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum NumberError {
-    /// Empty value.
-    Empty,
-    /// Not a canonical unsigned decimal (sign, leading zero, other bytes).
-    NotDecimal,
-    /// Does not fit in 32 bits.
-    TooLarge,
-}
-
-/// Parses a canonical unsigned decimal `u32` (no sign, no leading zeros except
-/// `"0"`, no whitespace) as xenstore nodes written with `%u` look.
-pub fn parse_u32(value: &[u8]) -> Result<u32, NumberError> {
-    if value.is_empty() {
-        return Err(NumberError::Empty);
-    }
-    if !value.iter().all(u8::is_ascii_digit) || (value.len() > 1 && value.first() == Some(&b'0')) {
-        return Err(NumberError::NotDecimal);
-    }
-    value.iter().try_fold(0u32, |n, d| {
-        n.checked_mul(10)
-            .and_then(|n| n.checked_add(u32::from(d - b'0')))
-            .ok_or(NumberError::TooLarge)
-    })
-}
-
-/// Parses a boolean feature node: any canonical decimal, non-zero meaning
-/// "on" (the back ends write `"0"`/`"1"`; Linux reads them with `%u`).
-pub fn parse_feature(value: &[u8]) -> Result<bool, NumberError> {
-    parse_u32(value).map(|n| n != 0)
-}
+pub use xen_frontend::nodes::{NumberError, parse_feature, parse_u32};
 
 /// The IP MTU assumed when the toolstack writes no `mtu` node (`netif.h`).
 pub const DEFAULT_MTU: u32 = 1500;
@@ -134,6 +103,27 @@ pub fn parse_mtu(value: &[u8]) -> Result<u32, MtuError> {
         return Err(MtuError::OutOfRange(mtu));
     }
     Ok(mtu)
+}
+
+impl fmt::Display for MacError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MacError::BadLength(n) => write!(f, "{n} bytes, not xx:xx:xx:xx:xx:xx"),
+            MacError::BadDigit { at } => write!(f, "byte {at} is not a hex digit"),
+            MacError::BadSeparator { at } => write!(f, "byte {at} is not ':'"),
+            MacError::Multicast => f.write_str("a multicast address"),
+            MacError::Zero => f.write_str("the all-zero address"),
+        }
+    }
+}
+
+impl core::fmt::Display for MtuError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MtuError::Number(e) => write!(f, "{e}"),
+            MtuError::OutOfRange(n) => write!(f, "{n} is out of range"),
+        }
+    }
 }
 
 /// What the back end advertises in its directory (`netif.h`).

@@ -39,7 +39,7 @@ use xen_ring::{RingError, SharedRing};
 
 use crate::csum::complete_checksum;
 use crate::error::{Fault, NetError, RxError};
-use crate::held::{Held, RingHalf};
+use xen_frontend::{Held, RingHalf};
 use crate::wire::{RxReq, RxRsp};
 
 /// Largest packet reassembled (a GSO packet is at most 64 KiB).

@@ -1,42 +1,30 @@
-//! Test doubles: guest memory, grant table, event channels and `SimNetback`, a hostile-capable netback (feature `test-utils`).
+//! `SimNetback`, a simulated netback that misbehaves on purpose, and `SimWorld`, which wires it to the generic fakes (feature `test-utils`).
 //!
-//! - [`SimMemory`] holds guest page contents by gfn; [`SimPages`] hands out
-//!   [`SimNetPage`]s (owning page handles implementing [`crate::NetPage`]).
-//! - [`SimGrants`] is a shared `GrantTable` over [`SimGrantMem`], which wraps
-//!   `grant_table::sim::SimGrantTable` (Xen's side: entry checks, in-use flags
-//!   while a back end maps a page), logs every publish with the domain epoch,
-//!   and can poison a page's contents when access to it ends.
-//! - [`SimEvtchn`] allocates ports, counts notifications both ways.
-//! - [`SimNetback`] plays Linux netback: publishes its features and InitWait,
-//!   follows the front end's state (`frontend_changed`), maps the rings the
-//!   front end publishes, delivers queued packets into posted rx buffers
-//!   (grant copy: map, write, unmap) and collects transmitted frames. It audits
-//!   every rx request it takes (the grant must be valid for this back end,
-//!   issued in the current domain epoch, not a ring page, not shared with
-//!   another outstanding request). Knobs make it misbehave: stale/wrong ids,
-//!   bad statuses, offsets and sizes, bad or endless extra-info chains,
-//!   `rsp_prod` jumps, holding tx, closing or reloading mid-traffic, keeping
-//!   mappings after close, and save/restore into a new domain with a
-//!   possibly different back-end domain.
-//! - [`SimWorld`] wires all of it to a `SimXenstored` for tests.
+//! The generic fakes (guest memory, pages, grant table, event channels) are
+//! `xen_frontend::sim`'s, re-exported here. [`SimNetback`] plays Linux
+//! netback: publishes its features and InitWait, follows the front end's
+//! state (`frontend_changed`), maps the rings the front end publishes,
+//! delivers queued packets into posted rx buffers (grant copy: map, write,
+//! unmap) and collects transmitted frames. It audits every rx request it
+//! takes (the grant must be valid for this back end, issued in the current
+//! domain epoch, not a ring page, not shared with another outstanding
+//! request). Knobs make it misbehave: stale/wrong ids, bad statuses, offsets
+//! and sizes, bad or endless extra-info chains, `rsp_prod` jumps, holding tx,
+//! closing or reloading mid-traffic, keeping mappings after close, and
+//! save/restore into a new domain with a possibly different back-end domain.
+//! [`SimWorld`] wires all of it to a `SimXenstored` for tests. The fuzz
+//! target's session body lives in `fuzz/src/netfront.rs`.
 //!
 //! This is test support: it may panic to fail a test.
 
-use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::cell::RefCell;
-use core::sync::atomic::Ordering;
 
-use grant_table::sim::{SimError, SimGrantTable};
-use grant_table::{
-    Access, Config as GrantConfig, DomId, GrantRef, GrantTable, GrantTableMemory, Grantable,
-    GrowError, InUse, PollReport,
-};
+use grant_table::sim::SimError;
+use grant_table::{Access, DomId, GrantRef};
 use xen_abi::PAGE_SIZE;
 use xen_abi::event_channel::EvtchnPort;
 use xen_abi::netif::{
@@ -45,485 +33,20 @@ use xen_abi::netif::{
     XEN_NETIF_EXTRA_TYPE_HASH,
 };
 use xen_ring::sim::SimBackend;
-use xen_ring::{RingIdx, RingIndex, SharedRing};
 use xenbus::XenbusState;
 use xenstore::Xenstore;
 use xenstore::sim::{SimPage as XsPage, SimPlatform, SimRing, SimXenstored};
 
+pub use xen_frontend::sim::{
+    POISON, SimEvtchn, SimGrantMem, SimGrants, SimMapping, SimMemory, SimPage, SimPages, SimTable,
+};
+
 use crate::driver::{Config, NetFront};
 use crate::error::{NetError, ProbeError};
-use crate::platform::{EventChannel, GrantAccess, PageProvider};
 use crate::wire::{self, RxReq, RxRsp, TxReq, TxRsp};
 
-// --- memory ---------------------------------------------------------------------
-
-/// Guest page contents by gfn (shared handle). Pages never written read as zero.
-#[derive(Clone, Debug, Default)]
-pub struct SimMemory(Rc<RefCell<BTreeMap<u64, Box<[u8]>>>>);
-
-impl SimMemory {
-    /// Empty memory.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Copies bytes of page `gfn` from `offset` into `out` (out of range: zeros).
-    pub fn read(&self, gfn: u64, offset: usize, out: &mut [u8]) {
-        let m = self.0.borrow();
-        let src = m.get(&gfn).and_then(|p| {
-            offset
-                .checked_add(out.len())
-                .and_then(|end| p.get(offset..end))
-        });
-        match src {
-            Some(src) => out.copy_from_slice(src),
-            None => out.fill(0),
-        }
-    }
-
-    /// Writes bytes into page `gfn` at `offset` (out of range: ignored).
-    pub fn write(&self, gfn: u64, offset: usize, data: &[u8]) {
-        let mut m = self.0.borrow_mut();
-        let page = m
-            .entry(gfn)
-            .or_insert_with(|| vec![0u8; PAGE_SIZE].into_boxed_slice());
-        if let Some(dst) = offset
-            .checked_add(data.len())
-            .and_then(|end| page.get_mut(offset..end))
-        {
-            dst.copy_from_slice(data);
-        }
-    }
-
-    /// Fills page `gfn` with `byte`.
-    pub fn fill(&self, gfn: u64, byte: u8) {
-        self.write(gfn, 0, &[byte; PAGE_SIZE]);
-    }
-
-    /// A copy of page `gfn`.
-    pub fn page(&self, gfn: u64) -> Vec<u8> {
-        let mut v = vec![0; PAGE_SIZE];
-        self.read(gfn, 0, &mut v);
-        v
-    }
-}
-
-fn ring_load(mem: &SimMemory, gfn: u64, index: RingIndex) -> RingIdx {
-    let mut b = [0u8; 4];
-    mem.read(gfn, index.offset(), &mut b);
-    u32::from_le_bytes(b)
-}
-
-/// An owning handle on one simulated guest page (deliberately not `Clone`).
-#[derive(Debug)]
-pub struct SimNetPage {
-    gfn: u64,
-    mem: SimMemory,
-}
-
-impl SimNetPage {
-    /// The page's frame number.
-    pub fn gfn_of(&self) -> u64 {
-        self.gfn
-    }
-}
-
-impl Grantable for SimNetPage {
-    fn gfn(&self) -> u64 {
-        self.gfn
-    }
-}
-
-impl SharedRing for SimNetPage {
-    fn area_len(&self) -> usize {
-        PAGE_SIZE
-    }
-    fn load(&self, index: RingIndex, _order: Ordering) -> RingIdx {
-        ring_load(&self.mem, self.gfn, index)
-    }
-    fn store(&self, index: RingIndex, value: RingIdx, _order: Ordering) {
-        self.mem
-            .write(self.gfn, index.offset(), &value.to_le_bytes());
-    }
-    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        self.mem.read(self.gfn, offset, out);
-    }
-    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        self.mem.write(self.gfn, offset, bytes);
-    }
-}
-
-/// A back end's mapping of a guest page (for the simulated back ring).
-#[derive(Clone, Debug)]
-pub struct SimMapping {
-    gfn: u64,
-    mem: SimMemory,
-}
-
-impl SharedRing for SimMapping {
-    fn area_len(&self) -> usize {
-        PAGE_SIZE
-    }
-    fn load(&self, index: RingIndex, _order: Ordering) -> RingIdx {
-        ring_load(&self.mem, self.gfn, index)
-    }
-    fn store(&self, index: RingIndex, value: RingIdx, _order: Ordering) {
-        self.mem
-            .write(self.gfn, index.offset(), &value.to_le_bytes());
-    }
-    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        self.mem.read(self.gfn, offset, out);
-    }
-    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        self.mem.write(self.gfn, offset, bytes);
-    }
-}
-
-#[derive(Debug)]
-struct PagesState {
-    mem: SimMemory,
-    next_gfn: u64,
-    free: Vec<u64>,
-    allocs: u64,
-    frees: u64,
-    limit: Option<u64>,
-}
-
-/// A page provider over [`SimMemory`] (shared handle) counting allocations.
-#[derive(Clone, Debug)]
-pub struct SimPages(Rc<RefCell<PagesState>>);
-
-impl SimPages {
-    /// A provider of pages of `mem`, gfns from 0x1000.
-    pub fn new(mem: SimMemory) -> Self {
-        Self(Rc::new(RefCell::new(PagesState {
-            mem,
-            next_gfn: 0x1000,
-            free: Vec::new(),
-            allocs: 0,
-            frees: 0,
-            limit: None,
-        })))
-    }
-
-    /// Pages handed out so far.
-    pub fn allocs(&self) -> u64 {
-        self.0.borrow().allocs
-    }
-
-    /// Pages returned so far.
-    pub fn frees(&self) -> u64 {
-        self.0.borrow().frees
-    }
-
-    /// Pages handed out and not returned.
-    pub fn live(&self) -> u64 {
-        let s = self.0.borrow();
-        s.allocs - s.frees
-    }
-
-    /// Refuse allocations once `live()` reaches `limit`.
-    pub fn set_limit(&self, limit: Option<u64>) {
-        self.0.borrow_mut().limit = limit;
-    }
-
-    fn give_back(&self, page: SimNetPage) {
-        let mut s = self.0.borrow_mut();
-        s.frees += 1;
-        s.free.push(page.gfn);
-    }
-}
-
-impl PageProvider for SimPages {
-    type Page = SimNetPage;
-    fn alloc_page(&mut self) -> Option<SimNetPage> {
-        let mut s = self.0.borrow_mut();
-        if s.limit.is_some_and(|l| s.allocs - s.frees >= l) {
-            return None;
-        }
-        let gfn = match s.free.pop() {
-            Some(g) => g,
-            None => {
-                let g = s.next_gfn;
-                s.next_gfn += 1;
-                g
-            }
-        };
-        s.allocs += 1;
-        // The frame exists from now on (its storage is not created lazily
-        // inside a driver call).
-        s.mem.write(gfn, 0, &[0]);
-        Some(SimNetPage {
-            gfn,
-            mem: s.mem.clone(),
-        })
-    }
-    fn free_page(&mut self, page: SimNetPage) {
-        self.give_back(page);
-    }
-}
-
-// --- grant table ----------------------------------------------------------------
-
-/// [`SimGrantTable`] plus a publish log (with domain epochs) and poisoning of
-/// [`SimMemory`] pages when access to them ends.
-#[derive(Debug)]
-pub struct SimGrantMem {
-    /// Xen's side of the table.
-    pub inner: SimGrantTable,
-    mem: SimMemory,
-    poison: bool,
-    epoch: u32,
-    /// Latest publish of each reference: (epoch, frame).
-    latest: BTreeMap<GrantRef, (u32, u32)>,
-    publishes: u64,
-    poisoned: u64,
-}
-
-/// The byte a page is filled with when access to it ends (if enabled).
-pub const POISON: u8 = grant_table::sim::POISON;
-
-impl SimGrantMem {
-    /// The domain epoch (bumped by every simulated restore).
-    pub fn epoch(&self) -> u32 {
-        self.epoch
-    }
-
-    /// The epoch and frame of the latest publish of `gref`.
-    pub fn latest_publish(&self, gref: GrantRef) -> Option<(u32, u32)> {
-        self.latest.get(&gref).copied()
-    }
-
-    /// Entries published so far (all epochs).
-    pub fn publishes(&self) -> u64 {
-        self.publishes
-    }
-
-    /// Pages poisoned so far.
-    pub fn poisoned(&self) -> u64 {
-        self.poisoned
-    }
-}
-
-impl GrantTableMemory for SimGrantMem {
-    fn frames(&self) -> u32 {
-        self.inner.frames()
-    }
-    fn max_frames(&self) -> u32 {
-        self.inner.max_frames()
-    }
-    fn grow(&mut self) -> Result<(), GrowError> {
-        self.inner.grow()
-    }
-    fn publish(&mut self, gref: GrantRef, domid: DomId, frame: u32, flags: u16) {
-        self.publishes += 1;
-        self.latest.insert(gref, (self.epoch, frame));
-        self.inner.publish(gref, domid, frame, flags);
-    }
-    fn try_end_access(&mut self, gref: GrantRef) -> Result<(), InUse> {
-        let frame = self.inner.entry(gref).map(|e| e.frame);
-        self.inner.try_end_access(gref)?;
-        if self.poison
-            && let Some(f) = frame
-        {
-            self.mem.fill(u64::from(f), POISON);
-            self.poisoned += 1;
-        }
-        Ok(())
-    }
-}
-
-/// The guest's grant table over [`SimGrantMem`].
-pub type SimTable = GrantTable<SimGrantMem, SimNetPage>;
-
-/// A shared handle on the guest's grant table (the driver's [`GrantAccess`];
-/// the simulated back end maps through the same table).
-#[derive(Clone)]
-pub struct SimGrants(Rc<RefCell<SimTable>>);
-
-impl core::fmt::Debug for SimGrants {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str("SimGrants")
-    }
-}
-
-impl SimGrants {
-    /// A table of one frame that may grow to `max_frames` (poisoning off).
-    pub fn new(mem: SimMemory, max_frames: u32) -> Self {
-        let mut inner = SimGrantTable::new(1, max_frames);
-        inner.set_poison_on_end(false);
-        let m = SimGrantMem {
-            inner,
-            mem,
-            poison: false,
-            epoch: 0,
-            latest: BTreeMap::new(),
-            publishes: 0,
-            poisoned: 0,
-        };
-        Self(Rc::new(RefCell::new(GrantTable::new(
-            m,
-            GrantConfig::default(),
-        ))))
-    }
-
-    /// Runs `f` on the table.
-    pub fn with_table<R>(&self, f: impl FnOnce(&mut SimTable) -> R) -> R {
-        f(&mut self.0.borrow_mut())
-    }
-
-    /// Runs `f` on the table's memory (Xen's side).
-    pub fn with_mem<R>(&self, f: impl FnOnce(&mut SimGrantMem) -> R) -> R {
-        f(self.0.borrow_mut().memory_mut())
-    }
-
-    /// Entries published so far.
-    pub fn publishes(&self) -> u64 {
-        self.with_mem(|m| m.publishes)
-    }
-
-    /// Poison page contents when access ends.
-    pub fn set_poison_on_end(&self, on: bool) {
-        self.with_mem(|m| m.poison = on);
-    }
-
-    /// Xen's side of a restore into a new domain: the table is back to its
-    /// initial frames, every entry invalid, no mappings; the epoch advances.
-    pub fn new_domain(&self) {
-        self.with_mem(|m| {
-            m.inner.new_domain();
-            m.epoch += 1;
-        });
-    }
-
-    /// The guest kernel's side of a restore (`GrantTable::reset_for_resume`):
-    /// pages the table still held go back to `pages`.
-    pub fn reset_for_resume(&self, pages: &SimPages) {
-        let held = self.with_table(|t| t.reset_for_resume());
-        for p in held {
-            pages.give_back(p);
-        }
-    }
-
-    /// The guest kernel's periodic `poll_deferred`: released pages go back to `pages`.
-    pub fn poll_deferred(&self, pages: &SimPages) -> PollReport {
-        let mut released = Vec::new();
-        let report = self.with_table(|t| t.poll_deferred(|p| released.push(p)));
-        for p in released {
-            pages.give_back(p);
-        }
-        report
-    }
-}
-
-impl GrantAccess for SimGrants {
-    type Memory = SimGrantMem;
-    type Page = SimNetPage;
-    fn with<R>(&mut self, f: impl FnOnce(&mut SimTable) -> R) -> R {
-        f(&mut self.0.borrow_mut())
-    }
-}
-
-// --- event channels ---------------------------------------------------------------
-
-#[derive(Debug, Default)]
-struct EvtState {
-    next_port: EvtchnPort,
-    /// Allocated ports and the remote domain each was allocated for.
-    ports: BTreeMap<EvtchnPort, DomId>,
-    /// Ports bound by a back end.
-    bound: BTreeSet<EvtchnPort>,
-    closed: Vec<EvtchnPort>,
-    to_backend: u64,
-    to_guest: u64,
-    guest_pending: bool,
-}
-
-/// Simulated event channels (shared handle): the driver's [`EventChannel`].
-#[derive(Clone, Debug, Default)]
-pub struct SimEvtchn(Rc<RefCell<EvtState>>);
-
-impl SimEvtchn {
-    /// No ports yet; the first allocated is 5.
-    pub fn new() -> Self {
-        let s = Self::default();
-        s.0.borrow_mut().next_port = 5;
-        s
-    }
-
-    /// Notifications the guest sent to a back end.
-    pub fn to_backend(&self) -> u64 {
-        self.0.borrow().to_backend
-    }
-
-    /// Notifications a back end sent to the guest.
-    pub fn to_guest(&self) -> u64 {
-        self.0.borrow().to_guest
-    }
-
-    /// Takes the guest's pending-event flag.
-    pub fn take_guest_event(&self) -> bool {
-        core::mem::take(&mut self.0.borrow_mut().guest_pending)
-    }
-
-    /// Ports the guest closed.
-    pub fn closed(&self) -> Vec<EvtchnPort> {
-        self.0.borrow().closed.clone()
-    }
-
-    /// Ports allocated and not closed.
-    pub fn open_ports(&self) -> usize {
-        self.0.borrow().ports.len()
-    }
-
-    /// A restore: every port of the old domain is gone.
-    pub fn new_domain(&self) {
-        let mut s = self.0.borrow_mut();
-        s.ports.clear();
-        s.bound.clear();
-        s.guest_pending = false;
-    }
-
-    fn bind(&self, port: EvtchnPort, backend: DomId) -> Result<(), SimNetError> {
-        let mut s = self.0.borrow_mut();
-        match s.ports.get(&port) {
-            Some(&remote) if remote == backend => {
-                s.bound.insert(port);
-                Ok(())
-            }
-            _ => Err(SimNetError::BadPort(port)),
-        }
-    }
-
-    fn unbind(&self, port: EvtchnPort) {
-        self.0.borrow_mut().bound.remove(&port);
-    }
-
-    fn notify_guest(&self) {
-        let mut s = self.0.borrow_mut();
-        s.to_guest += 1;
-        s.guest_pending = true;
-    }
-}
-
-impl EventChannel for SimEvtchn {
-    fn alloc_unbound(&mut self, remote: DomId) -> Result<EvtchnPort, i32> {
-        let mut s = self.0.borrow_mut();
-        let port = s.next_port;
-        s.next_port += 1;
-        s.ports.insert(port, remote);
-        Ok(port)
-    }
-    fn notify(&mut self, _port: EvtchnPort) {
-        self.0.borrow_mut().to_backend += 1;
-    }
-    fn close(&mut self, port: EvtchnPort) {
-        let mut s = self.0.borrow_mut();
-        s.ports.remove(&port);
-        s.bound.remove(&port);
-        s.closed.push(port);
-    }
-}
+/// The page type of the simulation (the generic one).
+pub type SimNetPage = SimPage;
 
 // --- the back end -------------------------------------------------------------------
 
@@ -1037,7 +560,7 @@ impl SimNetback {
                 return Err(e);
             }
         };
-        if let Err(e) = self.evt.bind(port, domid) {
+        if let Err(e) = self.evt.bind(port, domid).map_err(SimNetError::BadPort) {
             let _ = self.grants.with_mem(|m| {
                 m.inner.backend_unmap(domid, tx_ref, Access::ReadWrite)?;
                 m.inner.backend_unmap(domid, rx_ref, Access::ReadWrite)
@@ -1047,14 +570,8 @@ impl SimNetback {
         let tx_layout = wire::tx_layout().map_err(|_| SimNetError::BadNode("tx-ring-ref"))?;
         let rx_layout = wire::rx_layout().map_err(|_| SimNetError::BadNode("rx-ring-ref"))?;
         self.conn = Some(BackConn {
-            tx_map: SimMapping {
-                gfn: tx_gfn,
-                mem: self.mem.clone(),
-            },
-            rx_map: SimMapping {
-                gfn: rx_gfn,
-                mem: self.mem.clone(),
-            },
+            tx_map: SimMapping::new(&self.mem, tx_gfn),
+            rx_map: SimMapping::new(&self.mem, rx_gfn),
             tx_ref,
             rx_ref,
             port,
@@ -1246,7 +763,7 @@ impl SimNetback {
 
     fn ring_frames(&self) -> [Option<u64>; 2] {
         match &self.conn {
-            Some(c) => [Some(c.tx_map.gfn), Some(c.rx_map.gfn)],
+            Some(c) => [Some(c.tx_map.gfn()), Some(c.rx_map.gfn())],
             None => [None, None],
         }
     }
@@ -1552,199 +1069,4 @@ impl SimWorld {
         }
         (frames, errors)
     }
-}
-
-// --- a byte-driven hostile session (fuzz target body) -----------------------------
-
-/// Runs a session driven by `data` (the `netfront_hostile` fuzz target's
-/// body): a connected driver against a back end that, per input byte, delivers
-/// good or corrupted packets, writes raw rx/tx response slots, jumps
-/// `rsp_prod`, closes, reloads, or the domain is saved and restored; the
-/// driver receives, transmits, reclaims, re-arms and reconnects in between.
-///
-/// Checked after every step (a violation panics): the driver never holds more
-/// grants or pages than its buffers and rings need; a fault is sticky (every
-/// rx/tx call reports it) until a reconnect; frames delivered are never
-/// longer than the largest packet. At the end the driver must reconnect and
-/// carry a packet each way.
-pub fn hostile_session(data: &[u8]) {
-    let config = Config {
-        rx_buffers: 8,
-        tx_buffers: 4,
-        rx_refill_batch: 2,
-        ..Config::default()
-    };
-    let budget = u64::from(config.rx_buffers) + u64::from(config.tx_buffers) + 2;
-    let mut w = SimWorld::new(SimNetConfig {
-        mtu: Some(b"9000".to_vec()),
-        ..SimNetConfig::default()
-    });
-    let mut nf = w.connect(config);
-    let mut it = data.iter().copied();
-    let mut next = move || it.next();
-    let mut steps = 0;
-    let mut clock = 0u64;
-    while let Some(op) = next() {
-        steps += 1;
-        if steps > 400 {
-            break;
-        }
-        let mut arg = [0u8; 8];
-        for a in &mut arg {
-            *a = next().unwrap_or(0);
-        }
-        let a16 = u16::from_le_bytes([arg[0], arg[1]]);
-        match op % 16 {
-            0 => {
-                let len = 14 + usize::from(a16) % 9000;
-                let mut p = SimRxPacket::new(&vec![arg[2]; len]);
-                p.flags = u16::from(arg[3]) & 0x1f;
-                p.chunk = 1 + usize::from(arg[4]) * 17;
-                p.offset = u16::from(arg[5]) * 16;
-                if arg[6] & 1 != 0 {
-                    p.extras.push(NetifExtraInfo::from_bytes(&arg));
-                }
-                w.back.inject(p);
-            }
-            1 => w.back.push_raw_rx(&[arg]),
-            2 => w.back.push_raw_tx(&[[arg[0], arg[1], arg[2], arg[3]]]),
-            3 => {
-                let ring = if arg[0] & 1 == 0 {
-                    RingSel::Rx
-                } else {
-                    RingSel::Tx
-                };
-                w.back.jump_rsp_prod(ring, u32::from(arg[1]));
-            }
-            4 => {
-                for _ in 0..64 {
-                    match nf.receive(|f| f.len()) {
-                        Ok(Some(len)) => assert!(len <= crate::rx::RX_MAX_PACKET),
-                        Ok(None) => break,
-                        Err(NetError::Rx(_)) => {}
-                        Err(_) => break,
-                    }
-                }
-            }
-            5 => {
-                let len = usize::from(a16) % 10000;
-                let _ = nf.transmit(len, |b| b.fill(arg[2]));
-            }
-            6 => {
-                if arg[0] & 1 == 0 {
-                    let _ = nf.poll_tx();
-                } else {
-                    // The tx watchdog, at a clock that only moves forward.
-                    clock = clock.saturating_add(u64::from(a16));
-                    let _ = nf.check_tx_progress(clock);
-                    let _ = nf.tx_watchdog_deadline_ms();
-                }
-            }
-            7 | 8 => {
-                w.back.service();
-            }
-            9 => {
-                let c = match arg[0] % 7 {
-                    0 => RxCorruption::StaleId,
-                    1 => RxCorruption::Id(a16),
-                    2 => RxCorruption::Status(i16::from_le_bytes([arg[2], arg[3]])),
-                    3 => RxCorruption::Offset(u16::from_le_bytes([arg[2], arg[3]])),
-                    4 => RxCorruption::ExtraType(arg[2]),
-                    5 => RxCorruption::EndlessExtras(u16::from(arg[2] % 16)),
-                    _ => RxCorruption::DanglingMoreData,
-                };
-                w.back.corrupt_next_rx(c);
-            }
-            10 => {
-                let c = match arg[0] % 3 {
-                    0 => TxCorruption::StaleId,
-                    1 => TxCorruption::Id(a16),
-                    _ => TxCorruption::Status(i16::from_le_bytes([arg[2], arg[3]])),
-                };
-                w.back.corrupt_next_tx(c);
-            }
-            11 => {
-                let _ = nf.rearm();
-            }
-            12 => {
-                let _ = nf.reconnect(&mut w.xs);
-                let _ = w.pump(&mut nf);
-            }
-            13 => {
-                if nf.suspend().is_ok() {
-                    w.back.new_domain(None);
-                    w.grants.reset_for_resume(&w.pages);
-                    w.xs_ring.reconnect(0);
-                    let _ = w.xs.resume();
-                    let _ = nf.resume(&mut w.xs, true);
-                    let _ = w.pump(&mut nf);
-                }
-            }
-            14 => {
-                let state = if arg[0] & 1 == 0 {
-                    XenbusState::Closing
-                } else {
-                    XenbusState::Closed
-                };
-                w.back.drop_connection(state);
-                let _ = w.pump(&mut nf);
-            }
-            _ => {
-                if arg[0] & 1 == 0 {
-                    w.back.hold_tx(arg[1] & 1 == 0);
-                } else {
-                    w.back.reload();
-                    let _ = w.pump(&mut nf);
-                }
-            }
-        }
-        // Invariants.
-        let st = w.grants.with_table(|t| t.stats());
-        assert!(
-            u64::from(st.active) <= budget,
-            "grant leak: {st:?} (budget {budget})"
-        );
-        assert!(
-            w.pages.live() <= budget + u64::from(st.deferred),
-            "page leak: {} live",
-            w.pages.live()
-        );
-        if let Some(f) = nf.fault() {
-            assert_eq!(nf.receive(|_| ()), Err(NetError::Faulted(f)));
-            assert_eq!(nf.transmit(60, |_| ()), Err(NetError::Faulted(f)));
-        }
-    }
-    // Recovery: whatever happened, a reconnect to a back end that behaves
-    // brings the device back, and a packet passes each way.
-    w.back.reset_knobs();
-    let _ = nf.reconnect(&mut w.xs);
-    let _ = w.pump(&mut nf);
-    assert!(
-        nf.is_up(),
-        "no recovery: {:?} back {:?}",
-        nf.phase(),
-        w.back.state()
-    );
-    w.back.take_sent();
-    let probe = vec![0x5a; 300];
-    w.back.inject(SimRxPacket::new(&probe));
-    let (frames, errors) = w.receive_all(&mut nf);
-    assert_eq!(frames, vec![probe], "rx does not recover: {errors:?}");
-    nf.transmit(300, |b| b.fill(0xa5))
-        .unwrap_or_else(|e| panic!("tx does not recover: {e:?}"));
-    w.back.service();
-    assert_eq!(
-        w.back.take_sent(),
-        vec![vec![0xa5; 300]],
-        "tx does not recover"
-    );
-    assert!(w.grants.with_table(|t| t.stats().active) as u64 <= budget);
-    // Closing ends every grant and returns every page (dropping a driver that
-    // still holds grants would leak their pages, by design).
-    let _ = nf.close(&mut w.xs);
-    let _ = w.pump(&mut nf);
-    let st = w.grants.with_table(|t| t.stats());
-    assert_eq!(st.active, 0, "grants left after close: {st:?}");
-    w.grants.poll_deferred(&w.pages);
-    assert_eq!(w.pages.live(), 0, "pages left after close");
 }

@@ -35,8 +35,8 @@ use xen_abi::netif::{
 };
 use xen_ring::{RingError, SharedRing};
 
-use crate::error::{Fault, TxError};
-use crate::held::{Held, RingHalf};
+use crate::error::{Fault, NetError, TxError};
+use xen_frontend::{Held, RingHalf};
 use crate::wire::{TxReq, TxRsp};
 
 /// "No slot" in the per-frame slot chains.
@@ -207,17 +207,17 @@ impl<Pg: SharedRing> Tx<Pg> {
     }
 
     /// Copies a frame built by `fill` into pool pages and posts it. Returns
-    /// `fill`'s result and whether the back end must be notified.
+    /// `fill`'s result and whether the back end must be notified; a frame
+    /// that cannot be sent is [`NetError::Tx`], a broken ring
+    /// [`NetError::Faulted`].
     pub(crate) fn send<R>(
         &mut self,
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<Result<(R, bool), TxError>, Fault> {
-        if let Err(e) = self.check(len) {
-            return Ok(Err(e));
-        }
+    ) -> Result<(R, bool), NetError> {
+        self.check(len)?;
         let r = fill(self.frame_mut(len));
-        Ok(Ok((r, self.post(len)?)))
+        Ok((r, self.post(len)?))
     }
 
     /// Whether a frame of `len` bytes can be sent now.

@@ -396,6 +396,10 @@ fn backend_vanishing_removes_the_device() {
     assert_eq!(w.pages.live(), 0);
 }
 
+/// The fuzz target's session body, shared with `fuzz/`.
+#[path = "../../../fuzz/src/netfront.rs"]
+mod hostile_session;
+
 /// The fuzz target's body over a deterministic pseudo-random corpus (so a
 /// plain `cargo test` exercises it without cargo-fuzz).
 #[test]
@@ -410,7 +414,7 @@ fn hostile_sessions_from_pseudo_random_bytes() {
                 x as u8
             })
             .collect();
-        netfront::sim::hostile_session(&data);
+        hostile_session::hostile_session(&data);
     }
 }
 

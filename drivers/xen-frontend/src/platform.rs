@@ -1,13 +1,15 @@
-//! The small platform traits the kernel implements (and the simulator implements for tests).
+//! The small platform traits a front-end driver needs; the kernel implements them once for every device class.
 //!
-//! The driver never touches hardware or hypercalls itself. It needs:
-//! - pages of guest memory with a gfn and byte access ([`NetPage`], handed out
-//!   by a [`PageProvider`]): the rx buffers, the tx pool and the two ring pages;
+//! A driver never touches hardware or hypercalls itself. It needs:
+//! - pages of guest memory with a gfn and byte access ([`DevicePage`], handed
+//!   out by a [`PageProvider`]): ring pages and data buffers;
 //! - the grant table ([`GrantAccess`], usually a handle on the kernel's one
 //!   global `grant_table::GrantTable`);
 //! - event channels ([`EventChannel`]: `EVTCHNOP_alloc_unbound`, `_send`,
 //!   `_close` of `xen/include/public/event_channel.h`);
 //! - xenstore ([`XenstoreAccess`], implemented here for `xenstore::Xenstore`).
+//!
+//! Host tests plug in the fakes of [`crate::sim`] (feature `test-utils`).
 
 use alloc::vec::Vec;
 
@@ -17,31 +19,29 @@ use xen_abi::event_channel::EvtchnPort;
 use xen_ring::SharedRing;
 use xenstore::{TxId, XsError};
 
-/// A page of guest memory the driver can grant to the back end.
+/// A page of guest memory a driver can grant to a back end.
 ///
 /// `gfn()` ([`Grantable`]) is the frame the back end maps. The byte access is
 /// [`SharedRing`]'s: `read_bytes`/`write_bytes` (volatile copies: the back end
 /// may write the page concurrently) and, when the page holds a ring, the atomic
 /// `load`/`store` of the `io/ring.h` header indices. `area_len()` must be at
-/// least [`xen_abi::PAGE_SIZE`]; the driver refuses smaller pages.
-///
-/// The kernel implements this on its page handle (a frame it owns, mapped in
-/// its direct map); tests use `sim::SimNetPage`.
-pub trait NetPage: Grantable + SharedRing {}
+/// least [`xen_abi::PAGE_SIZE`]; the runtime refuses smaller pages
+/// ([`crate::SetupError::BadPage`]).
+pub trait DevicePage: Grantable + SharedRing {}
 
-impl<T: Grantable + SharedRing> NetPage for T {}
+impl<T: Grantable + SharedRing> DevicePage for T {}
 
-/// Where the driver's pages come from and go back to.
+/// Where a driver's pages come from and go back to.
 pub trait PageProvider {
     /// The page handle.
-    type Page: NetPage;
+    type Page: DevicePage;
     /// A page (contents unspecified), or `None` when memory is exhausted.
     fn alloc_page(&mut self) -> Option<Self::Page>;
-    /// Returns a page the back end can no longer access.
+    /// Returns a page no back end can access any more.
     fn free_page(&mut self, page: Self::Page);
 }
 
-/// Access to the grant table the driver's grants live in.
+/// Access to the grant table a driver's grants live in.
 ///
 /// Implemented for an owned [`GrantTable`]; the kernel implements it on a
 /// handle that locks its global table for the duration of `f`. `f` never
@@ -75,7 +75,7 @@ pub trait EventChannel {
     fn close(&mut self, port: EvtchnPort);
 }
 
-/// The xenstore operations the driver uses (`docs/misc/xenstore.txt`).
+/// The xenstore operations a driver uses (`docs/misc/xenstore.txt`).
 ///
 /// Paths without a leading `/` are relative to the domain's home
 /// (`/local/domain/<domid>`), as xenstored resolves them.
@@ -84,10 +84,14 @@ pub trait XenstoreAccess {
     fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, XsError>;
     /// `WRITE`.
     fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), XsError>;
-    /// `TRANSACTION_START`.
-    fn transaction_start(&mut self) -> Result<TxId, XsError>;
-    /// `TRANSACTION_END` (commit or abort); a commit may fail with `EAGAIN`.
-    fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), XsError>;
+    /// Runs `body` in a transaction, up to `attempts` times while the commit
+    /// (or a request inside) answers `EAGAIN`; aborts on any other error.
+    /// For `xenstore::Xenstore` this is `Xenstore::transaction`.
+    fn transaction<T>(
+        &mut self,
+        attempts: usize,
+        body: impl FnMut(&mut Self, TxId) -> Result<T, XsError>,
+    ) -> Result<T, XsError>;
 }
 
 impl<M: xenstore::RingMemory, P: xenstore::Platform> XenstoreAccess for xenstore::Xenstore<M, P> {
@@ -97,25 +101,11 @@ impl<M: xenstore::RingMemory, P: xenstore::Platform> XenstoreAccess for xenstore
     fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), XsError> {
         xenstore::Xenstore::write(self, tx, path, value)
     }
-    fn transaction_start(&mut self) -> Result<TxId, XsError> {
-        xenstore::Xenstore::transaction_start(self)
-    }
-    fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), XsError> {
-        xenstore::Xenstore::transaction_end(self, tx, commit)
-    }
-}
-
-impl<T: XenstoreAccess + ?Sized> XenstoreAccess for &mut T {
-    fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, XsError> {
-        (**self).read(tx, path)
-    }
-    fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<(), XsError> {
-        (**self).write(tx, path, value)
-    }
-    fn transaction_start(&mut self) -> Result<TxId, XsError> {
-        (**self).transaction_start()
-    }
-    fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<(), XsError> {
-        (**self).transaction_end(tx, commit)
+    fn transaction<T>(
+        &mut self,
+        attempts: usize,
+        body: impl FnMut(&mut Self, TxId) -> Result<T, XsError>,
+    ) -> Result<T, XsError> {
+        xenstore::Xenstore::transaction(self, attempts, body)
     }
 }
