@@ -1,0 +1,404 @@
+//! The shared runtime's life cycle with a small recording driver: connect, close, reconnect, suspend, both resumes.
+//!
+//! The driver grants one ring page and a few buffer pages and records every
+//! call the runtime makes; the test plays the back end by writing its `state`
+//! node into a simulated xenstored. Every class (vif, vbd) gets exactly this
+//! sequence.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use grant_table::Access;
+use xen_abi::event_channel::EvtchnPort;
+use xen_frontend::sim::{SimEvtchn, SimGrants, SimMemory, SimPage, SimPages};
+use xen_frontend::{
+    Backend, Device, Driver, Error, Held, Nodes, Resources, RingHalf, SetupError, XenstoreAccess,
+};
+use xen_ring::RingLayout;
+use xenbus::{Handshake, Phase};
+use xenstore::Xenstore;
+use xenstore::sim::{SimPage as XsPage, SimPlatform, SimRing, SimXenstored};
+use xenstore::{TxId, XsError};
+
+const FRONT: u16 = 7;
+const DEVID: u32 = 51712;
+const FRONT_DIR: &str = "/local/domain/7/device/vbd/51712";
+const BACK_DIR: &str = "/local/domain/0/backend/vbd/7/51712";
+
+type Io = Resources<SimPages, SimGrants, SimEvtchn>;
+
+/// What the runtime asked of the driver, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Setup,
+    Connected,
+    Disconnected,
+    Release,
+    DiscardStale,
+    Reinitialise,
+    Free,
+}
+
+struct Recorder {
+    trace: Rc<RefCell<Vec<Call>>>,
+    ring: Option<RingHalf<[u8; 8], [u8; 8], SimPage>>,
+    bufs: Vec<Held<SimPage>>,
+    fail_setup: bool,
+}
+
+impl Recorder {
+    fn log(&self, c: Call) {
+        self.trace.borrow_mut().push(c);
+    }
+}
+
+impl Driver<SimPages, SimGrants, SimEvtchn> for Recorder {
+    const CLASS: &'static str = "vbd";
+    const HANDSHAKE: Handshake = Handshake::InitialisedFirst;
+
+    fn setup(
+        &mut self,
+        io: &mut Io,
+        _xs: &mut impl XenstoreAccess,
+        backend: &Backend,
+        _port: EvtchnPort,
+        nodes: &mut Nodes,
+    ) -> Result<(), SetupError> {
+        self.log(Call::Setup);
+        if self.fail_setup {
+            return Err(SetupError::MissingFeature("feature-test"));
+        }
+        if self.ring.is_none() {
+            self.ring = Some(io.new_ring(RingLayout::new(4096, 8), backend.domid)?);
+        }
+        for b in &mut self.bufs {
+            io.ensure_granted(b, backend.domid, Access::ReadWrite)?;
+        }
+        let Some(ring) = &self.ring else {
+            return Err(SetupError::OutOfPages);
+        };
+        nodes.push("ring-ref", ring.page.gref());
+        nodes.push("feature-test", 1);
+        Ok(())
+    }
+
+    fn connected(&mut self, io: &mut Io) {
+        self.log(Call::Connected);
+        io.notify();
+    }
+
+    fn disconnected(&mut self) {
+        self.log(Call::Disconnected);
+    }
+
+    fn release(&mut self, io: &mut Io) {
+        self.log(Call::Release);
+        if let Some(r) = self.ring.take() {
+            io.end_ring(r);
+        }
+        for b in &mut self.bufs {
+            io.release_held(b);
+        }
+    }
+
+    fn discard_stale(&mut self, io: &mut Io) {
+        self.log(Call::DiscardStale);
+        if let Some(r) = self.ring.take() {
+            io.end_ring(r);
+        }
+    }
+
+    fn reinitialise(&mut self) {
+        self.log(Call::Reinitialise);
+    }
+
+    fn free(&mut self, io: &mut Io) {
+        self.log(Call::Free);
+        for b in &mut self.bufs {
+            io.free_held(b);
+        }
+    }
+}
+
+/// A xenstore connection whose writes all fail with `EACCES`.
+struct FailingWrites<'a> {
+    inner: &'a mut Xenstore<XsPage, SimPlatform>,
+}
+
+impl XenstoreAccess for FailingWrites<'_> {
+    fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>, XsError> {
+        self.inner.read(tx, path)
+    }
+    fn write(&mut self, _tx: TxId, _path: &str, _value: &[u8]) -> Result<(), XsError> {
+        Err(XsError::Eacces)
+    }
+    fn transaction<T>(
+        &mut self,
+        _attempts: usize,
+        mut body: impl FnMut(&mut Self, TxId) -> Result<T, XsError>,
+    ) -> Result<T, XsError> {
+        body(self, TxId::NONE)
+    }
+}
+
+struct World {
+    xs_ring: SimRing,
+    xs: Xenstore<XsPage, SimPlatform>,
+    pages: SimPages,
+    grants: SimGrants,
+    evt: SimEvtchn,
+    trace: Rc<RefCell<Vec<Call>>>,
+    dev: Device<Recorder, SimPages, SimGrants, SimEvtchn>,
+}
+
+impl World {
+    fn new() -> Self {
+        let xs_ring = SimRing::new(SimXenstored::new(FRONT), 0);
+        xs_ring.with_sim(|s| {
+            s.write(&format!("{FRONT_DIR}/backend"), BACK_DIR.as_bytes());
+            s.write(&format!("{FRONT_DIR}/backend-id"), b"0");
+            s.write(&format!("{FRONT_DIR}/state"), b"1");
+            s.write(&format!("{BACK_DIR}/state"), b"1");
+        });
+        let mut xs = xs_ring.connect();
+        let mem = SimMemory::new();
+        let pages = SimPages::new(mem.clone());
+        let grants = SimGrants::new(mem, 4);
+        let evt = SimEvtchn::new();
+        let trace = Rc::new(RefCell::new(Vec::new()));
+        let driver = Recorder {
+            trace: trace.clone(),
+            ring: None,
+            bufs: (0..3).map(|_| Held::Empty).collect(),
+            fail_setup: false,
+        };
+        let io = Resources::new(pages.clone(), grants.clone(), evt.clone());
+        let dev = match Device::new(&mut xs, DEVID, driver, io, 4) {
+            Ok(d) => d,
+            Err(e) => panic!("probe: {e}"),
+        };
+        Self {
+            xs_ring,
+            xs,
+            pages,
+            grants,
+            evt,
+            trace,
+            dev,
+        }
+    }
+
+    /// The back end moves to `state` and the watch fires.
+    fn backend(&mut self, state: &str) -> Result<(), Error> {
+        self.xs_ring
+            .with_sim(|s| s.write(&format!("{BACK_DIR}/state"), state.as_bytes()));
+        self.dev.on_backend_state(&mut self.xs)
+    }
+
+    fn node(&self, name: &str) -> Option<String> {
+        self.xs_ring
+            .with_sim(|s| s.read(&format!("{FRONT_DIR}/{name}")))
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+    }
+
+    fn take_trace(&self) -> Vec<Call> {
+        std::mem::take(&mut *self.trace.borrow_mut())
+    }
+
+    fn active_grants(&self) -> u32 {
+        self.grants.with_table(|t| t.stats().active)
+    }
+
+    /// Probed, started, back end InitWait then Connected.
+    fn connected() -> Self {
+        let mut w = Self::new();
+        w.dev.start(&mut w.xs).expect("start");
+        w.backend("2").expect("InitWait");
+        w.backend("4").expect("Connected");
+        assert!(w.dev.is_connected());
+        w.take_trace();
+        w
+    }
+}
+
+#[test]
+fn connect_publishes_in_one_transaction_and_announces() {
+    let mut w = World::new();
+    assert_eq!(w.dev.backend().path, BACK_DIR);
+    w.dev.start(&mut w.xs).expect("start");
+    assert_eq!(w.node("state").as_deref(), Some("1"));
+    assert_eq!(w.take_trace(), []);
+    let commits_before = w.xs_ring.with_sim(|s| s.transaction_count());
+    w.backend("2").expect("InitWait");
+    assert_eq!(w.take_trace(), [Call::Reinitialise, Call::Setup]);
+    // Initialised first (blkfront's handshake), the nodes written.
+    assert_eq!(w.node("state").as_deref(), Some("3"));
+    let port = w.dev.event_channel().expect("a channel");
+    assert_eq!(w.node("event-channel"), Some(port.to_string()));
+    assert_eq!(w.node("feature-test").as_deref(), Some("1"));
+    let gref: u32 = w.node("ring-ref").expect("ring-ref").parse().expect("a number");
+    assert!(w.grants.with_table(|t| t.stats().active) >= 4, "ring + 3 buffers");
+    assert!(gref > 0);
+    assert_eq!(w.xs_ring.with_sim(|s| s.transaction_count()), commits_before);
+    assert!(!w.dev.is_connected());
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+    assert_eq!(w.take_trace(), [Call::Connected]);
+    assert_eq!(w.evt.to_backend(), 1);
+    assert_eq!(w.dev.setups(), 1);
+}
+
+#[test]
+fn publishing_retries_conflicting_commits() {
+    let mut w = World::new();
+    w.dev.start(&mut w.xs).expect("start");
+    w.xs_ring.with_sim(|s| s.fail_next_commits(2));
+    w.backend("2").expect("InitWait with two EAGAIN commits");
+    assert_eq!(w.node("state").as_deref(), Some("3"));
+    assert!(w.node("ring-ref").is_some());
+}
+
+#[test]
+fn endless_conflicts_fail_the_setup_and_close() {
+    let mut w = World::new();
+    w.dev.start(&mut w.xs).expect("start");
+    w.xs_ring.with_sim(|s| s.fail_next_commits(100));
+    let r = w.backend("2");
+    assert_eq!(r, Err(Error::Setup(SetupError::TransactionRetries)));
+    assert_eq!(
+        w.dev.last_setup_error(),
+        Some(SetupError::TransactionRetries)
+    );
+    assert!(!w.dev.is_connected());
+}
+
+#[test]
+fn grants_end_only_after_the_back_end_let_go() {
+    let mut w = World::connected();
+    let active = w.active_grants();
+    w.dev.close(&mut w.xs).expect("close");
+    // We said Closing; the back end is still Connected and maps our pages.
+    assert_eq!(w.node("state").as_deref(), Some("5"));
+    assert!(!w.dev.is_connected());
+    assert_eq!(w.active_grants(), active, "no grant ended before the back end let go");
+    assert!(w.evt.closed().is_empty());
+    assert!(!w.take_trace().contains(&Call::Release));
+    w.backend("5").expect("back end Closing");
+    assert_eq!(w.take_trace(), [Call::Release]);
+    assert_eq!(w.active_grants(), 0);
+    assert_eq!(w.evt.closed().len(), 1, "the channel closed with the grants");
+    w.backend("6").expect("back end Closed");
+    assert_eq!(w.node("state").as_deref(), Some("6"));
+    assert_eq!(w.take_trace(), [Call::Free]);
+    assert_eq!(w.pages.live(), 0, "every page back with the provider");
+}
+
+#[test]
+fn reconnect_walks_the_close_handshake_then_connects_again() {
+    let mut w = World::connected();
+    w.dev.reconnect(&mut w.xs).expect("reconnect");
+    assert_eq!(w.node("state").as_deref(), Some("5"));
+    w.backend("6").expect("back end Closed");
+    // Released, freed, then Initialising again for the back end to see.
+    assert_eq!(
+        w.take_trace(),
+        [Call::Disconnected, Call::Release, Call::Free]
+    );
+    assert_eq!(w.node("state").as_deref(), Some("1"));
+    w.backend("2").expect("InitWait");
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+    assert_eq!(w.dev.setups(), 2);
+}
+
+#[test]
+fn cancelled_resume_touches_nothing() {
+    let mut w = World::connected();
+    let gref = w.node("ring-ref");
+    let publishes = w.grants.publishes();
+    w.dev.suspend().expect("suspend");
+    assert!(w.dev.is_suspended() && !w.dev.is_connected());
+    w.dev.resume(&mut w.xs, false).expect("resume");
+    assert!(w.dev.is_connected());
+    assert_eq!(w.take_trace(), []);
+    assert_eq!(w.node("ring-ref"), gref);
+    assert_eq!(w.grants.publishes(), publishes, "nothing granted again");
+}
+
+#[test]
+fn new_domain_resume_regrants_everything_before_announcing() {
+    let mut w = World::connected();
+    w.dev.suspend().expect("suspend");
+    // Xen's and the kernel's side of a restore.
+    w.grants.new_domain();
+    w.grants.reset_for_resume(&w.pages);
+    w.evt.new_domain();
+    w.xs_ring
+        .with_sim(|s| s.write(&format!("{BACK_DIR}/state"), b"2"));
+    w.dev.resume(&mut w.xs, true).expect("resume");
+    // The sequence every front end shares.
+    assert_eq!(
+        w.take_trace(),
+        [
+            Call::DiscardStale,
+            Call::Reinitialise,
+            Call::Reinitialise,
+            Call::Setup
+        ]
+    );
+    assert_eq!(w.node("state").as_deref(), Some("3"));
+    // Every grant the driver holds now is of the new domain.
+    let epoch = w.grants.with_mem(|m| m.epoch());
+    let gref: u32 = w.node("ring-ref").expect("ring-ref").parse().expect("number");
+    let published = w.grants.with_mem(|m| m.latest_publish(gref));
+    assert_eq!(published.map(|(e, _)| e), Some(epoch));
+    assert_eq!(w.active_grants(), 4);
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+    assert_eq!(w.take_trace(), [Call::Connected]);
+}
+
+#[test]
+fn a_failed_write_during_resume_does_not_leave_the_device_suspended() {
+    let mut w = World::connected();
+    w.dev.suspend().expect("suspend");
+    w.grants.new_domain();
+    w.grants.reset_for_resume(&w.pages);
+    w.evt.new_domain();
+    let mut failing = FailingWrites { inner: &mut w.xs };
+    assert_eq!(
+        w.dev.resume(&mut failing, true),
+        Err(Error::Xenstore(XsError::Eacces))
+    );
+    assert!(!w.dev.is_suspended(), "the phase moved on");
+    // The next back-end event carries the connection on.
+    w.backend("2").expect("InitWait");
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+}
+
+#[test]
+fn a_failed_setup_closes_and_a_back_end_event_retries() {
+    let mut w = World::new();
+    w.dev.driver_mut().fail_setup = true;
+    w.dev.start(&mut w.xs).expect("start");
+    assert_eq!(
+        w.backend("2"),
+        Err(Error::Setup(SetupError::MissingFeature("feature-test")))
+    );
+    assert!(!w.dev.is_connected());
+    assert_ne!(w.dev.phase(), Phase::Connected);
+    assert_eq!(w.active_grants(), 0, "nothing left granted");
+}
+
+#[test]
+fn errors_display_what_went_wrong() {
+    assert_eq!(
+        SetupError::MissingFeature("feature-rx-copy").to_string(),
+        "the back end does not offer feature-rx-copy, which this driver needs"
+    );
+    assert_eq!(
+        Error::Setup(SetupError::TransactionRetries).to_string(),
+        "connection setup: the xenstore transaction kept conflicting (EAGAIN)"
+    );
+}
