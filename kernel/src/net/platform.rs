@@ -7,10 +7,8 @@
 //! [`netfront::platform`] lists what it needs; this module supplies it:
 //!
 //! - [`Frame`] (a frame from the kernel's frame allocator, identity mapped) is the
-//!   driver's page: [`grant_table::Grantable`] (in `memory.rs`) and
-//!   [`xen_ring::SharedRing`] (here): the ring indices are `AtomicU32`s at the
-//!   `io/ring.h` header offsets, data moves with volatile copies (the back end may
-//!   write the page at any time, so no Rust reference to its bytes ever exists);
+//!   driver's page: [`grant_table::Grantable`] (in `mm/memory.rs`) and
+//!   [`xen_ring::SharedRing`] (in `mm/page.rs`, over the audited `MappedPage`);
 //! - [`KernelPages`]: the [`PageProvider`] over the frame allocator;
 //! - [`KernelGrants`]: the [`GrantAccess`] over the kernel's one global grant table
 //!   ([`crate::xen::grants::with`]);
@@ -21,134 +19,17 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use grant_table::GrantTable;
 use netfront::{EventChannel, GrantAccess, PageProvider};
 use xen_abi::DomId;
 use xen_abi::event_channel::EvtchnPort;
-use xen_ring::{RingIdx, RingIndex, SharedRing};
 
 use crate::arch::hypercall::HypercallError;
 use crate::mm::memory::Frame;
 use crate::xen::events::{self, EventError, Port};
 use crate::xen::grants::{self, GrantFrames};
-
-/// Bytes in a frame.
-const FRAME_BYTES: usize = xen_abi::PAGE_SIZE;
-
-impl Frame {
-    /// The address of byte `offset` of the frame, if `len` bytes from there fit in it.
-    fn span(&self, offset: usize, len: usize) -> Option<usize> {
-        let end = offset.checked_add(len)?;
-        if end > FRAME_BYTES {
-            return None;
-        }
-        usize::try_from(self.addr()).ok().map(|base| base + offset)
-    }
-
-    /// The ring index at `index`'s header offset as an atomic.
-    fn ring_index(&self, index: RingIndex) -> Option<&AtomicU32> {
-        let addr = self.span(index.offset(), 4)?;
-        if !addr.is_multiple_of(4) {
-            return None;
-        }
-        // SAFETY: `addr` is 4-aligned and inside this frame, which is identity mapped
-        // and owned by this handle for as long as `&self` lives (the allocator hands a
-        // frame to one owner only). The back end accesses the same u32 with atomic or
-        // plain aligned 32-bit accesses, which an AtomicU32 tolerates.
-        Some(unsafe { AtomicU32::from_ptr(addr as *mut u32) })
-    }
-}
-
-impl SharedRing for Frame {
-    fn area_len(&self) -> usize {
-        FRAME_BYTES
-    }
-
-    fn load(&self, index: RingIndex, order: Ordering) -> RingIdx {
-        // The caller's `order` (Relaxed or Acquire) is what the ring protocol needs:
-        // Acquire on `rsp_prod` makes the responses before it visible (ring.h's rmb()).
-        self.ring_index(index).map_or(0, |a| a.load(order))
-    }
-
-    fn store(&self, index: RingIndex, value: RingIdx, order: Ordering) {
-        if let Some(a) = self.ring_index(index) {
-            // The caller's `order` (Relaxed or Release): Release on `req_prod` publishes
-            // the requests written before it (ring.h's wmb()).
-            a.store(value, order);
-        }
-    }
-
-    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        let Some(addr) = self.span(offset, out.len()) else {
-            // A caller bug (the ring checks its offsets); the trait allows ignoring it.
-            out.fill(0);
-            return;
-        };
-        let mut i = 0;
-        // Bytes until the source is 8-aligned, then words, then the tail: every shared
-        // byte is read exactly once.
-        while i < out.len() && !(addr + i).is_multiple_of(8) {
-            // SAFETY: `addr + i` is inside the frame (checked by `span`). Volatile:
-            // the back end may write the page concurrently; we read each byte once.
-            let b = unsafe { core::ptr::read_volatile((addr + i) as *const u8) };
-            if let Some(slot) = out.get_mut(i) {
-                *slot = b;
-            }
-            i += 1;
-        }
-        while i + 8 <= out.len() {
-            // SAFETY: `addr + i` is 8-aligned and the 8 bytes from it are inside the
-            // frame (checked by `span`). Volatile: as above.
-            let w = unsafe { core::ptr::read_volatile((addr + i) as *const u64) };
-            if let Some(dst) = out.get_mut(i..i + 8) {
-                dst.copy_from_slice(&w.to_le_bytes());
-            }
-            i += 8;
-        }
-        while i < out.len() {
-            // SAFETY: inside the frame (checked by `span`). Volatile: as above.
-            let b = unsafe { core::ptr::read_volatile((addr + i) as *const u8) };
-            if let Some(slot) = out.get_mut(i) {
-                *slot = b;
-            }
-            i += 1;
-        }
-    }
-
-    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        let Some(addr) = self.span(offset, bytes.len()) else {
-            return;
-        };
-        let mut i = 0;
-        while i < bytes.len() && !(addr + i).is_multiple_of(8) {
-            if let Some(&b) = bytes.get(i) {
-                // SAFETY: `addr + i` is inside the frame (checked by `span`), which this
-                // handle owns. Volatile: the back end reads the page from another domain.
-                unsafe { core::ptr::write_volatile((addr + i) as *mut u8, b) };
-            }
-            i += 1;
-        }
-        while i + 8 <= bytes.len() {
-            let mut w = [0u8; 8];
-            if let Some(src) = bytes.get(i..i + 8) {
-                w.copy_from_slice(src);
-            }
-            // SAFETY: `addr + i` is 8-aligned and the 8 bytes from it are inside the
-            // frame (checked by `span`). Volatile: as above.
-            unsafe { core::ptr::write_volatile((addr + i) as *mut u64, u64::from_le_bytes(w)) };
-            i += 8;
-        }
-        while i < bytes.len() {
-            if let Some(&b) = bytes.get(i) {
-                // SAFETY: inside the frame (checked by `span`). Volatile: as above.
-                unsafe { core::ptr::write_volatile((addr + i) as *mut u8, b) };
-            }
-            i += 1;
-        }
-    }
-}
 
 /// Pages for netfront from the kernel's frame allocator (counted for the report).
 #[derive(Debug, Default)]

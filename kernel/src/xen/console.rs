@@ -1,43 +1,80 @@
 //! The console: the Xen PV console ring, with the 0xE9 debug port for early and emergency output.
 //!
-//! The ring page layout is `struct xencons_interface` (`xen/include/public/io/console.h`);
-//! its pfn and event channel come from `HVM_PARAM_CONSOLE_PFN` and
-//! `HVM_PARAM_CONSOLE_EVTCHN` (`xen/include/public/hvm/params.h`). The guest produces
-//! into `out[]` and advances `out_prod`; the backend (xenconsoled in dom0) consumes and
-//! advances `out_cons`. Indices are free-running `u32`s masked by the ring size.
-//!
-//! The backend is another domain: `out_cons` is read once per step into a local and
-//! checked (`prod - cons <= size`), and a ring that breaks that rule is abandoned
-//! (output continues on port 0xE9 only).
-//!
-//! A full ring is handled by notifying the backend and yielding the CPU, a bounded
-//! number of times; after that the ring is marked stalled and later writes put only
-//! what fits, so a dead backend can never hang the kernel. The panic/fault path uses
-//! [`emergency_print`], which never waits for a lock.
+//! The ring page (`struct xencons_interface`, `xen/include/public/io/console.h`) and its
+//! event channel come from `HVM_PARAM_CONSOLE_PFN`/`_EVTCHN` (`hvm/params.h`). The
+//! producer logic (index checks, what fits, waiting for a full ring, the stalled state)
+//! is the host-tested `console-ring` crate; this module gives it the page and the
+//! event channel. A ring whose back end breaks the index rule is abandoned (output
+//! continues on port 0xE9 only). The panic/fault path uses [`emergency_print`], which
+//! never waits for a lock.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 
+use console_ring::{OutPage, OutRing};
 use spin::Mutex;
 use xen_abi::console as abi;
 use xen_abi::hvm::{HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN};
 
 use crate::arch::debugcon;
 use crate::arch::hypercall;
+use crate::mm::page::MappedPage;
 
 /// Yields to wait for ring space in normal operation before declaring it stalled.
 const FULL_RING_YIELDS: u32 = 20_000;
 /// Yields to wait for ring space on the panic/fault path.
 const EMERGENCY_YIELDS: u32 = 2_000;
 
-/// A mapped PV console ring.
+/// A mapped PV console ring: the page and event channel under the `console-ring`
+/// crate's producer.
 struct Ring {
-    /// Address of the ring page (identity mapped).
-    base: usize,
+    /// The page and its event channel.
+    page: ConsolePage,
+    /// The producer's state (stalled or not).
+    out: OutRing,
+}
+
+/// The console page and event channel, as `console-ring` reaches them.
+struct ConsolePage {
+    /// The ring page (`struct xencons_interface`).
+    page: MappedPage,
     /// The console event channel.
     port: u32,
-    /// Set once waiting for space timed out: only write what fits from then on.
-    stalled: bool,
+}
+
+impl OutPage for ConsolePage {
+    fn load_cons(&self) -> u32 {
+        // Acquire: the backend's reads of the slots it consumed happen before we
+        // reuse them (pairs with the backend's barrier before it advances out_cons).
+        self.page.load_u32(abi::OUT_CONS_OFFSET, Ordering::Acquire)
+    }
+
+    fn load_prod(&self) -> u32 {
+        // Relaxed: only this guest writes out_prod.
+        self.page.load_u32(abi::OUT_PROD_OFFSET, Ordering::Relaxed)
+    }
+
+    fn store_prod(&mut self, prod: u32) {
+        // Release: the bytes copied before are visible to the backend before it can
+        // see the new out_prod that covers them.
+        self.page
+            .store_u32(abi::OUT_PROD_OFFSET, prod, Ordering::Release);
+    }
+
+    fn copy_out(&mut self, at: usize, bytes: &[u8]) {
+        // The slots are free (between out_prod and out_cons + size): the backend is
+        // not reading them.
+        self.page.write_bytes(abi::OUT_OFFSET + at, bytes);
+    }
+
+    fn notify(&mut self) {
+        // A failed notify leaves the bytes in the ring for the next one.
+        let _ = hypercall::evtchn_send(self.port);
+    }
+
+    fn yield_now(&mut self) {
+        let _ = hypercall::yield_now();
+    }
 }
 
 /// Why the ring could not be used.
@@ -90,113 +127,36 @@ fn attach() -> Result<ConsoleInfo, ConsoleError> {
     let evtchn =
         hypercall::hvm_get_param(HVM_PARAM_CONSOLE_EVTCHN).map_err(ConsoleError::Hypercall)?;
     let port = u32::try_from(evtchn).map_err(|_| ConsoleError::BadPort(evtchn))?;
-    let addr = pfn
-        .checked_mul(xen_abi::PAGE_SIZE as u64)
-        .filter(|&a| a != 0 && a < boot::IDENTITY_MAP_END)
-        .ok_or(ConsoleError::BadPfn(pfn))?;
-    let base = usize::try_from(addr).map_err(|_| ConsoleError::BadPfn(pfn))?;
+    // SAFETY: the console pfn is the ring page Xen set up for this domain (kept out of
+    // the frame allocator by `mm::memory::init`); it stays mapped for the domain's life
+    // and is reached only through this `MappedPage`.
+    let page = unsafe { MappedPage::from_pfn(pfn) }.ok_or(ConsoleError::BadPfn(pfn))?;
     CONSOLE.lock().ring = Some(Ring {
-        base,
-        port,
-        stalled: false,
+        page: ConsolePage { page, port },
+        out: OutRing::new(),
     });
     Ok(ConsoleInfo { pfn, port })
 }
 
 impl Ring {
-    /// The ring index at byte `offset` of the page.
-    fn index(&self, offset: usize) -> &AtomicU32 {
-        // SAFETY: `base` is the identity-mapped, page-aligned console page (checked in
-        // `init`), which stays mapped and shared with the backend for the domain's
-        // life; `offset` is one of console.h's 4-byte-aligned index offsets inside
-        // the page. The backend only accesses these words atomically-sized too.
-        unsafe { AtomicU32::from_ptr((self.base + offset) as *mut u32) }
+    /// Puts `bytes` into the ring (see `console_ring::OutRing::write`). Returns false
+    /// if the ring is inconsistent.
+    fn write(&mut self, bytes: &[u8], max_yields: u32) -> bool {
+        self.out.write(&mut self.page, bytes, max_yields).is_ok()
     }
 
-    /// Writes one byte into `out[]` at free-running index `idx`.
-    fn put(&self, idx: u32, byte: u8) {
-        let at = self.base + abi::OUT_OFFSET + abi::mask(idx, abi::OUT_SIZE);
-        // SAFETY: `mask` keeps the offset inside `out[]` (2048 bytes at OUT_OFFSET)
-        // of the mapped console page. The slot is free (between out_prod and
-        // out_cons + size), so the backend is not reading it; volatile because
-        // another domain reads it.
-        unsafe { core::ptr::write_volatile(at as *mut u8, byte) };
-    }
-
-    /// Tells the backend there is output.
-    fn notify(&self) {
-        // A failed notify leaves the bytes in the ring for the next one.
-        let _ = hypercall::evtchn_send(self.port);
-    }
-
-    /// Free space, or `None` if the backend's `out_cons` is inconsistent.
-    fn space(&self) -> Option<(u32, usize)> {
-        // Acquire: the backend's reads of the slots it consumed happen before we
-        // reuse them (pairs with the backend's barrier before it advances out_cons).
-        let cons = self.index(abi::OUT_CONS_OFFSET).load(Ordering::Acquire);
-        // Relaxed: only this guest writes out_prod.
-        let prod = self.index(abi::OUT_PROD_OFFSET).load(Ordering::Relaxed);
-        let used = prod.wrapping_sub(cons) as usize;
-        (used <= abi::OUT_SIZE).then_some((prod, abi::OUT_SIZE - used))
-    }
-
-    /// Puts `bytes` into the ring, waiting (notify + yield) at most `max_yields`
-    /// times for space. Returns false if the ring is inconsistent.
-    fn write(&mut self, mut bytes: &[u8], max_yields: u32) -> bool {
-        let mut yields = 0;
-        while !bytes.is_empty() {
-            let Some((prod, space)) = self.space() else {
-                return false;
-            };
-            if space == 0 {
-                if self.stalled || yields >= max_yields {
-                    self.stalled = true;
-                    break;
-                }
-                self.notify();
-                let _ = hypercall::yield_now();
-                yields += 1;
-                continue;
-            }
-            let (now, rest) = bytes.split_at(space.min(bytes.len()));
-            let mut idx = prod;
-            for &b in now {
-                self.put(idx, b);
-                idx = idx.wrapping_add(1);
-            }
-            // Release: the bytes written above are visible to the backend before it
-            // can see the new out_prod that covers them.
-            self.index(abi::OUT_PROD_OFFSET)
-                .store(idx, Ordering::Release);
-            self.stalled = false;
-            bytes = rest;
-        }
-        self.notify();
-        true
-    }
-
-    /// Waits (notify + yield, at most `max_yields` times) until the backend has
-    /// consumed everything. Returns true if the ring is empty.
+    /// Waits (bounded) until the backend has consumed everything. Returns true if the
+    /// ring is empty.
     fn flush(&mut self, max_yields: u32) -> bool {
-        for _ in 0..max_yields {
-            match self.space() {
-                Some((_, space)) if space == abi::OUT_SIZE => return true,
-                Some(_) => {}
-                None => return false,
-            }
-            self.notify();
-            let _ = hypercall::yield_now();
-        }
-        false
+        self.out.flush(&mut self.page, max_yields) == Ok(true)
     }
 }
 
 impl Console {
     /// Writes to the ring, or to port 0xE9 while there is no ring (early boot, or a ring
     /// abandoned as inconsistent). Once the ring works, port 0xE9 is left to the panic and
-    /// fault path: every `out` to it is a VM exit, one per byte, and under QEMU's emulated
-    /// SVM (no NRIP) each such exit is a chance to hit the rare nested-virtualisation triple
-    /// fault (docs/TESTING-XEN.md); a line through the ring costs one hypercall.
+    /// fault path: each byte there is a VM exit (why that matters under the emulator:
+    /// docs/TESTING-XEN.md, "Port 0xE9 and the triple fault").
     /// `mirror` also copies the bytes to port 0xE9 when the ring works (the panic/fault path,
     /// whose lines must show in `xl dmesg` even if the ring's backend is gone).
     fn write_bytes(&mut self, bytes: &[u8], max_yields: u32, mirror: bool) {

@@ -40,12 +40,13 @@
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use evtchn_scan::{PortMarks, SharedEventWords};
 use spin::Mutex;
 use x86_64::instructions::interrupts;
 use xen_abi::DomId;
-use xen_abi::event_channel::{EVTCHN_2L_NR_CHANNELS, EvtchnPort};
+use xen_abi::event_channel::EvtchnPort;
 use xen_abi::features::{XENFEAT_HVM_CALLBACK_VECTOR, has_feature, submap_index};
 use xen_abi::hvm::{HVM_PARAM_CALLBACK_IRQ, callback_via_vector};
 use xen_abi::shared_info::{EVTCHN_WORDS, evtchn_bit, evtchn_word};
@@ -59,14 +60,9 @@ pub const UPCALL_VECTOR: u8 = 0xf3;
 /// Upcall loop passes before returning (the vector is re-raised if more is pending).
 const MAX_UPCALL_PASSES: u32 = 64;
 
-/// Ports marked pending by [`upcall`], one bit per port (same layout as Xen's words).
-static MARKED: [AtomicU64; EVTCHN_WORDS] = [const { AtomicU64::new(0) }; EVTCHN_WORDS];
-/// Bit `w` set: word `w` of [`MARKED`] may have bits.
-static MARKED_WORDS: AtomicU64 = AtomicU64::new(0);
-/// Word the next upcall scan starts at (only the upcall handler uses it).
-static SCAN_WORD: AtomicUsize = AtomicUsize::new(0);
-/// Port the next dispatch starts at (only the main loop uses it).
-static DISPATCH_CURSOR: AtomicU32 = AtomicU32::new(0);
+/// Ports marked pending by [`upcall`], with the scan's and the dispatch's cursors
+/// (the logic is the host-tested `evtchn-scan` crate).
+static MARKS: PortMarks = PortMarks::new();
 /// Incremented by every resume in a new domain: ports of older epochs are stale.
 static EPOCH: AtomicU32 = AtomicU32::new(0);
 /// True once the upcall vector is registered with Xen.
@@ -172,7 +168,7 @@ fn upcall() {
         // setting the selector bits visible to the scan.
         let sel = si.pending_sel().swap(0, Ordering::AcqRel);
         if sel != 0 {
-            scan(&si, sel);
+            MARKS.scan(sel, &si);
         }
         // Acquire: a flag Xen set after our clear comes with its pending/selector bits.
         if si.upcall_pending().load(Ordering::Acquire) == 0 {
@@ -181,39 +177,27 @@ fn upcall() {
     }
 }
 
-/// Takes the pending unmasked ports of the words in `sel` (starting after the word the
-/// previous scan stopped at) and marks them.
-fn scan(si: &SharedInfo, sel: u64) {
-    // Relaxed: only this (non-reentrant) handler touches SCAN_WORD.
-    let start = SCAN_WORD.load(Ordering::Relaxed) % EVTCHN_WORDS;
-    let mut resume_at = start;
-    for i in 0..EVTCHN_WORDS {
-        let w = (start + i) % EVTCHN_WORDS;
-        if sel & (1u64 << w) == 0 {
-            continue;
-        }
-        let (Some(pending), Some(mask)) = (si.pending_word(w), si.mask_word(w)) else {
-            continue;
-        };
+/// Xen's pending and mask words on the mapped shared info page.
+impl SharedEventWords for SharedInfo {
+    fn pending(&self, w: usize) -> u64 {
         // Acquire: pairs with Xen's locked set of the pending bit.
-        // Relaxed mask load: only the guest writes the mask.
-        let ready = pending.load(Ordering::Acquire) & !mask.load(Ordering::Relaxed);
-        if ready == 0 {
-            continue;
-        }
-        // AcqRel: acknowledge exactly the bits taken; a bit Xen sets again after this
-        // is a new event (with a new selector bit and upcall).
-        pending.fetch_and(!ready, Ordering::AcqRel);
-        if let Some(marked) = MARKED.get(w) {
-            // Release (both): the marks are visible before the main loop can see the
-            // word bit that points at them.
-            marked.fetch_or(ready, Ordering::Release);
-            MARKED_WORDS.fetch_or(1u64 << w, Ordering::Release);
-        }
-        resume_at = (w + 1) % EVTCHN_WORDS;
+        self.pending_word(w)
+            .map_or(0, |p| p.load(Ordering::Acquire))
     }
-    // Relaxed: handler-private.
-    SCAN_WORD.store(resume_at, Ordering::Relaxed);
+
+    fn mask(&self, w: usize) -> u64 {
+        // Relaxed: only the guest writes the mask.
+        self.mask_word(w)
+            .map_or(u64::MAX, |m| m.load(Ordering::Relaxed))
+    }
+
+    fn acknowledge(&self, w: usize, bits: u64) {
+        if let Some(pending) = self.pending_word(w) {
+            // AcqRel: acknowledges exactly the bits taken; a bit Xen sets again after
+            // this is a new event (with a new selector bit and upcall).
+            pending.fetch_and(!bits, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Masks every port of the current shared info page.
@@ -224,16 +208,6 @@ fn mask_all(si: &SharedInfo) {
             // published through it, Release just keeps the stores in program order.
             mask.store(u64::MAX, Ordering::Release);
         }
-    }
-}
-
-/// Forgets every mark (resume in a new domain: the old ports are gone).
-fn clear_marks() {
-    // AcqRel (all): discards; the handler may set new marks concurrently, which is
-    // harmless (at worst a spurious dispatch of a port with no handler).
-    MARKED_WORDS.swap(0, Ordering::AcqRel);
-    for word in &MARKED {
-        word.swap(0, Ordering::AcqRel);
     }
 }
 
@@ -263,7 +237,7 @@ pub fn resume_new_domain() -> Result<(), EventError> {
     // Relaxed: the epoch is only compared by main-loop code, which runs after this.
     EPOCH.fetch_add(1, Ordering::Relaxed);
     HANDLERS.lock().clear();
-    clear_marks();
+    MARKS.clear();
     let si = shared_info::get().ok_or(EventError::NoSharedInfo)?;
     mask_all(&si);
     hypercall::hvm_set_param(HVM_PARAM_CALLBACK_IRQ, callback_via_vector(UPCALL_VECTOR))?;
@@ -278,16 +252,12 @@ pub fn ready() -> bool {
 
 /// Whether any port is marked and not yet dispatched.
 pub fn anything_marked() -> bool {
-    // Acquire: pairs with the handler's Release of the word bit.
-    MARKED_WORDS.load(Ordering::Acquire) != 0
+    MARKS.any()
 }
 
 /// Checks a port number from Xen or an HVM parameter.
 fn checked_port(raw: u64) -> Result<EvtchnPort, EventError> {
-    u32::try_from(raw)
-        .ok()
-        .filter(|&p| p != 0 && p < EVTCHN_2L_NR_CHANNELS)
-        .ok_or(EventError::BadPort(raw))
+    evtchn_scan::checked_port(raw).map_err(|e| EventError::BadPort(e.0))
 }
 
 /// A bound local event channel. Move-only: [`Port::close`] consumes it. Dropping it
@@ -375,11 +345,7 @@ impl Port {
         let Ok(port) = self.live() else {
             return false;
         };
-        let bit = evtchn_bit(port);
-        MARKED.get(evtchn_word(port)).is_some_and(|word| {
-            // AcqRel: takes the mark; Acquire pairs with the handler's Release.
-            word.fetch_and(!bit, Ordering::AcqRel) & bit != 0
-        })
+        MARKS.take(port)
     }
 
     /// `EVTCHNOP_close`: masks and closes the port and drops its handler. A stale
@@ -421,60 +387,8 @@ pub fn adopt(raw: u64) -> Result<Port, EventError> {
 /// Runs the handlers of marked ports, except `except` (whose mark is left for
 /// [`Port::take_pending`]). Returns the number of handlers run.
 pub fn dispatch(except: Option<&Port>) -> usize {
-    let keep_port = except.and_then(|p| p.live().ok());
-    // Acquire: pairs with the handler's Release; the marks it points at are visible.
-    let words = MARKED_WORDS.swap(0, Ordering::AcqRel);
-    if words == 0 {
-        return 0;
-    }
-    // Relaxed: main-loop private.
-    let cursor = DISPATCH_CURSOR.load(Ordering::Relaxed) % EVTCHN_2L_NR_CHANNELS;
-    let start_word = evtchn_word(cursor);
-    let mut ran = 0;
-    for i in 0..=EVTCHN_WORDS {
-        let w = (start_word + i) % EVTCHN_WORDS;
-        if words & (1u64 << w) == 0 {
-            continue;
-        }
-        let Some(marked) = MARKED.get(w) else {
-            continue;
-        };
-        // The first word is visited twice: its ports from the cursor on first, the
-        // ones before the cursor last.
-        let first_pass = i == 0;
-        let last_pass = i == EVTCHN_WORDS;
-        let cursor_bit = cursor % 64;
-        let range_mask = if first_pass {
-            u64::MAX << cursor_bit
-        } else if last_pass {
-            !(u64::MAX << cursor_bit)
-        } else {
-            u64::MAX
-        };
-        let keep = keep_port
-            .filter(|&p| evtchn_word(p) == w)
-            .map_or(0, evtchn_bit);
-        let take = range_mask & !keep;
-        // AcqRel: takes the marks in `take`, leaving the others.
-        let old = marked.fetch_and(!take, Ordering::AcqRel);
-        if old & !take != 0 {
-            // Marks left (the excepted port, or the other half of the first word):
-            // keep the word visible. Release: pairs with the Acquire swap above.
-            MARKED_WORDS.fetch_or(1u64 << w, Ordering::Release);
-        }
-        let mut bits = old & take;
-        while bits != 0 {
-            let bit = bits.trailing_zeros();
-            bits &= bits - 1;
-            let port = (w as u32) * 64 + bit;
-            if run_handler(port) {
-                ran += 1;
-            }
-            // Relaxed: main-loop private.
-            DISPATCH_CURSOR.store(port.wrapping_add(1), Ordering::Relaxed);
-        }
-    }
-    ran
+    let keep = except.and_then(|p| p.live().ok());
+    MARKS.dispatch(keep, run_handler)
 }
 
 /// Runs `port`'s handler outside the lock. Returns whether one ran.
@@ -508,20 +422,11 @@ fn run_handler(port: EvtchnPort) -> bool {
     {
         slot.handler = Some(handler);
         if core::mem::take(&mut slot.rerun) {
-            remark(port);
+            // Fired while its handler ran: mark it again.
+            MARKS.mark(port);
         }
     }
     true
-}
-
-/// Marks `port` again (an event that arrived while its handler was running).
-fn remark(port: EvtchnPort) {
-    let w = evtchn_word(port);
-    if let Some(word) = MARKED.get(w) {
-        // Release (both): as in `scan`.
-        word.fetch_or(evtchn_bit(port), Ordering::Release);
-        MARKED_WORDS.fetch_or(1u64 << w, Ordering::Release);
-    }
 }
 
 /// Halts until an interrupt unless a port is already marked (race-free: the check
@@ -537,25 +442,10 @@ pub fn idle() {
 
 /// Whether `port` is marked (without taking it).
 pub fn port_marked(port: &Port) -> bool {
-    let bit = evtchn_bit(port.number);
-    // Acquire: pairs with the handler's Release.
-    MARKED
-        .get(evtchn_word(port.number))
-        .is_some_and(|w| w.load(Ordering::Acquire) & bit != 0)
+    MARKS.is_marked(port.number)
 }
 
 /// Whether a port other than `port` is marked.
 pub fn anything_marked_except(port: &Port) -> bool {
-    // Acquire: pairs with the handler's Release.
-    let words = MARKED_WORDS.load(Ordering::Acquire);
-    let own = evtchn_word(port.number);
-    (0..EVTCHN_WORDS)
-        .filter(|w| words & (1u64 << w) != 0)
-        .any(|w| {
-            let keep = if w == own { evtchn_bit(port.number) } else { 0 };
-            // Acquire: as above.
-            MARKED
-                .get(w)
-                .is_some_and(|m| m.load(Ordering::Acquire) & !keep != 0)
-        })
+    MARKS.any_except(port.number)
 }

@@ -19,6 +19,7 @@ use xen_abi::shared_info::VcpuTimeInfo;
 
 use crate::arch::hypercall::{self, HypercallError};
 use crate::mm::memory::Frame;
+use crate::mm::page::MappedPage;
 
 /// Identity-mapped address of the page, 0 until [`map`] succeeded. Read by the
 /// upcall handler, so an atomic rather than a lock.
@@ -77,42 +78,41 @@ pub fn remap() -> Result<(), SharedInfoError> {
 /// A handle on the mapped page (only obtainable once it is mapped).
 #[derive(Clone, Copy, Debug)]
 pub struct SharedInfo {
-    /// Identity-mapped address of the page.
-    base: usize,
+    /// The page.
+    page: MappedPage,
 }
 
 /// The mapped page, or `None` before [`map`].
 pub fn get() -> Option<SharedInfo> {
     // Acquire: pairs with the Release in `map`.
-    match BASE.load(Ordering::Acquire) {
-        0 => None,
-        base => Some(SharedInfo { base }),
-    }
+    let pfn = BASE.load(Ordering::Acquire) as u64 >> xen_abi::PAGE_SHIFT;
+    // SAFETY: a non-zero BASE is the frame `map` gave to Xen's shared info page: taken
+    // from the frame allocator and never freed, so it stays mapped for the domain's
+    // life; Xen and this module's atomics are its only users.
+    let page = unsafe { MappedPage::from_pfn(pfn) }?;
+    Some(SharedInfo { page })
 }
 
+/// Stands in for a field outside the page, which the `xen_abi` offsets used below
+/// never are; it keeps the accessors total without a panic.
+static OUTSIDE: (AtomicU64, AtomicU32, AtomicU8) =
+    (AtomicU64::new(0), AtomicU32::new(0), AtomicU8::new(0));
+
 impl SharedInfo {
-    /// The `u64` at byte `offset` of the page as an atomic.
+    /// The `u64` at byte `offset` of the page as an atomic (an 8-aligned u64 field
+    /// of `struct shared_info`; Xen accesses these words atomically too).
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= xen_abi::PAGE_SIZE);
-        // SAFETY: `base` is the page-aligned, identity-mapped shared info page, mapped
-        // for the domain's life; callers pass 8-aligned offsets of u64 fields of
-        // `struct shared_info` (constants from xen_abi), inside the page. Xen accesses
-        // these words with atomic instructions too.
-        unsafe { AtomicU64::from_ptr((self.base + offset) as *mut u64) }
+        self.page.u64_at(offset).unwrap_or(&OUTSIDE.0)
     }
 
     /// The `u32` at byte `offset` as an atomic.
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        debug_assert!(offset.is_multiple_of(4) && offset + 4 <= xen_abi::PAGE_SIZE);
-        // SAFETY: as in `u64_at`, for 4-aligned u32 fields.
-        unsafe { AtomicU32::from_ptr((self.base + offset) as *mut u32) }
+        self.page.u32_at(offset).unwrap_or(&OUTSIDE.1)
     }
 
     /// The `u8` at byte `offset` as an atomic.
     fn u8_at(&self, offset: usize) -> &AtomicU8 {
-        debug_assert!(offset < xen_abi::PAGE_SIZE);
-        // SAFETY: as in `u64_at`, for u8 fields.
-        unsafe { AtomicU8::from_ptr((self.base + offset) as *mut u8) }
+        self.page.u8_at(offset).unwrap_or(&OUTSIDE.2)
     }
 
     /// vCPU 0's `evtchn_upcall_pending` flag.

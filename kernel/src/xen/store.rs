@@ -6,8 +6,9 @@
 //! matching, per-watch queues, transactions, resume) is the `xenstore` crate's
 //! [`Xenstore`]; this module supplies:
 //!
-//! - [`StorePage`], its [`RingMemory`]: volatile byte copies in and out of the page,
-//!   the indices as `AtomicU32` with Acquire loads and Release stores;
+//! - [`StorePage`] (the audited [`MappedPage`]), its [`RingMemory`]: volatile byte
+//!   copies in and out of the page, the indices as `AtomicU32` with Acquire loads and
+//!   Release stores;
 //! - [`StorePlatform`], its [`Platform`]: `kick` = `EVTCHNOP_send` on the store port,
 //!   `wait` = [`wait::for_port_until`] the store port, at most 100 ms (other ports' handlers run meanwhile);
 //! - one shared client behind a lock ([`with`]), which fails with
@@ -24,7 +25,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 use xen_abi::DomId;
@@ -33,6 +34,7 @@ use xen_abi::xenstore::{RSP_CONS_OFFSET, RSP_PROD_OFFSET};
 use xenstore::{Platform, RingMemory, TxId, WatchId, Xenstore, XsError};
 
 use crate::arch::hypercall::{self, HypercallError};
+use crate::mm::page::MappedPage;
 use crate::xen::events::{self, EventError, Port};
 use crate::xen::time;
 use crate::xen::wait;
@@ -40,66 +42,9 @@ use crate::xen::wait;
 /// Events taken from one watch per [`service_watches`] pass.
 pub const WATCH_BATCH: usize = 8;
 
-/// The mapped xenstore page.
-#[derive(Debug)]
-pub struct StorePage {
-    /// Identity-mapped address of the page.
-    base: usize,
-}
-
-impl StorePage {
-    /// The page's `u32` index at `offset` as an atomic, if in range and aligned.
-    fn index(&self, offset: usize) -> Option<&AtomicU32> {
-        if !offset.is_multiple_of(4) || offset + 4 > xen_abi::PAGE_SIZE {
-            return None;
-        }
-        // SAFETY: `base` is the page-aligned, identity-mapped xenstore ring page (checked
-        // in `page_addr`), shared with xenstored for the domain's life; `offset` is
-        // 4-aligned and inside it. xenstored accesses the indices as aligned u32s.
-        Some(unsafe { AtomicU32::from_ptr((self.base + offset) as *mut u32) })
-    }
-}
-
-impl RingMemory for StorePage {
-    fn read_bytes(&self, offset: usize, buf: &mut [u8]) {
-        for (i, b) in buf.iter_mut().enumerate() {
-            let at = offset.saturating_add(i);
-            *b = if at < xen_abi::PAGE_SIZE {
-                // SAFETY: `at` is inside the mapped page. Volatile: xenstored writes
-                // the page from another domain; the crate only reads bytes the index
-                // protocol says are stable.
-                unsafe { core::ptr::read_volatile((self.base + at) as *const u8) }
-            } else {
-                0
-            };
-        }
-    }
-
-    fn write_bytes(&mut self, offset: usize, data: &[u8]) {
-        for (i, &b) in data.iter().enumerate() {
-            let at = offset.saturating_add(i);
-            if at < xen_abi::PAGE_SIZE {
-                // SAFETY: `at` is inside the mapped page; the crate only writes slots
-                // the index protocol gives to the guest. Volatile: xenstored reads it.
-                unsafe { core::ptr::write_volatile((self.base + at) as *mut u8, b) };
-            }
-        }
-    }
-
-    fn load_acquire(&self, offset: usize) -> u32 {
-        // Acquire: page bytes read after this observe what xenstored wrote before
-        // its store of this index (the trait's contract).
-        self.index(offset).map_or(0, |i| i.load(Ordering::Acquire))
-    }
-
-    fn store_release(&mut self, offset: usize, value: u32) {
-        if let Some(i) = self.index(offset) {
-            // Release: our page accesses before this store are visible to xenstored
-            // before the index that publishes/frees them (the trait's contract).
-            i.store(value, Ordering::Release);
-        }
-    }
-}
+/// The xenstore ring page: the audited shared-page view, whose `RingMemory` impl
+/// lives in `mm::page`.
+pub type StorePage = MappedPage;
 
 /// The event channel side of the xenstore connection.
 #[derive(Debug)]
@@ -178,13 +123,13 @@ impl From<XsError> for StoreError {
 /// The one client, once [`init`] ran.
 static STORE: Mutex<Option<Xs>> = Mutex::new(None);
 
-/// The address of the ring page from `HVM_PARAM_STORE_PFN`, checked.
-fn page_addr() -> Result<usize, StoreError> {
+/// The ring page from `HVM_PARAM_STORE_PFN`, checked.
+fn ring_page() -> Result<StorePage, StoreError> {
     let pfn = hypercall::hvm_get_param(HVM_PARAM_STORE_PFN).map_err(StoreError::Param)?;
-    pfn.checked_mul(xen_abi::PAGE_SIZE as u64)
-        .filter(|&a| a != 0 && a < boot::IDENTITY_MAP_END)
-        .and_then(|a| usize::try_from(a).ok())
-        .ok_or(StoreError::BadPfn(pfn))
+    // SAFETY: the store pfn is the xenstore ring page Xen set up for this domain (just
+    // below 4 GiB, outside the RAM the frame allocator hands out); it stays mapped for
+    // the domain's life and is reached only through this `MappedPage`.
+    unsafe { MappedPage::from_pfn(pfn) }.ok_or(StoreError::BadPfn(pfn))
 }
 
 /// The store port from `HVM_PARAM_STORE_EVTCHN`, with the service handler installed.
@@ -198,9 +143,9 @@ fn store_port() -> Result<Port, StoreError> {
 
 /// Connects to xenstored and reads our domid. Call after [`events::init`].
 pub fn init() -> Result<DomId, StoreError> {
-    let base = page_addr()?;
+    let page = ring_page()?;
     let port = store_port()?;
-    *STORE.lock() = Some(Xenstore::new(StorePage { base }, StorePlatform { port }));
+    *STORE.lock() = Some(Xenstore::new(page, StorePlatform { port }));
     read_domid()
 }
 
@@ -263,14 +208,14 @@ pub fn quiesce() -> Result<(), StoreError> {
 /// (`rsp_cons = rsp_prod`, as Linux's `xb_init_comms` does), re-registers every watch
 /// and waits for the acks (the client's `resume`), then reads the new domid.
 pub fn resume_new_domain() -> Result<DomId, StoreError> {
-    let base = page_addr()?;
+    let new_page = ring_page()?;
     let port = store_port()?;
     with(|xs| {
         let old = core::mem::replace(&mut xs.platform_mut().port, port);
         // The old port died with the old domain (the handle is stale: just forgotten).
         let _ = old.close();
         let page = xs.memory_mut();
-        page.base = base;
+        *page = new_page;
         let prod = page.load_acquire(RSP_PROD_OFFSET);
         if page.load_acquire(RSP_CONS_OFFSET) != prod {
             page.store_release(RSP_CONS_OFFSET, prod);

@@ -20,11 +20,12 @@
 //! queued, nothing is programmed: an idle guest is never woken.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
+pub use timer_queue::TimerHandle;
+use timer_queue::{Program, TimerQueue};
 use xen_abi::event_channel::VIRQ_TIMER;
 
 use crate::arch::hypercall;
@@ -113,38 +114,19 @@ impl fmt::Display for Utc {
 /// A timer callback, run by the main loop (never in interrupt context).
 pub type Callback = Box<dyn FnOnce() + Send>;
 
-/// Identifies a queued timer; [`cancel`] consumes it.
-#[must_use = "keep the handle to cancel the timer (or drop it: the timer still fires)"]
-#[derive(Debug, PartialEq, Eq)]
-pub struct TimerHandle {
-    /// The deadline it was queued with (part of the queue key).
-    deadline: u64,
-    /// Unique id (the other part of the key).
-    id: u64,
-}
-
-/// The timer queue and the `VIRQ_TIMER` port.
+/// The timer queue (host-tested logic of the `timer-queue` crate) and the
+/// `VIRQ_TIMER` port.
 struct Timers {
-    /// Callbacks keyed by (deadline in guest monotonic ns, id): earliest first, ties in
-    /// queueing order.
-    queue: BTreeMap<(u64, u64), Callback>,
-    /// Next id.
-    next_id: u64,
-    /// The deadline programmed into Xen, if any.
-    armed: Option<u64>,
+    /// Callbacks by deadline in guest monotonic ns; knows what Xen's one-shot holds.
+    queue: TimerQueue<Callback>,
     /// The `VIRQ_TIMER` port.
     port: Option<Port>,
-    /// Timers fired since boot.
-    fired: u64,
 }
 
 /// The timer state (main loop only).
 static TIMERS: Mutex<Timers> = Mutex::new(Timers {
-    queue: BTreeMap::new(),
-    next_id: 1,
-    armed: None,
+    queue: TimerQueue::new(),
     port: None,
-    fired: 0,
 });
 
 /// Binds `VIRQ_TIMER` and stops Xen's default periodic tick. Call after
@@ -162,7 +144,7 @@ fn bind() -> Result<(), EventError> {
     port.set_handler(Box::new(run_expired))?;
     let mut t = TIMERS.lock();
     t.port = Some(port);
-    t.armed = None;
+    t.queue.set_programmed(None);
     arm(&mut t);
     Ok(())
 }
@@ -193,14 +175,9 @@ pub fn resume_new_domain(last_before: u64) -> Result<(), EventError> {
 /// Queues `callback` to run once the monotonic clock reaches `deadline_ns`.
 pub fn schedule_at(deadline_ns: u64, callback: Callback) -> TimerHandle {
     let mut t = TIMERS.lock();
-    let id = t.next_id;
-    t.next_id = t.next_id.wrapping_add(1);
-    t.queue.insert((deadline_ns, id), callback);
+    let handle = t.queue.schedule_at(deadline_ns, callback);
     arm(&mut t);
-    TimerHandle {
-        deadline: deadline_ns,
-        id,
-    }
+    handle
 }
 
 /// Queues `callback` to run `delay_ns` from now.
@@ -211,7 +188,7 @@ pub fn schedule_after(delay_ns: u64, callback: Callback) -> TimerHandle {
 /// Cancels a queued timer. Returns false if it already fired.
 pub fn cancel(handle: TimerHandle) -> bool {
     let mut t = TIMERS.lock();
-    let removed = t.queue.remove(&(handle.deadline, handle.id)).is_some();
+    let removed = t.queue.cancel(handle).is_some();
     if removed {
         arm(&mut t);
     }
@@ -221,28 +198,27 @@ pub fn cancel(handle: TimerHandle) -> bool {
 /// Number of queued timers and timers fired since boot.
 pub fn counts() -> (usize, u64) {
     let t = TIMERS.lock();
-    (t.queue.len(), t.fired)
+    (t.queue.len(), t.queue.fired())
 }
 
 /// Programs Xen's one-shot timer for the earliest deadline (or stops it when the queue
 /// is empty). Skips the hypercall when that deadline is already programmed.
 fn arm(t: &mut Timers) {
-    let earliest = t.queue.keys().next().map(|&(d, _)| d);
-    if earliest == t.armed {
+    let Some(program) = t.queue.to_program() else {
         return;
-    }
-    let result = match earliest {
-        Some(deadline) => {
+    };
+    let result = match program {
+        Program::At(deadline) => {
             // Relaxed: see now_ns.
             let xen = deadline.saturating_sub(OFFSET.load(Ordering::Relaxed));
             hypercall::vcpu_set_singleshot_timer(0, xen)
         }
-        None => hypercall::vcpu_stop_singleshot_timer(0),
+        Program::Stop => hypercall::vcpu_stop_singleshot_timer(0),
     };
     match result {
-        Ok(()) => t.armed = earliest,
+        Ok(()) => t.queue.set_programmed(program.deadline()),
         Err(e) => {
-            t.armed = None;
+            t.queue.set_programmed(None);
             log::error!("programming the one-shot timer: {e}");
         }
     }
@@ -256,17 +232,12 @@ pub fn run_expired() {
         let due = {
             let mut t = TIMERS.lock();
             // The programmed deadline has fired (or is about to be replaced).
-            t.armed = None;
-            match t.queue.first_key_value() {
-                Some((&(deadline, _), _)) if deadline <= now => {
-                    t.fired = t.fired.wrapping_add(1);
-                    t.queue.pop_first().map(|(_, cb)| cb)
-                }
-                _ => {
-                    arm(&mut t);
-                    None
-                }
+            t.queue.set_programmed(None);
+            let due = t.queue.pop_expired(now);
+            if due.is_none() {
+                arm(&mut t);
             }
+            due
         };
         match due {
             Some(callback) => callback(),
