@@ -1,7 +1,8 @@
 //! Guest network services: TCP/UDP echo (port 7) and an iperf3-compatible server (port 5201).
 //!
 //! Layers:
-//! - [`json`]: a bounded, allocation-free JSON reader and a small writer.
+//! - [`json`]: JSON through `serde-json-core` (`no_std`), with a nesting
+//!   bound and cJSON-like numbers for iperf3's peers.
 //! - [`iperf3`]: iperf3's control protocol (facts from iperf 3.12's
 //!   `iperf_api.c`, `iperf_server_api.c`, `iperf_client_api.c`, `iperf.h`) and
 //!   a sans-IO [`iperf3::Server`]: connection events and bytes in, bytes and

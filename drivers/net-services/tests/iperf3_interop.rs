@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
 use net_services::iperf3::{AbortReason, CloseKind, ConnId, Event, Phase, Server, ServerConfig};
-use net_services::json::{self, Value};
+use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
@@ -324,47 +324,28 @@ struct ClientJson {
     error: Option<String>,
 }
 
-fn sum_bytes(obj: &[u8]) -> i64 {
-    let mut b = -1;
-    json::for_each_member(obj, |k, v| {
-        if let (b"bytes", Value::Number(n)) = (k.raw(), v) {
-            b = n.as_i64();
-        }
-    })
-    .unwrap();
-    b
+fn sum_bytes(obj: &Value) -> i64 {
+    obj["bytes"].as_i64().unwrap_or(-1)
 }
 
 fn parse_client_json(stdout: &[u8]) -> ClientJson {
-    let mut out = ClientJson::default();
-    let mut end = None;
-    json::for_each_member(stdout, |k, v| match (k.raw(), v) {
-        (b"end", Value::Object(o)) => end = Some(o),
-        (b"error", Value::String(s)) => {
-            out.error = Some(String::from_utf8_lossy(s.raw()).into_owned())
-        }
-        _ => {}
-    })
-    .unwrap_or_else(|e| {
+    let v: Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
         panic!(
             "client output is not JSON ({e}):\n{}",
             String::from_utf8_lossy(stdout)
         )
     });
-    if let Some(end) = end {
-        json::for_each_member(end, |k, v| match (k.raw(), v) {
-            (b"sum_sent", Value::Object(o)) => out.sent = sum_bytes(o),
-            (b"sum_received", Value::Object(o)) => out.received = sum_bytes(o),
-            (b"sum_sent_bidir_reverse", Value::Object(o)) => out.bidir_sent = Some(sum_bytes(o)),
-            (b"sum_received_bidir_reverse", Value::Object(o)) => {
-                out.bidir_received = Some(sum_bytes(o))
-            }
-            (b"streams", Value::Array(a)) => {
-                json::for_each_element(a, |_| out.streams += 1).unwrap()
-            }
-            _ => {}
-        })
-        .unwrap();
+    let mut out = ClientJson {
+        error: v["error"].as_str().map(String::from),
+        ..ClientJson::default()
+    };
+    let end = &v["end"];
+    if end.is_object() {
+        out.sent = end.get("sum_sent").map_or(0, sum_bytes);
+        out.received = end.get("sum_received").map_or(0, sum_bytes);
+        out.bidir_sent = end.get("sum_sent_bidir_reverse").map(sum_bytes);
+        out.bidir_received = end.get("sum_received_bidir_reverse").map(sum_bytes);
+        out.streams = end["streams"].as_array().map_or(0, Vec::len);
     }
     out
 }

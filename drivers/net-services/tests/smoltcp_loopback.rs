@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
 use net_services::iperf3::{AbortReason, Event, Phase, State};
-use net_services::json::{self, Value};
 use net_services::smol::{ServiceEvent, Services, ServicesConfig};
+use serde_json::Value;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
@@ -355,27 +355,13 @@ fn frame(json: &str) -> Vec<u8> {
 
 /// (id, bytes) of each stream in a results JSON.
 fn result_bytes(body: &[u8]) -> Vec<(i64, i64)> {
-    let mut streams = None;
-    json::for_each_member(body, |k, v| {
-        if let (b"streams", Value::Array(a)) = (k.raw(), v) {
-            streams = Some(a);
-        }
-    })
-    .unwrap();
-    let mut out = vec![];
-    json::for_each_element(streams.unwrap(), |e| {
-        let Value::Object(o) = e else { panic!() };
-        let (mut id, mut bytes) = (0, 0);
-        json::for_each_member(o, |k, v| match (k.raw(), v) {
-            (b"id", Value::Number(n)) => id = n.as_i64(),
-            (b"bytes", Value::Number(n)) => bytes = n.as_i64(),
-            _ => {}
-        })
-        .unwrap();
-        out.push((id, bytes));
-    })
-    .unwrap();
-    out
+    let v: Value = serde_json::from_slice(body).unwrap();
+    v["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_i64().unwrap(), s["bytes"].as_i64().unwrap()))
+        .collect()
 }
 
 /// A scripted iperf3 client over smoltcp: the 3.12 client's message sequence.

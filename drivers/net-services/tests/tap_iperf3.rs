@@ -11,8 +11,8 @@
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
 use net_services::iperf3::{AbortReason, Event, Phase};
-use net_services::json::{self, Value};
 use net_services::smol::{ServiceEvent, Services, ServicesConfig};
+use serde_json::Value;
 use smoltcp::iface::{Config, Interface, SocketSet};
 use smoltcp::phy::{self, Medium, TunTapInterface};
 use smoltcp::time::Instant;
@@ -80,38 +80,18 @@ fn guest(
 }
 
 fn client_bytes(stdout: &[u8]) -> (i64, i64, Option<String>) {
-    let (mut sent, mut recv, mut err) = (0, 0, None);
-    let mut end = None;
-    json::for_each_member(stdout, |k, v| match (k.raw(), v) {
-        (b"end", Value::Object(o)) => end = Some(o),
-        (b"error", Value::String(s)) => err = Some(String::from_utf8_lossy(s.raw()).into_owned()),
-        _ => {}
-    })
-    .unwrap_or_else(|e| {
+    let v: Value = serde_json::from_slice(stdout).unwrap_or_else(|e| {
         panic!(
             "iperf3 output not JSON ({e}): {}",
             String::from_utf8_lossy(stdout)
         )
     });
-    let bytes = |o: &[u8]| {
-        let mut b = 0;
-        json::for_each_member(o, |k, v| {
-            if let (b"bytes", Value::Number(n)) = (k.raw(), v) {
-                b = n.as_i64();
-            }
-        })
-        .unwrap();
-        b
-    };
-    if let Some(end) = end {
-        json::for_each_member(end, |k, v| match (k.raw(), v) {
-            (b"sum_sent", Value::Object(o)) => sent = bytes(o),
-            (b"sum_received", Value::Object(o)) => recv = bytes(o),
-            _ => {}
-        })
-        .unwrap();
-    }
-    (sent, recv, err)
+    let bytes = |o: &Value| o["bytes"].as_i64().unwrap_or(0);
+    (
+        bytes(&v["end"]["sum_sent"]),
+        bytes(&v["end"]["sum_received"]),
+        v["error"].as_str().map(String::from),
+    )
 }
 
 fn iperf3_ok(events: &Receiver<Event>, extra: &[&str]) {

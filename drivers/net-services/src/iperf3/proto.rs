@@ -19,9 +19,11 @@
 //!   1, 3, 4, 5, … in connection order (`iperf_add_stream`). In bidirectional
 //!   mode the client connects its sending streams first.
 
-use crate::json::{self, JsonError, JsonStr, Value};
+use crate::json::{self, Flag, JsonError, Number};
 use alloc::vec::Vec;
 use core::fmt;
+use serde::de::{Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 
 /// Bytes of the cookie that opens every connection (`COOKIE_SIZE` in `iperf.h`).
 pub const COOKIE_SIZE: usize = 37;
@@ -194,7 +196,7 @@ impl TestParams {
     pub fn client_version(&self) -> &str {
         let n = usize::from(self.client_version_len).min(VERSION_MAX);
         let bytes = self.client_version.get(..n).unwrap_or(&[]);
-        // Only printable ASCII is stored (see `JsonStr::copy_lossy`).
+        // Only printable ASCII is stored (see `json::copy_lossy`).
         core::str::from_utf8(bytes).unwrap_or("")
     }
 
@@ -264,119 +266,152 @@ impl fmt::Display for ParamError {
     }
 }
 
-fn number(v: Value<'_>, name: &'static str) -> Result<i64, ParamError> {
-    match v {
-        Value::Number(n) => Ok(n.as_i64()),
-        _ => Err(ParamError::Type(name)),
-    }
-}
-
 fn in_range(v: i64, max: u32) -> Option<u32> {
     u32::try_from(v).ok().filter(|&x| x <= max)
+}
+
+/// The parameter members this server reads, in [`ParamsVisitor`]'s order.
+const PARAM_KEYS: [&str; 14] = [
+    "tcp",
+    "udp",
+    "sctp",
+    "omit",
+    "time",
+    "num",
+    "blockcount",
+    "parallel",
+    "reverse",
+    "bidirectional",
+    "len",
+    "bandwidth",
+    "get_server_output",
+    "client_version",
+];
+
+/// The parameter members as read, before iperf3's bounds are applied.
+#[derive(Default)]
+struct RawParams<'a> {
+    /// `tcp`, `udp`, `sctp` as flags.
+    protocol: [bool; 3],
+    omit: Option<Number>,
+    time: Option<Number>,
+    num: Option<Number>,
+    blockcount: Option<Number>,
+    parallel: Option<Number>,
+    reverse: bool,
+    bidirectional: bool,
+    len: Option<Number>,
+    bandwidth: Option<Number>,
+    get_server_output: bool,
+    /// Still escaped.
+    client_version: Option<&'a str>,
+}
+
+/// Reads the parameter object as cJSON's `cJSON_GetObjectItem` finds members:
+/// keys compared ignoring ASCII case (keys with escapes match nothing), the
+/// first occurrence wins, unknown members (any shape) are skipped. Records in
+/// `field` the member being read, so that a wrong type names it.
+struct ParamsVisitor<'f> {
+    field: &'f mut Option<&'static str>,
+}
+
+impl<'de> Visitor<'de> for ParamsVisitor<'_> {
+    type Value = RawParams<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an iperf3 parameter object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawParams<'de>, A::Error> {
+        let mut p = RawParams::default();
+        let mut seen: u32 = 0;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            let Some(i) = PARAM_KEYS
+                .iter()
+                .position(|k| k.eq_ignore_ascii_case(key))
+                .filter(|&i| seen & (1 << i) == 0)
+            else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            };
+            seen |= 1 << i;
+            let name = PARAM_KEYS.get(i).copied().unwrap_or("");
+            *self.field = Some(name);
+            let number = |map: &mut A| map.next_value::<Number>().map(Some);
+            let flag = |map: &mut A| map.next_value::<Flag>().map(|f| f.0);
+            match i {
+                0..=2 => {
+                    let v = flag(&mut map)?;
+                    if let Some(slot) = p.protocol.get_mut(i) {
+                        *slot = v;
+                    }
+                }
+                3 => p.omit = number(&mut map)?,
+                4 => p.time = number(&mut map)?,
+                5 => p.num = number(&mut map)?,
+                6 => p.blockcount = number(&mut map)?,
+                7 => p.parallel = number(&mut map)?,
+                8 => p.reverse = flag(&mut map)?,
+                9 => p.bidirectional = flag(&mut map)?,
+                10 => p.len = number(&mut map)?,
+                11 => p.bandwidth = number(&mut map)?,
+                // iperf3 prints this one as a number (`cJSON_AddNumberToObject`).
+                12 => p.get_server_output = number(&mut map)?.is_some_and(|n| n.0 != 0.0),
+                _ => p.client_version = map.next_value::<Option<&'de str>>()?,
+            }
+            *self.field = None;
+        }
+        Ok(p)
+    }
 }
 
 /// Parses and validates the client's parameter JSON. `max_parallel` is this
 /// server's own stream limit (at most [`MAX_STREAMS`]).
 ///
 /// Keys are matched ignoring ASCII case and the first occurrence wins, as
-/// with cJSON's `cJSON_GetObjectItem`. Flags (`reverse`, `tcp`, …) count when
-/// present and not `false`/`null`/0. Unknown keys are ignored.
+/// with cJSON's `cJSON_GetObjectItem`. Numbers are read as doubles and
+/// truncated like cJSON's `valueint`; flags (`reverse`, `tcp`, …) are
+/// `true`, `false` or `null` (iperf3 prints `true`), `get_server_output` a
+/// number (set unless 0). Unknown keys are ignored, whatever their shape.
 pub fn parse_params(text: &[u8], max_parallel: u32) -> Result<TestParams, ParamError> {
+    json::check_depth(text).map_err(ParamError::Json)?;
+    let mut field = None;
+    let mut de = serde_json_core::de::Deserializer::new(text, None);
+    let raw = de
+        .deserialize_map(ParamsVisitor { field: &mut field })
+        .and_then(|raw| de.end().map(|_| raw))
+        .map_err(|e| match field {
+            Some(name) => ParamError::Type(name),
+            None => ParamError::Json(JsonError::Syntax(e)),
+        })?;
     let mut p = TestParams::default();
-    let mut seen: u32 = 0;
-    let mut err: Option<ParamError> = None;
-    const KEYS: [&str; 13] = [
-        "tcp",
-        "udp",
-        "sctp",
-        "omit",
-        "time",
-        "num",
-        "blockcount",
-        "parallel",
-        "reverse",
-        "bidirectional",
-        "len",
-        "bandwidth",
-        "get_server_output",
-    ];
-    let mut version: Option<JsonStr<'_>> = None;
-    let mut version_seen = false;
-    let mut proto: [bool; 3] = [false; 3];
-    json::for_each_member(text, |k, v| {
-        if k.eq_ignore_ascii_case("client_version") {
-            if !version_seen {
-                version_seen = true;
-                if let Value::String(s) = v {
-                    version = Some(s);
-                }
-            }
-            return;
-        }
-        let Some(i) = KEYS.iter().position(|key| k.eq_ignore_ascii_case(key)) else {
-            return;
-        };
-        if seen & (1 << i) != 0 {
-            return;
-        }
-        seen |= 1 << i;
-        let r = (|| -> Result<(), ParamError> {
-            match i {
-                0..=2 => {
-                    if let Some(slot) = proto.get_mut(i) {
-                        *slot = v.is_truthy();
-                    }
-                }
-                3 => {
-                    let n = number(v, "omit")?;
-                    p.omit_s = in_range(n, MAX_TIME).ok_or(ParamError::Omit(n))?;
-                }
-                4 => {
-                    let n = number(v, "time")?;
-                    p.time_s = in_range(n, MAX_TIME).ok_or(ParamError::Time(n))?;
-                }
-                5 => {
-                    let n = number(v, "num")?;
-                    p.bytes = u64::try_from(n).map_err(|_| ParamError::Negative("num"))?;
-                }
-                6 => {
-                    let n = number(v, "blockcount")?;
-                    p.blockcount =
-                        u64::try_from(n).map_err(|_| ParamError::Negative("blockcount"))?;
-                }
-                7 => {
-                    let n = number(v, "parallel")?;
-                    p.parallel = in_range(n, max_parallel.min(MAX_STREAMS))
-                        .filter(|&x| x >= 1)
-                        .ok_or(ParamError::Parallel(n))?;
-                }
-                8 => p.reverse = v.is_truthy(),
-                9 => p.bidirectional = v.is_truthy(),
-                10 => {
-                    let n = number(v, "len")?;
-                    p.len = in_range(n, MAX_BLOCKSIZE).ok_or(ParamError::BlockSize(n))?;
-                }
-                11 => {
-                    let n = number(v, "bandwidth")?;
-                    p.bandwidth =
-                        u64::try_from(n).map_err(|_| ParamError::Negative("bandwidth"))?;
-                }
-                _ => p.get_server_output = v.is_truthy(),
-            }
-            Ok(())
-        })();
-        if let (Err(e), None) = (r, err) {
-            err = Some(e);
-        }
-    })
-    .map_err(ParamError::Json)?;
-    if let Some(e) = err {
-        return Err(e);
+    if let Some(n) = raw.omit.map(Number::as_i64) {
+        p.omit_s = in_range(n, MAX_TIME).ok_or(ParamError::Omit(n))?;
     }
+    if let Some(n) = raw.time.map(Number::as_i64) {
+        p.time_s = in_range(n, MAX_TIME).ok_or(ParamError::Time(n))?;
+    }
+    let count = |v: Option<Number>, name| {
+        u64::try_from(v.map_or(0, Number::as_i64)).map_err(|_| ParamError::Negative(name))
+    };
+    p.bytes = count(raw.num, "num")?;
+    p.blockcount = count(raw.blockcount, "blockcount")?;
+    if let Some(n) = raw.parallel.map(Number::as_i64) {
+        p.parallel = in_range(n, max_parallel.min(MAX_STREAMS))
+            .filter(|&x| x >= 1)
+            .ok_or(ParamError::Parallel(n))?;
+    }
+    if let Some(n) = raw.len.map(Number::as_i64) {
+        p.len = in_range(n, MAX_BLOCKSIZE).ok_or(ParamError::BlockSize(n))?;
+    }
+    p.bandwidth = count(raw.bandwidth, "bandwidth")?;
+    p.reverse = raw.reverse;
+    p.bidirectional = raw.bidirectional;
+    p.get_server_output = raw.get_server_output;
     // `get_parameters` applies tcp, then udp, then sctp: the last one set wins.
-    if proto[2] {
+    if raw.protocol[2] {
         p.protocol = Protocol::Sctp;
-    } else if proto[1] {
+    } else if raw.protocol[1] {
         p.protocol = Protocol::Udp;
     }
     if p.protocol != Protocol::Tcp {
@@ -385,8 +420,8 @@ pub fn parse_params(text: &[u8], max_parallel: u32) -> Result<TestParams, ParamE
     if p.reverse && p.bidirectional {
         return Err(ParamError::ReverseAndBidirectional);
     }
-    if let Some(s) = version {
-        let n = s.copy_lossy(&mut p.client_version);
+    if let Some(s) = raw.client_version {
+        let n = json::copy_lossy(s, &mut p.client_version);
         p.client_version_len = u8::try_from(n).unwrap_or(0);
     }
     Ok(p)
@@ -401,59 +436,57 @@ pub struct ClientResults {
     pub bytes: u64,
 }
 
+/// The client's results object (`send_results` on the client). The members
+/// `get_results` requires must be there; others (`congestion_used`, …) are skipped.
+#[derive(Deserialize)]
+struct ClientResultsJson {
+    #[serde(rename = "cpu_util_total")]
+    _cpu_util_total: Number,
+    #[serde(rename = "cpu_util_user")]
+    _cpu_util_user: Number,
+    #[serde(rename = "cpu_util_system")]
+    _cpu_util_system: Number,
+    #[serde(rename = "sender_has_retransmits")]
+    _sender_has_retransmits: Number,
+    streams: StreamSums,
+}
+
+/// One entry of the client's `streams` array: only `bytes` is read.
+#[derive(Deserialize)]
+struct ClientStreamJson {
+    #[serde(default)]
+    bytes: Option<Number>,
+}
+
+/// The `streams` array, counted and summed as it is read (no allocation).
+struct StreamSums(ClientResults);
+
+impl<'de> Deserialize<'de> for StreamSums {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StreamSums;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of stream objects")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StreamSums, A::Error> {
+                let mut out = ClientResults::default();
+                while let Some(s) = seq.next_element::<ClientStreamJson>()? {
+                    out.streams = out.streams.saturating_add(1);
+                    out.bytes = out.bytes.saturating_add(s.bytes.map_or(0, Number::as_u64));
+                }
+                Ok(StreamSums(out))
+            }
+        }
+        deserializer.deserialize_seq(V)
+    }
+}
+
 /// Validates the client's results JSON (`send_results` on the client) and sums
 /// its streams. Requires the members `get_results` requires: the three
 /// `cpu_util_*` numbers, `sender_has_retransmits` and a `streams` array of objects.
 pub fn parse_client_results(text: &[u8]) -> Result<ClientResults, JsonError> {
-    let mut have = [false; 4];
-    let mut streams: Option<&[u8]> = None;
-    let mut ok = true;
-    json::for_each_member(text, |k, v| {
-        const NUMS: [&str; 4] = [
-            "cpu_util_total",
-            "cpu_util_user",
-            "cpu_util_system",
-            "sender_has_retransmits",
-        ];
-        if let Some(i) = NUMS.iter().position(|n| k.eq_ignore_ascii_case(n)) {
-            if let Some(h) = have.get_mut(i) {
-                ok &= matches!(v, Value::Number(_));
-                *h = true;
-            }
-        } else if k.eq_ignore_ascii_case("streams") && streams.is_none() {
-            match v {
-                Value::Array(a) => streams = Some(a),
-                _ => ok = false,
-            }
-        }
-    })?;
-    let Some(arr) = streams else {
-        return Err(JsonError::WrongType);
-    };
-    if !ok || have.contains(&false) {
-        return Err(JsonError::WrongType);
-    }
-    let mut out = ClientResults::default();
-    let mut bad = false;
-    json::for_each_element(arr, |e| {
-        let Value::Object(o) = e else {
-            bad = true;
-            return;
-        };
-        out.streams = out.streams.saturating_add(1);
-        let r = json::for_each_member(o, |k, v| {
-            if let (true, Value::Number(n)) = (k.eq_ignore_ascii_case("bytes"), v) {
-                out.bytes = out
-                    .bytes
-                    .saturating_add(u64::try_from(n.as_i64()).unwrap_or(0));
-            }
-        });
-        bad |= r.is_err();
-    })?;
-    if bad {
-        return Err(JsonError::WrongType);
-    }
-    Ok(out)
+    json::from_slice::<ClientResultsJson>(text).map(|r| r.streams.0)
 }
 
 /// One stream's line in the server's results (`send_results`).
@@ -478,6 +511,54 @@ pub struct CpuUtil {
     pub system: f64,
 }
 
+/// The server's results object, in `send_results`' member order.
+#[derive(Serialize)]
+struct ResultsJson<'a> {
+    cpu_util_total: f64,
+    cpu_util_user: f64,
+    cpu_util_system: f64,
+    sender_has_retransmits: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_output_text: Option<&'a str>,
+    streams: StreamsJson<'a>,
+}
+
+/// The `streams` array, written from the [`StreamResult`]s without copying them.
+struct StreamsJson<'a>(&'a [StreamResult]);
+
+impl Serialize for StreamsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|s| StreamJson {
+            id: s.id,
+            bytes: s.bytes,
+            retransmits: -1,
+            jitter: 0,
+            errors: 0,
+            packets: 0,
+            start_time: 0,
+            end_time: finite(s.end_time_s),
+        }))
+    }
+}
+
+/// One stream of the server's results (TCP: no jitter, errors or packets).
+#[derive(Serialize)]
+struct StreamJson {
+    id: u32,
+    bytes: u64,
+    retransmits: i64,
+    jitter: u8,
+    errors: u8,
+    packets: u8,
+    start_time: u8,
+    end_time: f64,
+}
+
+/// NaN and infinities (not JSON) become 0.
+fn finite(v: f64) -> f64 {
+    if v.is_finite() { v } else { 0.0 }
+}
+
 /// Appends the server's results JSON (the object `send_results` builds) to `out`.
 ///
 /// `sender_has_retransmits` is -1 when the server only received, else 0: this
@@ -489,46 +570,21 @@ pub fn write_results(
     cpu: CpuUtil,
     server_sends: bool,
     streams: &[StreamResult],
-    server_output_text: Option<&[u8]>,
+    server_output_text: Option<&str>,
 ) {
-    let mut w = json::Writer::new(out);
-    w.begin_object();
-    w.key("cpu_util_total");
-    w.f64(cpu.total);
-    w.key("cpu_util_user");
-    w.f64(cpu.user);
-    w.key("cpu_util_system");
-    w.f64(cpu.system);
-    w.key("sender_has_retransmits");
-    w.i64(if server_sends { 0 } else { -1 });
-    if let Some(text) = server_output_text {
-        w.key("server_output_text");
-        w.string(text);
+    let results = ResultsJson {
+        cpu_util_total: finite(cpu.total),
+        cpu_util_user: finite(cpu.user),
+        cpu_util_system: finite(cpu.system),
+        sender_has_retransmits: if server_sends { 0 } else { -1 },
+        server_output_text,
+        streams: StreamsJson(streams),
+    };
+    // ~190 bytes per stream with 20-digit numbers; text escapes take up to 6 bytes a byte.
+    let hint = 160 + streams.len() * 200 + server_output_text.map_or(0, |t| t.len() * 6);
+    if let Some(text) = json::to_vec(&results, hint) {
+        out.extend_from_slice(&text);
     }
-    w.key("streams");
-    w.begin_array();
-    for s in streams {
-        w.begin_object();
-        w.key("id");
-        w.u64(u64::from(s.id));
-        w.key("bytes");
-        w.u64(s.bytes);
-        w.key("retransmits");
-        w.i64(-1);
-        w.key("jitter");
-        w.u64(0);
-        w.key("errors");
-        w.u64(0);
-        w.key("packets");
-        w.u64(0);
-        w.key("start_time");
-        w.u64(0);
-        w.key("end_time");
-        w.f64(s.end_time_s);
-        w.end_object();
-    }
-    w.end_array();
-    w.end_object();
 }
 
 /// The id iperf3 gives the `index`-th connected stream (0-based): 1, 3, 4, 5, …

@@ -711,13 +711,7 @@ impl Server {
                     None
                 };
                 let mut json = Vec::new();
-                write_results(
-                    &mut json,
-                    self.cpu,
-                    server_sends,
-                    &results,
-                    text.as_deref().map(str::as_bytes),
-                );
+                write_results(&mut json, self.cpu, server_sends, &results, text.as_deref());
                 if let Some(c) = self.conn_mut(ctrl) {
                     let len = u32::try_from(json.len()).unwrap_or(u32::MAX);
                     c.tx.extend_from_slice(&len.to_be_bytes());

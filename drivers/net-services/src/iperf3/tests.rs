@@ -1,10 +1,10 @@
 //! Scripted-client tests of the sans-IO iperf3 server.
 
 use super::*;
-use crate::json::{self, Value};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use serde_json::Value;
 
 const COOKIE_A: &[u8; 37] = b"abcdefghijklmnopqrstuvwxyz0123456789\0";
 const COOKIE_B: &[u8; 37] = b"zyxwvutsrqponmlkjihgfedcba9876543210\0";
@@ -135,43 +135,36 @@ impl H {
 
 /// (id, bytes, end_time) of each stream in a results JSON, plus `sender_has_retransmits`.
 fn read_results(body: &[u8]) -> (i64, Vec<(i64, i64, f64)>) {
-    let mut shr = None;
-    let mut streams = None;
-    let mut have_cpu = 0;
-    json::for_each_member(body, |k, v| match (k.raw(), v) {
-        (b"sender_has_retransmits", Value::Number(n)) => shr = Some(n.as_i64()),
-        (b"streams", Value::Array(a)) => streams = Some(a),
-        (b"cpu_util_total" | b"cpu_util_user" | b"cpu_util_system", Value::Number(_)) => {
-            have_cpu += 1
-        }
-        _ => {}
-    })
-    .unwrap();
-    assert_eq!(have_cpu, 3);
+    let v: Value = serde_json::from_slice(body).unwrap();
+    for k in ["cpu_util_total", "cpu_util_user", "cpu_util_system"] {
+        assert!(v[k].is_number(), "{k}");
+    }
     let mut out = vec![];
-    json::for_each_element(streams.unwrap(), |e| {
-        let Value::Object(o) = e else { panic!() };
-        let (mut id, mut bytes, mut end, mut fields) = (0, 0, 0.0, 0);
-        json::for_each_member(o, |k, v| {
-            let Value::Number(n) = v else { panic!() };
-            fields += 1;
-            match k.raw() {
-                b"id" => id = n.as_i64(),
-                b"bytes" => bytes = n.as_i64(),
-                b"end_time" => end = n.as_f64(),
-                b"retransmits" => assert_eq!(n.as_i64(), -1),
-                _ => {}
-            }
-        })
-        .unwrap();
+    for s in v["streams"].as_array().unwrap() {
+        let o = s.as_object().unwrap();
+        // serde_json's map sorts its keys.
         assert_eq!(
-            fields, 8,
-            "id bytes retransmits jitter errors packets start_time end_time"
+            o.keys().collect::<Vec<_>>(),
+            [
+                "bytes",
+                "end_time",
+                "errors",
+                "id",
+                "jitter",
+                "packets",
+                "retransmits",
+                "start_time"
+            ]
         );
-        out.push((id, bytes, end));
-    })
-    .unwrap();
-    (shr.unwrap(), out)
+        assert!(o.values().all(Value::is_number));
+        assert_eq!(o["retransmits"], -1);
+        out.push((
+            o["id"].as_i64().unwrap(),
+            o["bytes"].as_i64().unwrap(),
+            o["end_time"].as_f64().unwrap(),
+        ));
+    }
+    (v["sender_has_retransmits"].as_i64().unwrap(), out)
 }
 
 #[test]
@@ -354,7 +347,7 @@ fn wrong_cookie_and_extra_streams_are_denied() {
     // Another client's control connection during stream creation: its cookie
     // does not match, so it is denied after the cookie.
     h.accept(3);
-    assert_eq!(h.ctrl(3), []);
+    assert_eq!(h.ctrl(3), [0u8; 0]);
     h.send(3, COOKIE_B);
     assert_eq!(h.ctrl(3), [0xff]);
     assert_eq!(h.s.take_close(ConnId(3)), Some(CloseKind::Close));
@@ -438,7 +431,7 @@ fn parameter_bounds() {
 #[test]
 fn params_parse_like_cjson() {
     let p = parse_params(
-        br#"{"TCP":true,"time":3,"Time":99,"parallel":2.9,"reverse":1,"client_version":"3.12-\u00e9\n-very-long-version-string"}"#,
+        br#"{"TCP":true,"time":3,"Time":99,"parallel":2.9,"reverse":true,"x":{"y":[1,{}]},"client_version":"3.12-\u00e9\n-very-long-version-string"}"#,
         128,
     )
     .unwrap();
@@ -448,6 +441,22 @@ fn params_parse_like_cjson() {
     assert!(p.reverse);
     assert_eq!(p.client_version(), "3.12-??-very-lon");
     assert!(!parse_params(br#"{"reverse":false}"#, 128).unwrap().reverse);
+    assert!(!parse_params(br#"{"reverse":null}"#, 128).unwrap().reverse);
+    // Flags are booleans, as iperf3 prints them; get_server_output is a number.
+    assert_eq!(
+        parse_params(br#"{"reverse":1}"#, 128),
+        Err(ParamError::Type("reverse"))
+    );
+    assert!(
+        parse_params(br#"{"get_server_output":1}"#, 128)
+            .unwrap()
+            .get_server_output
+    );
+    assert!(
+        !parse_params(br#"{"get_server_output":0}"#, 128)
+            .unwrap()
+            .get_server_output
+    );
     assert_eq!(
         parse_params(br#"{"tcp":true,"sctp":true}"#, 128),
         Err(ParamError::UnsupportedProtocol(Protocol::Sctp))
@@ -469,7 +478,7 @@ fn oversized_frame_is_refused_before_buffering() {
     ));
     // Later bytes on the refused connection are ignored.
     h.send(0, &[0; 100]);
-    assert_eq!(h.ctrl(0), []);
+    assert_eq!(h.ctrl(0), [0u8; 0]);
 }
 
 #[test]
@@ -703,14 +712,8 @@ fn server_output_text_on_request() {
     h.streams(1);
     h.send(1, &[0; 42]);
     let body = h.finish(&[(1, 42)]);
-    let mut text = None;
-    json::for_each_member(&body, |k, v| {
-        if let (b"server_output_text", Value::String(s)) = (k.raw(), v) {
-            text = Some(String::from_utf8_lossy(s.raw()).into_owned());
-        }
-    })
-    .unwrap();
-    let text = text.unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let text = v["server_output_text"].as_str().unwrap();
     assert!(text.contains("received 42 bytes"), "{text}");
 }
 
@@ -725,14 +728,8 @@ fn cpu_util_is_reported_as_set() {
     h.handshake(r#","parallel":1"#);
     h.streams(1);
     let body = h.finish(&[(1, 0)]);
-    let mut total = None;
-    json::for_each_member(&body, |k, v| {
-        if let (b"cpu_util_total", Value::Number(n)) = (k.raw(), v) {
-            total = Some(n.as_f64());
-        }
-    })
-    .unwrap();
-    assert_eq!(total, Some(12.5));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["cpu_util_total"].as_f64(), Some(12.5));
 }
 
 /// Deterministic random operations: no panic, invariants hold, the server
@@ -798,4 +795,68 @@ fn random_operations_never_panic() {
     h.handshake(r#","parallel":1"#);
     h.streams(1);
     h.finish(&[(1, 0)]);
+}
+
+/// Arbitrary bytes (random, and mutations of valid messages) into both JSON
+/// parsers: errors, never a panic; accepted parameters are within bounds.
+#[test]
+fn json_parsers_never_panic_on_arbitrary_bytes() {
+    let mut x: u64 = 0x0123_4567_89ab_cdef;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let valid = [
+        params(r#","parallel":2,"reverse":true,"get_server_output":1"#)[4..].to_vec(),
+        client_results(&[(1, 5), (3, 7)])[4..].to_vec(),
+    ];
+    for i in 0..20_000 {
+        let mut v = if i % 2 == 0 {
+            valid[(rnd() % 2) as usize].clone()
+        } else {
+            (0..rnd() % 200).map(|_| rnd() as u8).collect()
+        };
+        for _ in 0..rnd() % 4 {
+            if v.is_empty() {
+                break;
+            }
+            let at = (rnd() as usize) % v.len();
+            match rnd() % 3 {
+                0 => v[at] = b"{}[]\",:\\-.e0n"[(rnd() % 13) as usize],
+                1 => v.truncate(at),
+                _ => v[at] = rnd() as u8,
+            }
+        }
+        if let Ok(p) = parse_params(&v, MAX_STREAMS) {
+            assert!((1..=MAX_STREAMS).contains(&p.parallel));
+            assert!(!(p.reverse && p.bidirectional));
+            assert!(p.client_version().len() <= proto::VERSION_MAX);
+        }
+        if let Ok(r) = parse_client_results(&v) {
+            assert!(r.streams as usize <= v.len());
+        }
+    }
+    let mut deep = b"{\"cpu_util_total\":".to_vec();
+    deep.extend(core::iter::repeat_n(b'[', 60_000));
+    assert!(parse_client_results(&deep).is_err());
+    assert!(parse_params(&deep, MAX_STREAMS).is_err());
+}
+
+#[test]
+fn client_results_fields() {
+    let r = parse_client_results(&client_results(&[(1, 5), (3, u64::MAX)])[4..]).unwrap();
+    assert_eq!(r.streams, 2);
+    assert_eq!(r.bytes, u64::MAX, "saturates");
+    // Streams of any content but objects are refused; missing members too.
+    assert!(parse_client_results(br#"{"cpu_util_total":1,"cpu_util_user":0,"cpu_util_system":1,"sender_has_retransmits":0,"streams":[1]}"#).is_err());
+    assert!(
+        parse_client_results(
+            br#"{"cpu_util_total":1,"cpu_util_user":0,"cpu_util_system":1,"streams":[]}"#
+        )
+        .is_err()
+    );
+    let r = parse_client_results(br#"{"cpu_util_total":1,"cpu_util_user":0,"cpu_util_system":1,"sender_has_retransmits":0,"streams":[{"bytes":-4},{"id":3}],"extra":{"a":[]}}"#).unwrap();
+    assert_eq!((r.streams, r.bytes), (2, 0));
 }
