@@ -10,8 +10,18 @@
 //! from scratch, ignoring whatever the field held, as Linux netfront does with
 //! `skb_checksum_setup(skb, true)`.
 //!
-//! No-panic promise: every header field is read through bounds-checked
-//! accessors; a frame too short for what its headers claim is an error.
+//! Parsing goes through smoltcp's checked wire views (`EthernetFrame`,
+//! `Ipv4Packet`, `TcpPacket`, `UdpPacket`, each built with `new_checked`) and
+//! the sums through `smoltcp::wire::checksum` and the views' `fill_checksum`.
+//!
+//! No-panic promise: every view is length-checked (`new_checked`) before a
+//! field is read; a frame too short for what its headers claim is an error.
+
+use core::fmt;
+use smoltcp::wire::{
+    EthernetFrame, EthernetProtocol, IpAddress, IpProtocol, Ipv4Packet, TcpPacket, UdpPacket,
+    checksum,
+};
 
 /// Ethertype of IPv4.
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -29,9 +39,11 @@ pub enum ChecksumError {
         /// The frame's ethertype.
         ethertype: u16,
     },
-    /// The frame ends before the headers or the IP total length it announces.
+    /// The frame ends before the headers or the IP total length it announces,
+    /// or a TCP data offset / UDP length does not fit the segment.
     Truncated,
-    /// The IPv4 header is malformed (version is not 4, or IHL below 5).
+    /// The IPv4 header is malformed (version is not 4, IHL below 5, or a
+    /// total length shorter than the header).
     BadIpHeader,
     /// An IP fragment: the transport header/payload is not all here.
     Fragment,
@@ -39,120 +51,90 @@ pub enum ChecksumError {
     UnsupportedProtocol(u8),
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([
-        *b.get(at)?,
-        *b.get(at.checked_add(1)?)?,
-    ]))
+impl fmt::Display for ChecksumError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChecksumError::NotIpv4 { ethertype } => {
+                write!(f, "ethertype {ethertype:#06x} is not IPv4")
+            }
+            ChecksumError::Truncated => f.write_str("frame shorter than its headers announce"),
+            ChecksumError::BadIpHeader => f.write_str("malformed IPv4 header"),
+            ChecksumError::Fragment => f.write_str("IPv4 fragment"),
+            ChecksumError::UnsupportedProtocol(p) => {
+                write!(f, "IP protocol {p} is neither TCP nor UDP")
+            }
+        }
+    }
 }
 
-/// One's-complement sum of `data` as big-endian 16-bit words (an odd last
-/// byte is padded with zero), added to `acc` without folding.
-pub fn sum_words(acc: u64, data: &[u8]) -> u64 {
-    let (words, rest) = data.as_chunks::<2>();
-    let mut sum = acc;
-    for w in words {
-        sum += u64::from(u16::from_be_bytes(*w));
-    }
-    if let [last] = *rest {
-        sum += u64::from(u16::from_be_bytes([last, 0]));
-    }
-    sum
-}
-
-/// Folds a sum to 16 bits (end-around carry).
-pub fn fold(mut sum: u64) -> u16 {
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// Where the IPv4 transport segment of an Ethernet frame lies.
-struct L4<'a> {
-    src: &'a [u8],
-    dst: &'a [u8],
-    proto: u8,
+/// Where the transport segment of an Ethernet/IPv4 frame lies, and its
+/// pseudo-header fields.
+struct Segment {
+    src: IpAddress,
+    dst: IpAddress,
+    proto: IpProtocol,
+    /// Offsets in the frame: the IP payload, up to the IP total length.
     start: usize,
     end: usize,
 }
 
-fn locate(frame: &[u8]) -> Result<L4<'_>, ChecksumError> {
-    let ethertype = be16(frame, 12).ok_or(ChecksumError::Truncated)?;
-    if ethertype != ETHERTYPE_IPV4 {
-        return Err(ChecksumError::NotIpv4 { ethertype });
+fn locate(frame: &[u8]) -> Result<Segment, ChecksumError> {
+    let eth = EthernetFrame::new_checked(frame).map_err(|_| ChecksumError::Truncated)?;
+    let ethertype = eth.ethertype();
+    if ethertype != EthernetProtocol::Ipv4 {
+        return Err(ChecksumError::NotIpv4 {
+            ethertype: u16::from(ethertype),
+        });
     }
-    let ip = frame
-        .get(crate::ETH_HLEN..)
-        .ok_or(ChecksumError::Truncated)?;
-    let vihl = *ip.first().ok_or(ChecksumError::Truncated)?;
-    let ihl = usize::from(vihl & 0x0F) * 4;
-    if vihl >> 4 != 4 || ihl < 20 {
+    let bytes = eth.payload();
+    let version_ihl = *bytes.first().ok_or(ChecksumError::Truncated)?;
+    if version_ihl >> 4 != 4 || version_ihl & 0x0F < 5 {
         return Err(ChecksumError::BadIpHeader);
     }
-    if ip.len() < ihl {
-        return Err(ChecksumError::Truncated);
-    }
-    let total = usize::from(be16(ip, 2).ok_or(ChecksumError::Truncated)?);
-    if total < ihl {
-        return Err(ChecksumError::BadIpHeader);
-    }
-    if total > ip.len() {
-        return Err(ChecksumError::Truncated);
-    }
-    let frag = be16(ip, 6).ok_or(ChecksumError::Truncated)?;
-    // MF set or a non-zero fragment offset.
-    if frag & 0x3FFF != 0 {
+    let ip = Ipv4Packet::new_checked(bytes).map_err(|_| {
+        // `new_checked` does not say which check failed: a total length
+        // shorter than a header that is all here is malformed, the rest is
+        // truncation. (The view over 20 bytes reads only its fixed header.)
+        match bytes.get(..20).map(Ipv4Packet::new_unchecked) {
+            Some(h)
+                if usize::from(h.header_len()) <= bytes.len()
+                    && h.total_len() < u16::from(h.header_len()) =>
+            {
+                ChecksumError::BadIpHeader
+            }
+            _ => ChecksumError::Truncated,
+        }
+    })?;
+    if ip.more_frags() || ip.frag_offset() != 0 {
         return Err(ChecksumError::Fragment);
     }
-    let proto = *ip.get(9).ok_or(ChecksumError::Truncated)?;
-    Ok(L4 {
-        src: ip.get(12..16).ok_or(ChecksumError::Truncated)?,
-        dst: ip.get(16..20).ok_or(ChecksumError::Truncated)?,
-        proto,
-        start: crate::ETH_HLEN + ihl,
-        end: crate::ETH_HLEN + total,
+    let start = EthernetFrame::<&[u8]>::header_len() + usize::from(ip.header_len());
+    Ok(Segment {
+        src: IpAddress::Ipv4(ip.src_addr()),
+        dst: IpAddress::Ipv4(ip.dst_addr()),
+        proto: ip.next_header(),
+        start,
+        end: start + ip.payload().len(),
     })
-}
-
-/// The offset of the checksum field within the transport header, and the
-/// smallest valid transport header.
-fn csum_field(proto: u8) -> Result<(usize, usize), ChecksumError> {
-    match proto {
-        IPPROTO_TCP => Ok((16, 20)),
-        IPPROTO_UDP => Ok((6, 8)),
-        p => Err(ChecksumError::UnsupportedProtocol(p)),
-    }
-}
-
-fn pseudo_sum(l4: &L4<'_>) -> u64 {
-    let len = (l4.end - l4.start) as u64;
-    sum_words(sum_words(0, l4.src), l4.dst) + u64::from(l4.proto) + len
 }
 
 /// Computes and stores the TCP or UDP checksum of an Ethernet/IPv4 frame whose
 /// checksum field is blank or holds only the pseudo-header sum. Bytes beyond
 /// the IP total length (Ethernet padding) are left alone.
 pub fn complete_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
-    let l4 = locate(frame)?;
-    let (field, min) = csum_field(l4.proto)?;
-    let (start, end, proto) = (l4.start, l4.end, l4.proto);
-    if end - start < min {
-        return Err(ChecksumError::Truncated);
-    }
-    let pseudo = pseudo_sum(&l4);
-    let seg = frame.get_mut(start..end).ok_or(ChecksumError::Truncated)?;
-    let slot = seg
-        .get_mut(field..field + 2)
+    let at = locate(frame)?;
+    let seg = frame
+        .get_mut(at.start..at.end)
         .ok_or(ChecksumError::Truncated)?;
-    slot.copy_from_slice(&[0, 0]);
-    let mut csum = !fold(sum_words(pseudo, seg));
-    if proto == IPPROTO_UDP && csum == 0 {
-        // RFC 768: a computed zero is sent as all ones (zero means "none").
-        csum = 0xFFFF;
-    }
-    if let Some(slot) = seg.get_mut(field..field + 2) {
-        slot.copy_from_slice(&csum.to_be_bytes());
+    match at.proto {
+        IpProtocol::Tcp => TcpPacket::new_checked(seg)
+            .map_err(|_| ChecksumError::Truncated)?
+            .fill_checksum(&at.src, &at.dst),
+        // Writes all ones for a computed zero (RFC 768: zero means "none").
+        IpProtocol::Udp => UdpPacket::new_checked(seg)
+            .map_err(|_| ChecksumError::Truncated)?
+            .fill_checksum(&at.src, &at.dst),
+        p => return Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
     }
     Ok(())
 }
@@ -160,36 +142,59 @@ pub fn complete_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
 /// Whether the TCP/UDP checksum of an Ethernet/IPv4 frame verifies (a UDP
 /// checksum of zero, "none", counts as valid).
 pub fn checksum_ok(frame: &[u8]) -> Result<bool, ChecksumError> {
-    let l4 = locate(frame)?;
-    let (field, min) = csum_field(l4.proto)?;
-    if l4.end - l4.start < min {
-        return Err(ChecksumError::Truncated);
-    }
+    let at = locate(frame)?;
     let seg = frame
-        .get(l4.start..l4.end)
+        .get(at.start..at.end)
         .ok_or(ChecksumError::Truncated)?;
-    if l4.proto == IPPROTO_UDP && be16(seg, field) == Some(0) {
-        return Ok(true);
-    }
-    Ok(fold(sum_words(pseudo_sum(&l4), seg)) == 0xFFFF)
+    // Summed here rather than with the views' `verify_checksum`, which
+    // smoltcp makes always true under `cfg(fuzzing)`.
+    let (len, covered) = match at.proto {
+        IpProtocol::Tcp => {
+            TcpPacket::new_checked(seg).map_err(|_| ChecksumError::Truncated)?;
+            (seg.len(), seg)
+        }
+        IpProtocol::Udp => {
+            let udp = UdpPacket::new_checked(seg).map_err(|_| ChecksumError::Truncated)?;
+            if udp.checksum() == 0 {
+                return Ok(true);
+            }
+            let len = usize::from(udp.len());
+            (len, seg.get(..len).ok_or(ChecksumError::Truncated)?)
+        }
+        p => return Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
+    };
+    let sum = checksum::combine(&[pseudo_header(&at, len), checksum::data(covered)]);
+    Ok(sum == 0xFFFF)
+}
+
+/// The folded pseudo-header sum over `len` transport bytes.
+fn pseudo_header(at: &Segment, len: usize) -> u16 {
+    // An IPv4 payload is below 64 KiB.
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
+    checksum::pseudo_header(&at.src, &at.dst, at.proto, len)
 }
 
 /// Replaces the transport checksum with the folded pseudo-header sum, as a
 /// Linux sender with checksum offload leaves it (`CHECKSUM_PARTIAL`). For
 /// tests and the simulator.
 pub fn blank_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
-    let l4 = locate(frame)?;
-    let (field, min) = csum_field(l4.proto)?;
-    let (start, end) = (l4.start, l4.end);
-    if end - start < min {
-        return Err(ChecksumError::Truncated);
-    }
-    let partial = fold(pseudo_sum(&l4));
-    if let Some(slot) = frame
-        .get_mut(start..end)
-        .and_then(|seg| seg.get_mut(field..field + 2))
-    {
-        slot.copy_from_slice(&partial.to_be_bytes());
+    let at = locate(frame)?;
+    let seg = frame
+        .get_mut(at.start..at.end)
+        .ok_or(ChecksumError::Truncated)?;
+    match at.proto {
+        IpProtocol::Tcp => {
+            let partial = pseudo_header(&at, seg.len());
+            TcpPacket::new_checked(seg)
+                .map_err(|_| ChecksumError::Truncated)?
+                .set_checksum(partial);
+        }
+        IpProtocol::Udp => {
+            let mut udp = UdpPacket::new_checked(seg).map_err(|_| ChecksumError::Truncated)?;
+            let partial = pseudo_header(&at, usize::from(udp.len()));
+            udp.set_checksum(partial);
+        }
+        p => return Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
     }
     Ok(())
 }
@@ -278,5 +283,133 @@ mod tests {
             let mut cut = good[..n].to_vec();
             assert!(complete_checksum(&mut cut).is_err());
         }
+    }
+    /// A TCP/IPv4 SYN 10.0.0.1:40000 -> 10.0.0.2:80, checksum completed.
+    fn tcp_frame() -> alloc::vec::Vec<u8> {
+        let mut f = unhex(
+            "020000000002 020000000001 0800
+             4500 0028 0000 4000 4006 0000 0a000001 0a000002
+             9c40 0050 00000001 00000000 5002 ffff 0000 0000",
+        );
+        complete_checksum(&mut f).unwrap();
+        f
+    }
+
+    #[test]
+    fn tcp_completes_and_verifies() {
+        let good = tcp_frame();
+        assert_eq!(checksum_ok(&good), Ok(true));
+        assert_ne!(&good[50..52], &[0, 0]);
+        let mut blank = good.clone();
+        blank_checksum(&mut blank).unwrap();
+        assert_eq!(checksum_ok(&blank), Ok(false));
+        complete_checksum(&mut blank).unwrap();
+        assert_eq!(blank, good);
+    }
+
+    #[test]
+    fn bad_lengths_are_errors() {
+        let good = unhex(UDP_FRAME);
+        // IP total length past the frame, and below the header.
+        let mut long = good.clone();
+        long[17] = 0x40;
+        assert_eq!(complete_checksum(&mut long), Err(ChecksumError::Truncated));
+        let mut short_total = good.clone();
+        short_total[17] = 19;
+        assert_eq!(
+            complete_checksum(&mut short_total),
+            Err(ChecksumError::BadIpHeader)
+        );
+        // IHL past the frame.
+        let mut ihl = good[..30].to_vec();
+        ihl[14] = 0x4F;
+        assert_eq!(complete_checksum(&mut ihl), Err(ChecksumError::Truncated));
+        // Version 6 in an IPv4 ethertype.
+        let mut v = good.clone();
+        v[14] = 0x65;
+        assert_eq!(complete_checksum(&mut v), Err(ChecksumError::BadIpHeader));
+        // UDP length field below 8 or past the IP payload.
+        for udp_len in [7u8, 14] {
+            let mut u = good.clone();
+            u[39] = udp_len;
+            assert_eq!(complete_checksum(&mut u), Err(ChecksumError::Truncated));
+            assert_eq!(checksum_ok(&u), Err(ChecksumError::Truncated));
+        }
+        // TCP segment shorter than its fixed header, and a data offset past it.
+        let tcp = tcp_frame();
+        let mut cut = tcp.clone();
+        cut[17] = 20 + 19;
+        assert_eq!(complete_checksum(&mut cut), Err(ChecksumError::Truncated));
+        let mut offset = tcp.clone();
+        offset[46] = 0xF0;
+        assert_eq!(
+            complete_checksum(&mut offset),
+            Err(ChecksumError::Truncated)
+        );
+        // Every prefix of a TCP frame too.
+        for n in 0..tcp.len() {
+            let mut c = tcp[..n].to_vec();
+            assert!(complete_checksum(&mut c).is_err());
+            assert!(blank_checksum(&mut c).is_err());
+            assert!(checksum_ok(&c).is_err());
+        }
+    }
+
+    #[test]
+    fn fragments_and_other_frames_are_refused() {
+        let good = unhex(UDP_FRAME);
+        let mut offset = good.clone();
+        offset[20] = 0x00;
+        offset[21] = 0x01; // offset 8 bytes, DF clear
+        assert_eq!(complete_checksum(&mut offset), Err(ChecksumError::Fragment));
+        assert_eq!(checksum_ok(&offset), Err(ChecksumError::Fragment));
+        let mut df = good.clone();
+        df[20] = 0x40; // DF alone is no fragment
+        assert!(complete_checksum(&mut df).is_ok());
+        let mut arp = good.clone();
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        assert_eq!(
+            blank_checksum(&mut arp),
+            Err(ChecksumError::NotIpv4 { ethertype: 0x0806 })
+        );
+        let mut vlan = good.clone();
+        vlan[12] = 0x81;
+        vlan[13] = 0x00;
+        assert_eq!(
+            checksum_ok(&vlan),
+            Err(ChecksumError::NotIpv4 { ethertype: 0x8100 })
+        );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let base = [unhex(UDP_FRAME), tcp_frame()];
+        for i in 0..50_000usize {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut f = base[i % 2].clone();
+            let at = (x as usize) % f.len();
+            f[at] = (x >> 32) as u8;
+            f.truncate((x >> 40) as usize % (f.len() + 8));
+            let _ = checksum_ok(&f);
+            let _ = blank_checksum(&mut f);
+            let _ = complete_checksum(&mut f);
+        }
+    }
+
+    #[test]
+    fn errors_display() {
+        use alloc::string::ToString;
+        assert_eq!(
+            ChecksumError::NotIpv4 { ethertype: 0x86dd }.to_string(),
+            "ethertype 0x86dd is not IPv4"
+        );
+        assert_eq!(
+            ChecksumError::UnsupportedProtocol(1).to_string(),
+            "IP protocol 1 is neither TCP nor UDP"
+        );
     }
 }
