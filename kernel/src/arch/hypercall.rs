@@ -5,7 +5,8 @@
 //! leaf base+2, and write the guest-physical address of a page to that MSR; Xen fills
 //! the page with one 32-byte stub per hypercall (`mov $N, %eax; vmmcall; ret`).
 //! Calling through the page rather than issuing `vmmcall` directly keeps the guest
-//! independent of the CPU vendor (and avoided a triple fault seen under nested SVM).
+//! independent of the CPU vendor (and see docs/TESTING-XEN.md, "Port 0xE9 and the
+//! triple fault").
 //!
 //! Calling convention (`xen/include/public/arch-x86/xen-x86_64.h`): arguments in
 //! `rdi, rsi, rdx, r10, r8`, result in `rax`; a negative result is `-errno`

@@ -63,9 +63,8 @@ impl Platform for StorePlatform {
 
     /// Waits for the store event, at most [`STORE_REPOLL_NS`]: the caller polls the
     /// ring again either way. After a timeout xenstored is kicked once more, so that
-    /// neither a lost reply event nor a lost kick can leave a request waiting for
-    /// good (a hang of that shape was seen once in a resume under host load; its cause
-    /// is not known).
+    /// neither a lost reply event nor a lost kick can leave a request waiting for good
+    /// (why: docs/CORE.md §2, "Waiting for one port").
     fn wait(&mut self) {
         let deadline = time::now_ns().saturating_add(STORE_REPOLL_NS);
         if !wait::for_port_until(&self.port, deadline) {
