@@ -39,6 +39,7 @@ mod tests;
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
+use core::fmt;
 use core::mem::ManuallyDrop;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -65,6 +66,16 @@ pub enum GrowError {
     Hypervisor(i32),
     /// `grow()` reported success but `frames()` did not increase by exactly one.
     NotGrown,
+}
+
+impl fmt::Display for GrowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrowError::AtMaximum => f.write_str("grant table already at its maximum frames"),
+            GrowError::Hypervisor(rc) => write!(f, "hypervisor refused a grant frame: {rc}"),
+            GrowError::NotGrown => f.write_str("grant table did not grow by one frame"),
+        }
+    }
 }
 
 /// The guest's mapped grant-table frames (version 1 entries).
@@ -119,6 +130,19 @@ pub enum GrantError {
     ForeignTable,
 }
 
+impl fmt::Display for GrantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrantError::Exhausted => f.write_str("no free grant reference at maximum table size"),
+            GrantError::Grow(e) => write!(f, "growing the grant table: {e}"),
+            GrantError::FrameTooLarge(gfn) => {
+                write!(f, "gfn {gfn:#x} does not fit a v1 grant entry (32 bits)")
+            }
+            GrantError::ForeignTable => f.write_str("grant belongs to another grant table"),
+        }
+    }
+}
+
 /// Why [`GrantTable::end_access`] handed the grant back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EndAccessError {
@@ -126,6 +150,17 @@ pub enum EndAccessError {
     InUse(InUse),
     /// The grant belongs to another [`GrantTable`].
     ForeignTable,
+}
+
+impl fmt::Display for EndAccessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndAccessError::InUse(InUse { flags }) => {
+                write!(f, "peer still uses the grant (flags {flags:#06x})")
+            }
+            EndAccessError::ForeignTable => f.write_str("grant belongs to another grant table"),
+        }
+    }
 }
 
 /// Outcome of [`GrantTable::end_access_or_defer`].

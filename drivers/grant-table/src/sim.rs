@@ -58,6 +58,18 @@ pub enum SimError {
     NotMapped,
 }
 
+impl core::fmt::Display for SimError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SimError::BadRef => "grant reference outside the table",
+            SimError::NotGranted => "entry does not permit access",
+            SimError::WrongDomain => "entry grants another domain",
+            SimError::ReadOnly => "write mapping of a read-only grant",
+            SimError::NotMapped => "no such mapping",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Mapping {
     domid: DomId,

@@ -637,3 +637,24 @@ fn data_accessors_reach_the_contents() {
     let b = mem_table.end_access(g).map_err(|(_, e)| e).expect("end");
     assert_eq!(b.bytes[0], 0xAB);
 }
+
+#[test]
+fn errors_display() {
+    use alloc::string::ToString;
+    assert_eq!(
+        GrantError::FrameTooLarge(0x1_0000_0000).to_string(),
+        "gfn 0x100000000 does not fit a v1 grant entry (32 bits)"
+    );
+    assert_eq!(
+        GrantError::Grow(GrowError::Hypervisor(-12)).to_string(),
+        "growing the grant table: hypervisor refused a grant frame: -12"
+    );
+    assert_eq!(
+        EndAccessError::InUse(InUse { flags: 0x19 }).to_string(),
+        "peer still uses the grant (flags 0x0019)"
+    );
+    assert_eq!(
+        SimError::WrongDomain.to_string(),
+        "entry grants another domain"
+    );
+}

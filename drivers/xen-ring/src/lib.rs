@@ -35,6 +35,7 @@ pub mod sim;
 #[cfg(test)]
 mod tests;
 
+use core::fmt;
 use core::marker::PhantomData;
 use core::num::Wrapping;
 use core::sync::atomic::{Ordering, fence};
@@ -163,6 +164,35 @@ pub enum LayoutError {
     },
 }
 
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            LayoutError::BadStride => {
+                f.write_str("ring stride is 0 or not a power-of-two alignment")
+            }
+            LayoutError::NoEntries => f.write_str("no ring entry fits after the 64-byte header"),
+            LayoutError::EntriesNotPowerOfTwo(n) => {
+                write!(f, "ring entry count {n} is not a non-zero power of two")
+            }
+            LayoutError::TooManyEntries { entries, fit } => {
+                write!(f, "{entries} ring entries requested, only {fit} fit")
+            }
+            LayoutError::EntryTooLarge { size, stride } => {
+                write!(
+                    f,
+                    "ring entry of {size} bytes is larger than the stride {stride}"
+                )
+            }
+            LayoutError::AreaTooSmall { needed, actual } => {
+                write!(
+                    f,
+                    "ring area of {actual} bytes is below the {needed} the layout needs"
+                )
+            }
+        }
+    }
+}
+
 impl RingLayout {
     /// The standard layout: as many `stride`-byte entries as fit in `area_len`
     /// bytes, rounded down to a power of two (`__CONST_RING_SIZE`).
@@ -283,6 +313,30 @@ pub enum BackendFault {
     },
 }
 
+impl fmt::Display for BackendFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BackendFault::ResponseOverflow { rsp_prod, rsp_cons } => write!(
+                f,
+                "rsp_prod {rsp_prod} is {} past rsp_cons {rsp_cons}, more than the ring holds",
+                rsp_prod.wrapping_sub(rsp_cons)
+            ),
+            BackendFault::UnrequestedResponses {
+                rsp_prod,
+                rsp_cons,
+                req_prod,
+            } => write!(
+                f,
+                "rsp_prod {rsp_prod} is {} past req_prod {req_prod} (rsp_cons {rsp_cons})",
+                rsp_prod.wrapping_sub(req_prod)
+            ),
+            BackendFault::ProducerRewound { seen, now } => {
+                write!(f, "rsp_prod went back from {seen} to {now}")
+            }
+        }
+    }
+}
+
 /// Why a ring operation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RingError {
@@ -290,6 +344,15 @@ pub enum RingError {
     Full,
     /// The back end broke the protocol (now or earlier; the fault is sticky).
     Backend(BackendFault),
+}
+
+impl fmt::Display for RingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingError::Full => f.write_str("ring full"),
+            RingError::Backend(fault) => write!(f, "back end broke the ring protocol: {fault}"),
+        }
+    }
 }
 
 impl From<BackendFault> for RingError {

@@ -773,3 +773,30 @@ fn threaded_front_and_back_with_events_lose_no_wakeup() {
     // Event suppression worked: far fewer events than messages in both directions.
     assert!(events.load(Ordering::Relaxed) < 2 * N);
 }
+
+#[test]
+fn errors_name_the_values() {
+    use alloc::string::ToString;
+    let fault = BackendFault::UnrequestedResponses {
+        rsp_prod: 300,
+        rsp_cons: 250,
+        req_prod: 256,
+    };
+    assert_eq!(
+        fault.to_string(),
+        "rsp_prod 300 is 44 past req_prod 256 (rsp_cons 250)"
+    );
+    assert_eq!(
+        RingError::Backend(BackendFault::ProducerRewound { seen: 9, now: 3 }).to_string(),
+        "back end broke the ring protocol: rsp_prod went back from 9 to 3"
+    );
+    assert_eq!(
+        LayoutError::TooManyEntries {
+            entries: 64,
+            fit: 32
+        }
+        .to_string(),
+        "64 ring entries requested, only 32 fit"
+    );
+    assert_eq!(RingError::Full.to_string(), "ring full");
+}

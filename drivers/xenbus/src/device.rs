@@ -42,6 +42,20 @@ pub enum DeviceError {
     Mismatch,
 }
 
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DeviceError::Empty => "empty value",
+            DeviceError::TooLong => "value too long",
+            DeviceError::BadCharacter => "byte not allowed in this component",
+            DeviceError::NotDecimal => "not a plain decimal number",
+            DeviceError::OutOfRange => "number out of range (or a reserved domid)",
+            DeviceError::BadShape => "path does not have the expected components",
+            DeviceError::Mismatch => "backend path names another class, device or domain",
+        })
+    }
+}
+
 /// A validated device class (`vif`, `vbd`, `console`, `9pfs`, ...): 1 to 32
 /// bytes of `[a-z0-9_-]`, starting with a letter or digit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -162,6 +162,21 @@ pub enum FrontendError {
     },
 }
 
+impl core::fmt::Display for FrontendError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrontendError::BadBackendState(e) => f.write_str(match e {
+                StateParseError::Empty => "back-end state is empty",
+                StateParseError::NotDecimal => "back-end state is not a decimal number",
+                StateParseError::OutOfRange => "back-end state is not a xenbus state",
+            }),
+            FrontendError::UnexpectedEvent { event, phase } => {
+                write!(f, "driver event {event:?} unexpected in phase {phase:?}")
+            }
+        }
+    }
+}
+
 /// Capacity of [`Actions`]; one input produces at most 6 actions.
 pub const MAX_ACTIONS: usize = 8;
 

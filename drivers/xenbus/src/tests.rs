@@ -1048,3 +1048,24 @@ fn device_parsers_never_panic_on_short_inputs() {
     // "0", "1", "5", "9", two- and three-digit canonical numbers.
     assert!(ok > 10);
 }
+
+#[test]
+fn errors_display() {
+    use std::string::ToString;
+    assert_eq!(
+        FrontendError::BadBackendState(StateParseError::NotDecimal).to_string(),
+        "back-end state is not a decimal number"
+    );
+    let e = FrontendError::UnexpectedEvent {
+        event: DriverEvent::SetupDone,
+        phase: Phase::Closed,
+    };
+    assert_eq!(
+        e.to_string(),
+        "driver event SetupDone unexpected in phase Closed"
+    );
+    assert_eq!(
+        DeviceError::NotDecimal.to_string(),
+        "not a plain decimal number"
+    );
+}

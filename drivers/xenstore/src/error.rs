@@ -83,6 +83,22 @@ pub enum ProtocolError {
     DirectoryUnstable,
 }
 
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Decode(e) => write!(f, "undecodable reply: {e}"),
+            ProtocolError::UnexpectedReplyType { expected, got } => {
+                write!(f, "reply of type {got:?} to a {expected:?} request")
+            }
+            ProtocolError::MalformedReply(m) => write!(f, "malformed reply: {m}"),
+            ProtocolError::UnexpectedReply => f.write_str("reply of another kind than expected"),
+            ProtocolError::DirectoryUnstable => {
+                f.write_str("directory kept changing on every DIRECTORY_PART attempt")
+            }
+        }
+    }
+}
+
 /// The errno variants in `xsd_errors[]` order.
 const ERRNO_VARIANTS: [XsError; 16] = [
     XsError::Einval,

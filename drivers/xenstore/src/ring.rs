@@ -62,6 +62,26 @@ pub enum RingError {
     ServerError(u32),
 }
 
+impl core::fmt::Display for RingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            RingError::BadRequestIndexes { cons, prod } => write!(
+                f,
+                "xenstore req_prod {prod} is {} past req_cons {cons}, more than the ring holds",
+                prod.wrapping_sub(cons)
+            ),
+            RingError::BadResponseIndexes { cons, prod } => write!(
+                f,
+                "xenstore rsp_prod {prod} is {} past rsp_cons {cons}, more than the ring holds",
+                prod.wrapping_sub(cons)
+            ),
+            RingError::ServerError(code) => {
+                write!(f, "xenstored flagged the ring with error {code}")
+            }
+        }
+    }
+}
+
 /// One direction of the page: data area and its two index offsets.
 #[derive(Clone, Copy)]
 struct Lane {

@@ -198,6 +198,20 @@ pub enum Malformed {
     BadPermission,
 }
 
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Malformed::MissingNul => "string not NUL-terminated",
+            Malformed::WrongFieldCount => "wrong number of fields",
+            Malformed::EmptyField => "empty field",
+            Malformed::NotUtf8 => "field not UTF-8",
+            Malformed::BadNumber => "bad decimal number",
+            Malformed::NotOk => "acknowledgement not OK",
+            Malformed::BadPermission => "permission not [rwbn]<domid>",
+        })
+    }
+}
+
 /// A frame the [`Decoder`] (or [`HeaderRepr::parse`]) rejected. The stream stays
 /// framed after every variant: the offending frame's bytes are consumed (for
 /// [`DecodeError::Oversized`], skipped as they arrive).
@@ -228,6 +242,29 @@ pub enum DecodeError {
         /// What is wrong.
         what: Malformed,
     },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::Truncated => f.write_str("buffer shorter than a xenstore header"),
+            DecodeError::Oversized { len, req_id } => write!(
+                f,
+                "payload length {len} over {XENSTORE_PAYLOAD_MAX} (req_id {req_id})"
+            ),
+            DecodeError::UnknownType { msg_type, req_id } => {
+                write!(f, "unknown message type {msg_type} (req_id {req_id})")
+            }
+            DecodeError::Malformed {
+                msg_type,
+                req_id,
+                what,
+            } => write!(
+                f,
+                "malformed {msg_type:?} payload (req_id {req_id}): {what}"
+            ),
+        }
+    }
 }
 
 impl DecodeError {

@@ -187,6 +187,15 @@ pub enum AcceptError {
     IdInUse,
 }
 
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptError::IdOutOfRange => "connection id not below max_conns",
+            AcceptError::IdInUse => "connection id still in use",
+        })
+    }
+}
+
 /// Counters over the server's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ServerStats {

@@ -143,6 +143,15 @@ pub enum SetupError {
     UdpBind,
 }
 
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SetupError::Pool(e) => write!(f, "tcp pool: {e}"),
+            SetupError::UdpBind => f.write_str("cannot bind the udp echo socket to port 0"),
+        }
+    }
+}
+
 impl From<PoolError> for SetupError {
     fn from(e: PoolError) -> Self {
         SetupError::Pool(e)

@@ -51,6 +51,15 @@ pub enum PoolError {
     NoSockets,
 }
 
+impl core::fmt::Display for PoolError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PoolError::PortZero => "cannot listen on port 0",
+            PoolError::NoSockets => "socket pool of 0 sockets",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
     /// In LISTEN (or SYN-RECEIVED), not yet handed to the service.
