@@ -26,7 +26,6 @@
 //! clock continues from where it stopped, so no TCP timer fires because of the pause.
 
 mod arp;
-mod platform;
 mod vif;
 
 use alloc::boxed::Box;
@@ -40,9 +39,7 @@ use net_services::smol::TcpPoolConfig;
 use smoltcp::time::Instant;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use spin::Mutex;
-use xenstore::XsError;
 
-use crate::xen::store::{self, StoreError};
 use crate::xen::suspend::{self, ResumeMode, SuspendHook};
 use crate::xen::time::{self, TimerHandle};
 use vif::{Addressing, Vif};
@@ -141,27 +138,6 @@ fn services_listening(sel: &Selection) -> String {
     out
 }
 
-/// The vif ids under `device/vif`, ascending; `Ok(empty)` if there is none.
-fn vif_ids() -> Result<Vec<u32>, StoreError> {
-    let names = match store::directory("device/vif") {
-        Ok(n) => n,
-        Err(StoreError::Xs(XsError::Enoent)) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut ids = Vec::new();
-    for name in names {
-        match netfront::nodes::parse_u32(name.as_bytes()) {
-            Ok(id) => ids.push(id),
-            Err(e) => crate::println!(
-                "xenrs net error: device/vif/{}: not a device id ({e:?})",
-                crate::xen::console::Escaped(name.as_bytes())
-            ),
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 /// The addressing of the vif at `index` (0 = primary) from the command line.
 fn addressing(cfg: &NetConfig, index: usize) -> Result<Addressing, u8> {
     let gateway = cfg.gateway.map(Ipv4Address::from);
@@ -184,7 +160,7 @@ fn addressing(cfg: &NetConfig, index: usize) -> Result<Addressing, u8> {
 /// Brings every vif up (see the module docs) and registers the suspend hook.
 /// Prints `xenrs net error: ...` for each vif that cannot be used.
 pub fn start(cfg: &NetConfig) {
-    let ids = match vif_ids() {
+    let ids = match crate::xenbus::devices::ids("vif") {
         Ok(ids) => ids,
         Err(e) => {
             crate::println!("xenrs net error: listing device/vif: {e}");

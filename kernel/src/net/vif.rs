@@ -7,11 +7,10 @@
 //! changes, packets in and out (bounded), the services, DHCP, the iperf3 events, fault
 //! recovery. It reports whether anything moved and when it next needs a pass.
 
-use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::Ordering;
 
 use net_services::iperf3::Event as IperfEvent;
 use net_services::smol::ServiceEvent;
@@ -23,10 +22,10 @@ use smoltcp::iface::{
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use xenstore::WatchId;
 
 use super::arp;
-use super::platform::{EvtchnCounters, KernelEvtchn, KernelGrants, KernelPages};
+use crate::xenbus::watch::StateWatch;
+use crate::xenbus::platform::{EvtchnCounters, KernelEvtchn, KernelGrants, KernelPages};
 use crate::xen::store::{self, StoreError};
 
 /// The netfront type the kernel runs.
@@ -73,9 +72,9 @@ impl fmt::Display for VifError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             VifError::NoGrantTable => f.write_str("the grant table is not set up"),
-            VifError::Probe(e) => write!(f, "probing the device: {e:?}"),
+            VifError::Probe(e) => write!(f, "probing the device: {e}"),
             VifError::Store(e) => write!(f, "xenstore: {e}"),
-            VifError::Start(e) => write!(f, "starting the xenbus handshake: {e:?}"),
+            VifError::Start(e) => write!(f, "starting the xenbus handshake: {e}"),
         }
     }
 }
@@ -110,9 +109,7 @@ pub struct Vif {
     /// How the address is configured.
     addressing: Addressing,
     /// The watch on `<backend>/state`.
-    watch: Option<WatchId>,
-    /// Set by the watch handler; taken by [`Vif::pump`].
-    backend_changed: Arc<AtomicBool>,
+    watch: Option<StateWatch>,
     /// Event-channel counters (shared with the port handlers).
     counters: Arc<EvtchnCounters>,
     /// Event-channel failures already reported.
@@ -219,7 +216,6 @@ impl Vif {
             dhcp: None,
             addressing,
             watch: None,
-            backend_changed: Arc::new(AtomicBool::new(false)),
             counters,
             failures_reported: 0,
             was_up: false,
@@ -234,7 +230,7 @@ impl Vif {
             .and_then(|r| r.map_err(VifError::Start));
         if let Err(e) = started {
             if let Some(w) = vif.watch.take() {
-                let _ = store::unwatch(w);
+                w.cancel();
             }
             return Err(e);
         }
@@ -258,20 +254,10 @@ impl Vif {
         self.services.is_some()
     }
 
-    /// Watches `<backend>/state`; the handler only flags the change for [`Vif::pump`].
+    /// Watches `<backend>/state` (the shared [`StateWatch`]: the handler only flags
+    /// the change for [`Vif::pump`]).
     fn watch_backend(&mut self) -> Result<(), VifError> {
-        let flag = self.backend_changed.clone();
-        let id = store::watch(
-            &self.nf.backend_state_path(),
-            4,
-            Box::new(move |_path| {
-                // Release: pairs with the Acquire swap in `pump` (nothing else is
-                // published; the state node is re-read there).
-                flag.store(true, Ordering::Release);
-            }),
-        )
-        .map_err(VifError::Store)?;
-        self.watch = Some(id);
+        self.watch = Some(StateWatch::new(&self.nf.backend_state_path()).map_err(VifError::Store)?);
         Ok(())
     }
 
@@ -348,15 +334,16 @@ impl Vif {
     /// One pass of this vif's network work at `now`.
     pub fn pump(&mut self, now: Instant) -> PumpReport {
         let mut busy = false;
-        // Acquire: pairs with the watch handler's Release.
-        if self.backend_changed.swap(false, Ordering::Acquire) {
+        if let Some(watch) = self.watch.as_ref()
+            && watch.take()
+        {
             busy = true;
             match store::with(|xs| self.nf.on_backend_state(xs)) {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    crate::println!("xenrs net error: vif/{}: back-end state: {e:?}", self.id)
+                    crate::println!("xenrs net error: vif/{}: back-end state: {e}", self.id)
                 }
-                Err(StoreError::Busy) => self.backend_changed.store(true, Ordering::Release),
+                Err(StoreError::Busy) => watch.again(),
                 Err(e) => crate::println!("xenrs net error: vif/{}: xenstore: {e}", self.id),
             }
         }
@@ -461,13 +448,13 @@ impl Vif {
                 );
             } else {
                 crate::println!(
-                    "xenrs net error: vif/{}: back end broke the ring protocol ({fault:?}); reconnecting",
+                    "xenrs net error: vif/{}: back end broke the ring protocol ({fault}); reconnecting",
                     self.id
                 );
             }
             match store::with(|xs| self.nf.reconnect(xs)) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: reconnect: {e:?}", self.id),
+                Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: reconnect: {e}", self.id),
                 Err(e) => {
                     self.reconnecting = false;
                     crate::println!("xenrs net error: vif/{}: reconnect: xenstore: {e}", self.id)
@@ -589,14 +576,14 @@ impl Vif {
             arp::write_announcement(buf, mac, ip)
         }) {
             Ok(()) => log::info!("net: vif/{} announced {ip} at {mac}", self.id),
-            Err(e) => crate::println!("xenrs net error: vif/{}: ARP announcement: {e:?}", self.id),
+            Err(e) => crate::println!("xenrs net error: vif/{}: ARP announcement: {e}", self.id),
         }
     }
 
     /// Before a suspend: stops I/O.
     pub fn suspend(&mut self) {
         if let Err(e) = self.nf.suspend() {
-            crate::println!("xenrs net error: vif/{}: suspend: {e:?}", self.id);
+            crate::println!("xenrs net error: vif/{}: suspend: {e}", self.id);
         }
     }
 
@@ -606,26 +593,27 @@ impl Vif {
     /// stale rings and reconnects to the new back end, whose path names our new domid,
     /// so the state watch moves there; the connection announces our address once up.
     pub fn resume(&mut self, new_domain: bool) {
-        if new_domain && let Some(w) = self.watch.take() {
-            // The old path names the old domid; its watch is useless now.
-            let _ = store::unwatch(w);
-        }
         match store::with(|xs| self.nf.resume(xs, new_domain)) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: resume: {e:?}", self.id),
+            Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: resume: {e}", self.id),
             Err(e) => crate::println!("xenrs net error: vif/{}: resume: xenstore: {e}", self.id),
         }
         if new_domain {
             self.was_up = false;
             self.announce = true;
-            if let Err(e) = self.watch_backend() {
+            // The old path names the old domid; the watch follows the back end, and
+            // its raised flag makes the next pump act on the current state.
+            let path = self.nf.backend_state_path();
+            let moved = match self.watch.as_mut() {
+                Some(w) => w.follow(&path),
+                None => StateWatch::new(&path).map(|w| self.watch = Some(w)),
+            };
+            if let Err(e) = moved {
                 crate::println!(
                     "xenrs net error: vif/{}: watching the back end: {e}",
                     self.id
                 );
             }
-            // Act on the back end's current state at the next pump.
-            self.backend_changed.store(true, Ordering::Release);
         }
     }
 

@@ -1,4 +1,4 @@
-//! Xenbus glue: device enumeration and the back-end state watch that feeds `xenbus::Frontend`.
+//! Xenbus glue: device enumeration, and the core's monitor that prints every device.
 //!
 //! Sources: `xen/include/public/io/xenbus.h` (states), Xen's
 //! `docs/misc/xenstore-paths.pandoc` (`device/<class>/<id>/{backend,backend-id,state}`).
@@ -8,10 +8,11 @@
 //!
 //! - [`enumerate`] lists `device/<class>/<id>` with the back end's path, domid and
 //!   state (everything read is checked; bad entries are reported, not trusted);
+//! - [`ids`] lists the ids of one class (what a driver brings up);
 //! - [`watch_backend`] watches `<backend>/state` and turns each event into an
-//!   [`Input`] for the driver's `Frontend` (the node is re-read on every event: watch
-//!   events only say "something changed", may repeat and may coalesce);
-//! - [`Device::write_state`] writes our own `state` node (the `WriteOwnState` action).
+//!   [`Input`] (the node is re-read on every event: watch events only say "something
+//!   changed", may repeat and may coalesce). Drivers use the flag-only
+//!   [`super::watch::StateWatch`] instead and act in their own pass.
 //!
 //! [`Monitor`] is the core's own user: it prints every device at boot and after each
 //! resume in a new domain (back-end paths contain our domid, which changes), and logs
@@ -67,21 +68,9 @@ pub struct Device {
 }
 
 impl Device {
-    /// `device/<class>/<id>/<leaf>` (relative to our home).
-    #[allow(dead_code, reason = "front-end drivers (netfront, blkfront) use it")]
-    pub fn node(&self, leaf: &str) -> String {
-        format!("device/{}/{}/{}", self.class, self.id, leaf)
-    }
-
     /// `<backend>/<leaf>`.
     pub fn backend_node(&self, leaf: &str) -> String {
         format!("{}/{}", self.backend, leaf)
-    }
-
-    /// Writes our own `state` node.
-    #[allow(dead_code, reason = "front-end drivers (netfront, blkfront) use it")]
-    pub fn write_state(&self, state: XenbusState) -> Result<(), StoreError> {
-        store::write(&self.node("state"), state.as_str().as_bytes())
     }
 }
 
@@ -144,6 +133,29 @@ pub fn enumerate(own_domid: DomId) -> Result<(Vec<Device>, Vec<BadEntry>), Store
         }
     }
     Ok((devices, bad))
+}
+
+/// The ids under `device/<class>`, ascending (none if the class has no
+/// directory). Names that are not device ids are reported on the console and
+/// skipped.
+pub fn ids(class: &str) -> Result<Vec<u32>, StoreError> {
+    let names = match store::directory(&format!("device/{class}")) {
+        Ok(n) => n,
+        Err(StoreError::Xs(XsError::Enoent)) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut ids = Vec::new();
+    for name in names {
+        match FrontendDevice::new(class, &name) {
+            Ok(dev) => ids.push(dev.id.0),
+            Err(e) => crate::println!(
+                "xenrs xenbus error: device/{class}/{}: not a device id ({e:?})",
+                crate::xen::console::Escaped(name.as_bytes())
+            ),
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
 }
 
 /// Reads and checks one `device/<class>/<id>`.

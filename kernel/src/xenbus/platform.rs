@@ -1,20 +1,21 @@
-//! The platform netfront needs: shared pages, the grant table, event channels.
+//! The platform every front-end driver needs, implemented once: pages, the grant table, event channels.
 //!
-//! Sources: `xen/include/public/io/ring.h` (the shared ring header: `req_prod`,
-//! `req_event`, `rsp_prod`, `rsp_event` as 32-bit indices at the start of the page),
-//! `xen/include/public/grant_table.h` and `xen/include/public/event_channel.h`
-//! (`EVTCHNOP_alloc_unbound`, `_send`, `_close`). The `netfront` crate's
-//! [`netfront::platform`] lists what it needs; this module supplies it:
+//! `xen_frontend::platform` lists what a driver needs; this module supplies it
+//! for every device class (netfront today, blkfront next):
 //!
-//! - [`Frame`] (a frame from the kernel's frame allocator, identity mapped) is the
-//!   driver's page: [`grant_table::Grantable`] (in `mm/memory.rs`) and
+//! - the page is [`Frame`] (a frame from the kernel's frame allocator, identity
+//!   mapped): [`grant_table::Grantable`] (in `mm/memory.rs`) and
 //!   [`xen_ring::SharedRing`] (in `mm/page.rs`, over the audited `MappedPage`);
 //! - [`KernelPages`]: the [`PageProvider`] over the frame allocator;
 //! - [`KernelGrants`]: the [`GrantAccess`] over the kernel's one global grant table
 //!   ([`crate::xen::grants::with`]);
-//! - [`KernelEvtchn`]: the [`EventChannel`]; every port it allocates gets a handler
-//!   that only counts (the upcall wakes the main loop out of `hlt`, and the main loop
-//!   polls the network after every wake-up).
+//! - [`KernelEvtchn`]: the [`EventChannel`] (`EVTCHNOP_alloc_unbound`, `_send`,
+//!   `_close` of `xen/include/public/event_channel.h`); every port it allocates gets
+//!   a handler that only counts (the upcall wakes the main loop out of `hlt`, and the
+//!   main loop polls the devices after every wake-up).
+//!
+//! The xenstore side is `xenstore::Xenstore` itself (behind [`crate::xen::store`]),
+//! and the back-end state watch is [`super::watch::StateWatch`].
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -22,7 +23,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use grant_table::GrantTable;
-use netfront::{EventChannel, GrantAccess, PageProvider};
+use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 use xen_abi::DomId;
 use xen_abi::event_channel::EvtchnPort;
 
@@ -31,7 +32,7 @@ use crate::mm::memory::Frame;
 use crate::xen::events::{self, EventError, Port};
 use crate::xen::grants::{self, GrantFrames};
 
-/// Pages for netfront from the kernel's frame allocator (counted for the report).
+/// Pages for a front-end driver from the kernel's frame allocator (counted for the report).
 #[derive(Debug, Default)]
 pub struct KernelPages {
     /// Frames handed out and not given back.
@@ -53,7 +54,7 @@ impl PageProvider for KernelPages {
     }
 }
 
-/// Netfront's handle on the kernel's global grant table.
+/// A driver's handle on the kernel's global grant table.
 ///
 /// Invariant: only constructed by [`KernelGrants::new`], which checks that the grant
 /// table is set up; the table is never torn down afterwards (a resume re-maps it in
@@ -76,12 +77,12 @@ impl GrantAccess for KernelGrants {
         match grants::with(f) {
             Some(r) => r,
             // Unreachable by the type's invariant (checked in `new`, never undone).
-            None => panic!("net: the grant table vanished after it was set up"),
+            None => panic!("xenbus: the grant table vanished after it was set up"),
         }
     }
 }
 
-/// Counters of one vif's event channel, shared with its port handlers.
+/// Counters of one device's event channel, shared with its port handlers.
 #[derive(Debug, Default)]
 pub struct EvtchnCounters {
     /// Notifications from the back end (handler runs).
@@ -90,7 +91,7 @@ pub struct EvtchnCounters {
     pub failures: AtomicU64,
 }
 
-/// Event channels for one vif: owns the [`Port`] handles netfront's numbers stand for.
+/// Event channels for one device: owns the [`Port`] handles the driver's numbers stand for.
 pub struct KernelEvtchn {
     /// Ports allocated and not closed (stale ones are dropped at the next allocation).
     ports: Vec<Port>,
@@ -111,7 +112,7 @@ impl KernelEvtchn {
     fn failed(&self, what: &str, e: EventError) {
         // Relaxed: a statistic.
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        log::debug!("net: event channel {what}: {e}");
+        log::debug!("xenbus: event channel {what}: {e}");
     }
 
     /// The live port numbered `port`, if we hold it.
@@ -122,7 +123,7 @@ impl KernelEvtchn {
     }
 }
 
-/// Xen's negative errno for an event-channel failure (netfront's convention).
+/// Xen's negative errno for an event-channel failure (the `EventChannel` convention).
 fn errno_of(e: EventError) -> i32 {
     match e {
         EventError::Hypercall(HypercallError::Errno(n)) => {
