@@ -244,6 +244,18 @@ impl BlkifRequestDiscard {
         b = put(b, 16, self.sector_number.to_le_bytes());
         put(b, 24, self.nr_sectors.to_le_bytes())
     }
+
+    /// Decodes a wire image (the first 32 bytes of a request slot).
+    pub const fn from_bytes(b: &[u8; 32]) -> Self {
+        BlkifRequestDiscard {
+            operation: b[0],
+            flag: b[1],
+            handle: u16_at(b, 2),
+            id: u64_at(b, 8),
+            sector_number: u64_at(b, 16),
+            nr_sectors: u64_at(b, 24),
+        }
+    }
 }
 
 /// `struct blkif_request_indirect` (`operation == BLKIF_OP_INDIRECT`). 64 bytes
@@ -286,6 +298,25 @@ impl BlkifRequestIndirect {
             i += 1;
         }
         b
+    }
+
+    /// Decodes a wire image (the first 64 bytes of a request slot).
+    pub const fn from_bytes(b: &[u8; 64]) -> Self {
+        let mut indirect_grefs = [0u32; BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST];
+        let mut i = 0;
+        while i < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST {
+            indirect_grefs[i] = u32_at(b, 28 + i * 4);
+            i += 1;
+        }
+        BlkifRequestIndirect {
+            operation: b[0],
+            indirect_op: b[1],
+            nr_segments: u16_at(b, 2),
+            id: u64_at(b, 8),
+            sector_number: u64_at(b, 16),
+            handle: u16_at(b, 24),
+            indirect_grefs,
+        }
     }
 }
 
@@ -439,6 +470,10 @@ mod tests {
         assert_eq!(b[8], 4);
         assert_eq!(b[16], 5);
         assert_eq!(b[24], 6);
+        assert_eq!(BlkifRequestDiscard::from_bytes(&b), d);
+        let mut dirty = b;
+        dirty[4..8].copy_from_slice(&[0xff; 4]);
+        assert_eq!(BlkifRequestDiscard::from_bytes(&dirty), d);
 
         let mut ind = BlkifRequestIndirect {
             operation: BLKIF_OP_INDIRECT,
@@ -454,6 +489,12 @@ mod tests {
         assert_eq!(b[..4], [6, 0, 0x2c, 0x01]);
         assert_eq!(b[24..28], [0x0b, 0x0a, 0, 0]);
         assert_eq!(b[56..64], [1, 2, 3, 4, 0, 0, 0, 0]);
+        assert_eq!(BlkifRequestIndirect::from_bytes(&b), ind);
+        // Padding bytes are ignored when decoding.
+        let mut dirty = b;
+        dirty[26] = 0xff;
+        dirty[60] = 0xff;
+        assert_eq!(BlkifRequestIndirect::from_bytes(&dirty), ind);
 
         let bytes = [
             8,
