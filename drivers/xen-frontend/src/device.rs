@@ -92,7 +92,7 @@ pub fn read_backend(
 /// to it), written in one transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Nodes {
-    entries: Vec<(&'static str, String)>,
+    entries: Vec<(String, String)>,
 }
 
 impl Nodes {
@@ -102,12 +102,12 @@ impl Nodes {
     }
 
     /// Adds `<name> = <value>`.
-    pub fn push(&mut self, name: &'static str, value: impl Display) {
-        self.entries.push((name, format!("{value}")));
+    pub fn push(&mut self, name: impl Display, value: impl Display) {
+        self.entries.push((format!("{name}"), format!("{value}")));
     }
 
     /// The nodes, in order.
-    pub fn entries(&self) -> &[(&'static str, String)] {
+    pub fn entries(&self) -> &[(String, String)] {
         &self.entries
     }
 }
@@ -144,9 +144,17 @@ where
         nodes: &mut Nodes,
     ) -> Result<(), SetupError>;
 
-    /// The back end is Connected: I/O may flow. The default notifies it (it
-    /// may have missed requests posted before it bound the channel).
-    fn connected(&mut self, io: &mut Resources<P, G, E>) {
+    /// The back end is Connected: I/O may flow. A driver reads here what the
+    /// back end publishes only when it connects (blkback: `sectors`, most
+    /// features). The default notifies the back end (it may have missed
+    /// requests posted before it bound the channel).
+    fn connected(
+        &mut self,
+        io: &mut Resources<P, G, E>,
+        xs: &mut impl XenstoreAccess,
+        backend: &Backend,
+    ) {
+        let _ = (xs, backend);
         io.notify();
     }
 
@@ -292,6 +300,17 @@ where
         self.setups
     }
 
+    /// Whether the device is closed for good (closed without a reconnect
+    /// pending, a failed setup included) or removed: it will not connect
+    /// again by itself.
+    pub fn is_gone(&self) -> bool {
+        match self.xenbus.phase() {
+            Phase::Removed => true,
+            Phase::Closed => !self.reopen,
+            _ => false,
+        }
+    }
+
     // --- the xenbus life cycle -----------------------------------------------------
 
     /// Starts connecting: writes Initialising, then acts on the back end's
@@ -390,7 +409,7 @@ where
                         };
                         next = Some(Input::Driver(event));
                     }
-                    Action::Connected => self.driver.connected(&mut self.io),
+                    Action::Connected => self.driver.connected(&mut self.io, xs, &self.backend),
                     Action::Disconnected => self.driver.disconnected(),
                     Action::ReleaseGrants => {
                         self.io.kick_mut().close();

@@ -5,6 +5,8 @@
 //! its deferred list while a back end still maps it), so a page a back end can
 //! still see is never reused (the XSA-396 class cannot be written).
 
+use alloc::vec::Vec;
+
 use grant_table::{Access, Ended, Grant};
 use xen_abi::DomId;
 use xen_abi::PAGE_SIZE;
@@ -49,6 +51,81 @@ pub struct RingHalf<Req, Rsp, Pg> {
     pub page: Grant<Pg>,
     /// The front end's half of the ring.
     pub front: FrontRing<Req, Rsp>,
+}
+
+/// A shared ring over `2^order` granted pages (`ring-page-order`, blkif's
+/// multi-page rings): the back end maps the pages in order as one area, so an
+/// entry may cross a page boundary.
+#[derive(Debug)]
+pub struct MultiPageRing<Req, Rsp, Pg> {
+    /// The pages, in the order their references are published.
+    pub pages: Vec<Grant<Pg>>,
+    /// The front end's half of the ring.
+    pub front: FrontRing<Req, Rsp>,
+}
+
+impl<Req, Rsp, Pg: SharedRing> MultiPageRing<Req, Rsp, Pg> {
+    /// The ring's shared area, for [`FrontRing`]'s calls.
+    pub fn area(&self) -> RingArea<'_, Pg> {
+        RingArea(&self.pages)
+    }
+}
+
+/// Several granted pages seen as one shared ring area (page `i` holds bytes
+/// `i * PAGE_SIZE ..`): byte copies are split at page boundaries; the header
+/// indices live in page 0.
+#[derive(Debug)]
+pub struct RingArea<'a, Pg>(pub &'a [Grant<Pg>]);
+
+impl<Pg: SharedRing> RingArea<'_, Pg> {
+    /// Calls `f(page, offset in page, range in the caller's buffer)` for each
+    /// page piece of `offset..offset + len`; nothing past the area.
+    fn pieces(&self, offset: usize, len: usize, mut f: impl FnMut(&Pg, usize, core::ops::Range<usize>)) {
+        let mut done = 0usize;
+        while done < len {
+            let at = offset.saturating_add(done);
+            let (page, within) = (at / PAGE_SIZE, at % PAGE_SIZE);
+            let Some(g) = self.0.get(page) else {
+                return;
+            };
+            let n = (PAGE_SIZE - within).min(len - done);
+            f(g.buffer(), within, done..done + n);
+            done += n;
+        }
+    }
+}
+
+impl<Pg: SharedRing> SharedRing for RingArea<'_, Pg> {
+    fn area_len(&self) -> usize {
+        self.0.len().saturating_mul(PAGE_SIZE)
+    }
+
+    fn load(&self, index: xen_ring::RingIndex, order: core::sync::atomic::Ordering) -> u32 {
+        self.0.first().map_or(0, |g| g.buffer().load(index, order))
+    }
+
+    fn store(&self, index: xen_ring::RingIndex, value: u32, order: core::sync::atomic::Ordering) {
+        if let Some(g) = self.0.first() {
+            g.buffer().store(index, value, order);
+        }
+    }
+
+    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
+        let len = out.len();
+        self.pieces(offset, len, |page, within, range| {
+            if let Some(dst) = out.get_mut(range) {
+                page.read_bytes(within, dst);
+            }
+        });
+    }
+
+    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
+        self.pieces(offset, bytes.len(), |page, within, range| {
+            if let Some(src) = bytes.get(range) {
+                page.write_bytes(within, src);
+            }
+        });
+    }
 }
 
 /// The event channel to the back end and its notification counter.
@@ -276,6 +353,74 @@ where
             Err((page, e)) => {
                 self.pages.free_page(page);
                 Err(SetupError::Grant(e))
+            }
+        }
+    }
+
+    /// Allocates `2^order` pages, initialises one ring over them (`layout` for
+    /// that area) and grants them read-write to `domid`, in order.
+    pub fn new_multi_page_ring<Req: RingEntry, Rsp: RingEntry>(
+        &mut self,
+        order: u8,
+        layout: Result<RingLayout, xen_ring::LayoutError>,
+        domid: DomId,
+    ) -> Result<MultiPageRing<Req, Rsp, P::Page>, SetupError> {
+        let layout = layout.map_err(SetupError::Layout)?;
+        let count = 1usize.checked_shl(u32::from(order)).ok_or(SetupError::BadPage)?;
+        let mut spare: Vec<P::Page> = Vec::with_capacity(count);
+        for _ in 0..count {
+            match self.alloc_page() {
+                Ok(p) => spare.push(p),
+                Err(e) => {
+                    for p in spare {
+                        self.pages.free_page(p);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut granted: Vec<Grant<P::Page>> = Vec::with_capacity(count);
+        let mut result = Ok(());
+        for page in spare {
+            if result.is_err() {
+                self.pages.free_page(page);
+                continue;
+            }
+            match self.grants.with(|t| t.grant_access(domid, page, Access::ReadWrite)) {
+                Ok(g) => granted.push(g),
+                Err((page, e)) => {
+                    self.pages.free_page(page);
+                    result = Err(SetupError::Grant(e));
+                }
+            }
+        }
+        // Initialised before the references are published (the back end
+        // learns them only from xenstore, after this).
+        let front = match result.and_then(|()| {
+            FrontRing::init(layout, &RingArea(&granted)).map_err(SetupError::Layout)
+        }) {
+            Ok(f) => f,
+            Err(e) => {
+                for g in granted {
+                    if let Held::Spare(p) = self.end_grant(g) {
+                        self.pages.free_page(p);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        Ok(MultiPageRing {
+            pages: granted,
+            front,
+        })
+    }
+
+    /// Ends a multi-page ring's grants and returns its pages (or leaves them
+    /// deferred).
+    pub fn end_multi_page_ring<Req, Rsp>(&mut self, ring: MultiPageRing<Req, Rsp, P::Page>) {
+        for g in ring.pages {
+            if let Held::Spare(p) = self.end_grant(g) {
+                self.pages.free_page(p);
             }
         }
     }

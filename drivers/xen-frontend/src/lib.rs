@@ -39,5 +39,5 @@ pub mod sim;
 
 pub use device::{Backend, Device, Driver, Nodes, device_dir, read_backend};
 pub use error::{DeviceNode, Error, ProbeError, SetupError};
-pub use held::{Held, Kick, Resources, RingHalf};
+pub use held::{Held, Kick, MultiPageRing, Resources, RingArea, RingHalf};
 pub use platform::{DevicePage, EventChannel, GrantAccess, PageProvider, XenstoreAccess};

@@ -82,7 +82,7 @@ impl Driver<SimPages, SimGrants, SimEvtchn> for Recorder {
         Ok(())
     }
 
-    fn connected(&mut self, io: &mut Io) {
+    fn connected(&mut self, io: &mut Io, _xs: &mut impl XenstoreAccess, _backend: &Backend) {
         self.log(Call::Connected);
         io.notify();
     }
