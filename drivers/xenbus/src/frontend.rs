@@ -24,7 +24,8 @@
 //!   connection survives, then reconnected.
 //! - A back end that is Connected while we have not connected (left over from a
 //!   previous instance of this driver) is reset the same way.
-//! - Suspend/resume: see [`crate::resume`].
+//! - Suspend/resume: `Resume { new_domain }` (see `xen_frontend::device` for the
+//!   sequence a driver sees).
 //!
 //! Watches fire spuriously and coalesce, so every input may repeat or skip
 //! states; repeated states are no-ops. Back-end Reconfiguring/Reconfigured are

@@ -7,7 +7,6 @@
 //!   ...). It does no I/O.
 //! - [`device`]: checked parsing of `device/<class>/<id>` entries, of the
 //!   `backend` path and of `backend-id`, with typed errors.
-//! - [`resume`]: the shared resume sequence, as data.
 //!
 //! Protocol facts this follows (from `io/xenbus.h`, Linux's `xenbus_client.c`,
 //! `xen-netfront.c`, `xen-blkfront.c` and the back ends' `frontend_changed`):
@@ -25,7 +24,6 @@
 
 pub mod device;
 pub mod frontend;
-pub mod resume;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,6 @@ use std::vec::Vec;
 
 use crate::device::*;
 use crate::frontend::*;
-use crate::resume::{self, ResumeStep};
 use xen_abi::xenbus::{StateParseError, XenbusState as S};
 
 use Action as A;
@@ -446,10 +445,10 @@ fn resume_in_a_new_domain_reconnects_from_scratch() {
         record(&driver(&mut fe, DriverEvent::SetupDone), &mut trace);
         trace.push(ResumeStep::AwaitBackend(S::Connected));
         record(&backend(&mut fe, S::Connected), &mut trace);
-        assert_eq!(trace, resume::sequence(true), "{style:?}");
+        assert_eq!(trace, sequence(true), "{style:?}");
         assert_eq!(fe.phase(), Phase::Connected);
     }
-    assert_eq!(resume::sequence(false), []);
+    assert_eq!(sequence(false), []);
 }
 
 #[test]
@@ -1068,4 +1067,52 @@ fn errors_display() {
         DeviceError::NotDecimal.to_string(),
         "not a plain decimal number"
     );
+}
+
+// --- the resume sequence every front end shares, as the tests expect it --------
+
+use xen_abi::xenbus::XenbusState;
+//
+// After a resume in a new domain (xen-frontend's `Device::resume` carries it out;
+// Linux's `xenbus_dev_resume` does the same): drop the old rings without ending
+// access, reset per-connection state, write Initialising, wait for InitWait, set
+// up and announce, wait for Connected. After a cancelled suspend: nothing.
+
+/// One step of a resume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ResumeStep {
+    /// Drop the old ring state without ending access (the grants are stale).
+    DiscardStaleRings,
+    /// Reset per-connection driver state.
+    Reinitialise,
+    /// Write this value to our `state` node.
+    WriteOwnState(XenbusState),
+    /// Wait until the back end reaches this state.
+    AwaitBackend(XenbusState),
+    /// Grant the rings and write their references.
+    SetupRings,
+    /// Announce: Initialised or Connected, per [`crate::Handshake`].
+    Announce,
+    /// The device is live again.
+    Connected,
+}
+
+/// After resuming in a new domain (for a device that was connected).
+const NEW_DOMAIN: &[ResumeStep] = &[
+    ResumeStep::DiscardStaleRings,
+    ResumeStep::Reinitialise,
+    ResumeStep::WriteOwnState(XenbusState::Initialising),
+    ResumeStep::AwaitBackend(XenbusState::InitWait),
+    ResumeStep::SetupRings,
+    ResumeStep::Announce,
+    ResumeStep::AwaitBackend(XenbusState::Connected),
+    ResumeStep::Connected,
+];
+
+/// After a cancelled suspend: nothing.
+const CANCELLED: &[ResumeStep] = &[];
+
+/// The sequence for a resume.
+const fn sequence(new_domain: bool) -> &'static [ResumeStep] {
+    if new_domain { NEW_DOMAIN } else { CANCELLED }
 }

@@ -3,8 +3,9 @@
 //! Sources: `xen/include/public/sched.h` (`SHUTDOWN_suspend`: the hypercall returns 0
 //! in the domain created by restore/migration, 1 if the suspend was cancelled, e.g.
 //! `xl save -c`), `docs/misc/xenstore-ring.txt`, and the resume order of Linux's
-//! `xen_hvm_post_suspend`/`xenbus` resume and of the `xenbus` crate's
-//! [`xenbus::resume`] module. Drivers take part through [`crate::xen::suspend`].
+//! `xen_hvm_post_suspend`/`xenbus` resume, which the front-end runtime
+//! (`xen_frontend::device`) follows for every device. Drivers take part through
+//! [`crate::xen::suspend`].
 //!
 //! Order (see `docs/CORE.md` §8):
 //! 1. `xenrs suspending n=<k>`; hooks' `suspend()` (reverse registration order);
