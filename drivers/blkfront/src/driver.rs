@@ -347,8 +347,10 @@ where
             io.ensure_granted(h, domid, Access::ReadWrite)?;
         }
         if indirect > 0 {
+            // Read-write like every page of the pool: blkback maps persistent
+            // grants read-write, indirect pages included.
             for h in &mut self.queue.indirect_pages {
-                io.ensure_granted(h, domid, Access::ReadOnly)?;
+                io.ensure_granted(h, domid, Access::ReadWrite)?;
             }
         }
         let Some(ring) = self.queue.ring.take() else {
