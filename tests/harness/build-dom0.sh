@@ -8,8 +8,10 @@
 #   $XT_CACHE/dom0/versions.txt         exact versions of everything in it
 #
 # The dom0 root filesystem also carries /opt/xt-linux: a Linux PVH domU for the bench scenario
-# (Debian's own bzImage, and an initramfs with busybox, iperf3 and its libraries, and the
-# xen-netfront module, whose /init brings up eth0 and starts `iperf3 -s`).
+# (Debian's own bzImage, and an initramfs with busybox, iperf3, nbdkit with its file plugin, their
+# libraries, and the xen-netfront and xen-blkfront modules, whose /init brings up eth0, starts
+# `iperf3 -s` and, once /dev/xvda shows up, `nbdkit file /dev/xvda` on TCP 10809). nbdkit is
+# installed into the rootfs only to be copied from there, then purged: dom0 itself does not need it.
 #
 # XT_CACHE is $REPO/.cache/xen-harness unless XT_CACHE_DIR is set. The result is keyed by a hash
 # of this script and dom0-packages.list: while the key matches, this script does nothing (no
@@ -33,6 +35,11 @@ SUITE=bookworm
 XENVER=4.17
 # Kernel modules dom0 needs; build-dom0.sh keeps only these and their dependencies.
 DOM0_MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge loop"
+# The bench's Linux domU: its kernel modules, and packages installed into the rootfs only for the
+# domU's initramfs to copy (purged from dom0 afterwards; their versions go to versions.txt).
+DOMU_MODULES="xen-netfront xen-blkfront"
+DOMU_PKGS="nbdkit"
+NBDKIT_PLUGIN=/usr/lib/x86_64-linux-gnu/nbdkit/plugins/nbdkit-file-plugin.so
 
 FORCE=0
 [ "${1:-}" = --force ] && FORCE=1
@@ -193,9 +200,16 @@ rm -rf "$LX" "$DU"
 mkdir -p "$LX" "$DU"/{bin,dev,proc,sys,tmp,run,lib/modules}
 cp "$VMLINUZ" "$LX/vmlinuz"
 echo "$KPKG $(dpkg-deb -f "$KDEB" Version)" >"$LX/version"
-# Modules in load order (modprobe prints dependencies first), uncompressed for busybox insmod.
-in_root modprobe -S "$KVER" --show-depends xen-netfront | awk '$1 == "insmod" {print $2}' >"$BUILD/domu.modules" ||
-	xt_die "xen-netfront not found in $KPKG"
+# shellcheck disable=SC2086 # DOMU_PKGS is a word list
+in_root apt-get install -y -q --no-install-recommends $DOMU_PKGS >>"$APTLOG" 2>&1 ||
+	fail_log "$APTLOG" "apt-get install $DOMU_PKGS (for the Linux domU) failed"
+save_debs
+# shellcheck disable=SC2086
+DOMU_PKG_VERSIONS=$(in_root dpkg-query -W -f='${Package}: ${Version}\n' $DOMU_PKGS)
+# Modules in load order (modprobe prints dependencies first, each once), uncompressed for busybox insmod.
+for m in $DOMU_MODULES; do
+	in_root modprobe -S "$KVER" --show-depends "$m" || xt_die "$m not found in $KPKG"
+done | awk '$1 == "insmod" && !seen[$2]++ {print $2}' >"$BUILD/domu.modules"
 while read -r m; do
 	b=$(basename "$m")
 	case "$b" in
@@ -205,12 +219,18 @@ while read -r m; do
 	esac
 	echo "$b" >>"$DU/lib/modules/order"
 done <"$BUILD/domu.modules"
-[ -s "$DU/lib/modules/order" ] || xt_die "no module to load for xen-netfront (is it built in?)"
-# Programs and every shared library they load (ldd in the rootfs; copied with their paths).
-for b in /usr/bin/busybox /usr/bin/iperf3; do
+[ -s "$DU/lib/modules/order" ] || xt_die "no module to load for $DOMU_MODULES (are they built in?)"
+# Programs (to /bin), nbdkit's plugin (at its own path: nbdkit looks there) and every shared
+# library they load (ldd in the rootfs; copied with their paths).
+for b in /usr/bin/busybox /usr/bin/iperf3 /usr/bin/nbdkit "$NBDKIT_PLUGIN"; do
 	[ -e "$ROOT$b" ] || b=/bin/${b##*/}
-	[ -e "$ROOT$b" ] || xt_die "$b is missing from the rootfs (dom0-packages.list)"
-	cp -L "$ROOT$b" "$DU/bin/"
+	[ -e "$ROOT$b" ] || xt_die "$b is missing from the rootfs (dom0-packages.list, DOMU_PKGS)"
+	if [ "$b" = "$NBDKIT_PLUGIN" ]; then
+		mkdir -p "$DU$(dirname "$b")"
+		cp -L "$ROOT$b" "$DU$b"
+	else
+		cp -L "$ROOT$b" "$DU/bin/"
+	fi
 	in_root ldd "$b" | grep -oE '/[^ ]+' | while read -r lib; do
 		mkdir -p "$DU$(dirname "$lib")"
 		cp -L "$ROOT$lib" "$DU$lib"
@@ -218,7 +238,9 @@ for b in /usr/bin/busybox /usr/bin/iperf3; do
 done
 cat >"$DU/init" <<'INIT'
 #!/bin/busybox sh
-# /init of the bench scenario's Linux PVH domU: eth0 at xt.ip= (A.B.C.D/N), then iperf3 -s.
+# /init of the bench scenario's Linux PVH domU: eth0 at xt.ip= (A.B.C.D/N), then iperf3 -s, then
+# (when the domU has a disk) `nbdkit file /dev/xvda` on TCP 10809: any export name, e.g.
+# nbd://<ip>:10809/xvda, serves the whole disk.
 /bin/busybox --install -s /bin
 export PATH=/bin LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu TMPDIR=/tmp
 mount -t proc proc /proc
@@ -235,12 +257,22 @@ ip link set lo up
 ip link set eth0 up && ip addr add "$IP" dev eth0 && echo "linux-domu: eth0 up ip=$IP"
 iperf3 -s >/dev/null 2>&1 &
 echo "linux-domu: iperf3 -s started (pid $!)"
+n=0
+while [ ! -b /dev/xvda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
+if [ -b /dev/xvda ]; then
+	nbdkit -f -p 10809 file /dev/xvda &
+	echo "linux-domu: nbdkit file /dev/xvda started on port 10809 (pid $!, $(cat /sys/block/xvda/size) sectors)"
+else
+	echo "linux-domu: no /dev/xvda after 10 s: no nbdkit"
+fi
 while :; do sleep 3600; done
 INIT
 chmod 755 "$DU/init"
 (cd "$DU" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$LX/initrd.cpio"
 DOMU_MODS=$(tr '\n' ' ' <"$DU/lib/modules/order")
 xt_log "Linux domU: vmlinuz $(du -h "$LX/vmlinuz" | cut -f1), initramfs $(du -h "$LX/initrd.cpio" | cut -f1), modules $DOMU_MODS($(xt_elapsed "$t"))"
+# shellcheck disable=SC2086
+in_root apt-get purge -y -q --autoremove $DOMU_PKGS >>"$APTLOG" 2>&1 || fail_log "$APTLOG" "apt-get purge $DOMU_PKGS failed"
 KEEP="$BUILD/modules.keep"
 for m in $DOM0_MODULES; do
 	# Prints "insmod /path.ko" per module in dependency order, or "builtin NAME".
@@ -262,6 +294,7 @@ t=$(xt_now_ms)
 	echo "$KPKG: $(dpkg-deb -f "$KDEB" Version)"
 	echo "modules: $(sed 's|.*/||' "$KEEP" | tr '\n' ' ')"
 	echo "linux domU (bench): /opt/xt-linux/vmlinuz from $KPKG, initramfs modules $DOMU_MODS"
+	echo "linux domU (bench) packages: ${DOMU_PKG_VERSIONS//$'\n'/, }"
 	in_root dpkg-query -W -f='${Package}: ${Version}\n' "${PKGS[@]}" xen-utils-common
 } >"$NEW/versions.txt"
 # The run overlay provides the real /init; this one only explains a missing overlay.

@@ -121,9 +121,10 @@ sum_timeouts=0
 for n in "${SELECTED[@]}"; do
 	install -m 644 "$SCEN_DIR/$n.sh" "$OV/harness/scenarios/$n.sh"
 done
-# Helpers shared by several scenarios: sourced after lib.sh before every scenario.
-for f in "$SCEN_DIR"/lib/*.sh; do
-	[ -e "$f" ] && install -m 644 "$f" "$OV/harness/scenarios/lib/"
+# Helpers shared by several scenarios: lib/*.sh are sourced after lib.sh before every scenario;
+# other files there (lib/nbd-client.py) are tools the scenarios run from /harness/scenarios/lib/.
+for f in "$SCEN_DIR"/lib/*; do
+	[ -f "$f" ] && install -m 644 "$f" "$OV/harness/scenarios/lib/"
 done
 for i in "${!USER_FILES[@]}"; do
 	install -m 644 "${USER_FILES[$i]}" "$OV/harness/user/${USER_NAMES[$i]}.sh"
@@ -173,7 +174,11 @@ if [ -z "$TIMEOUT" ]; then
 fi
 
 XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest_loglvl=all noreboot ${XT_XEN_ARGS:-}"
-DOM0_ARGS="console=hvc0 earlyprintk=xen"
+# rootfstype=ramfs: the initramfs root is otherwise a tmpfs limited to half the RAM the kernel
+# counts while it unpacks, which excludes the reserved initrd itself: with dom0_mem=1024M a ~300 MB
+# image then fails with "Initramfs unpacking failed: write error". ramfs has no limit (dom0's
+# scratch files go to /run, a tmpfs, anyway).
+DOM0_ARGS="console=hvc0 earlyprintk=xen rootfstype=ramfs"
 # -initrd is QEMU's multiboot module list "FILE ARGS,FILE": a comma inside a part is doubled.
 MODULES="${RUN}/vmlinux ${DOM0_ARGS//,/,,},${RUN}/initrd.cpio"
 # shellcheck disable=SC2054 # the commas belong to -cpu

@@ -12,6 +12,10 @@
 #   xt_fail DETAILS...                   result FAIL under $XT_SCENARIO, then end the scenario (exit 0)
 #   xt_errors NAME                       the guest's error/PANIC/FAULT/FATAL console lines, folded
 #   xt_log MSG...                        progress line on the console
+#   xt_disk VDEV MIB [ro] [FILE]         create a file disk (<= 128 MiB) under $XT_DISKS; sets
+#                                        XT_DISK (an xl disk spec for xt_create disk=) and
+#                                        XT_DISK_FILE
+#   xt_vbd_id VDEV                       set XT_VBD to the xenbus device id of xvdX (xvda 51712)
 #   xt_write_cfg NAME [key=value]...     write NAME.cfg, print its path
 #   xt_create NAME [key=value]...        xt_write_cfg + `xl create`; sets XT_DOMID
 #   xt_domid NAME                        print the recorded domid
@@ -43,6 +47,12 @@ XT_CONSOLE_DIR=/var/log/xen/console
 XT_BRIDGE=xenbr0
 XT_BRIDGE_IP=169.254.77.1
 XT_RESULTS=${XT_RESULTS:-$XT_RUN/results}
+# Disk files and other big scratch files of a scenario (dom0's root is in RAM): the runner removes
+# the directory after every scenario attempt.
+XT_DISKS=${XT_DISKS:-$XT_RUN/disks}
+XT_DISK=""
+XT_DISK_FILE=""
+XT_VBD=""
 XT_MATCH=""
 XT_REASON=""
 XT_REASON_SRC=""
@@ -146,11 +156,59 @@ xt_vif_default() {
 	printf 'bridge=%s,mac=00:16:3e:77:00:%02x,script=/etc/xen/scripts/xt-vif' "$XT_BRIDGE" "$1"
 }
 
+# xt_vbd_id VDEV: set XT_VBD to the xenbus device id (device/vbd/<id>) of a Xen virtual disk name
+# xvda..xvdz (202 << 8 | 16 * n: xvda 51712, xvdb 51728); false for any other name.
+xt_vbd_id() {
+	local letters=abcdefghijklmnopqrstuvwxyz l
+	XT_VBD=""
+	[[ $1 =~ ^xvd([a-z])$ ]] || return 1
+	l=${letters%%"${BASH_REMATCH[1]}"*}
+	XT_VBD=$(((202 << 8) | (16 * ${#l})))
+}
+
+# xt_disk VDEV MIB [ro|rw] [FILE]: create a zero-filled (sparse) file disk of MIB MiB, at most 128
+# (dom0's root and /run are in RAM), as FILE (default $XT_DISKS/VDEV.img; an existing FILE is
+# kept, only resized). Sets XT_DISK_FILE and XT_DISK, an xl disk spec for `xt_create disk=`:
+# raw, VDEV (xvda, xvdb, ...), read-only (access=ro: xl's mode r, a read-only loop device) with
+# "ro", else read-write, attached by the harness's quick hotplug script xt-block.
+xt_disk() {
+	local vdev=$1 mib=$2 access=rw file=${4:-$XT_DISKS/$1.img}
+	XT_DISK=""
+	XT_DISK_FILE=""
+	case "${3:-rw}" in
+	ro | r) access=ro ;;
+	rw | w) ;;
+	*)
+		xt_log "xt_disk: third argument '$3' is not ro or rw" >&2
+		return 2
+		;;
+	esac
+	if ! xt_vbd_id "$vdev"; then
+		xt_log "xt_disk: '$vdev' is not a disk name xvda..xvdz" >&2
+		return 2
+	fi
+	if ! [[ $mib =~ ^[0-9]+$ ]] || [ "$mib" -lt 1 ] || [ "$mib" -gt 128 ]; then
+		xt_log "xt_disk: size '$mib' MiB is not 1..128 (dom0's root is in RAM)" >&2
+		return 2
+	fi
+	case "$file" in
+	*,* | *=* | *"'"* | *'"'* | *' '*)
+		xt_log "xt_disk: the file name '$file' has a character xl's disk spec cannot carry" >&2
+		return 2
+		;;
+	esac
+	[ -d "${file%/*}" ] || mkdir -p "${file%/*}" || return 1
+	truncate -s "${mib}M" "$file" || return 1
+	XT_DISK_FILE=$file
+	XT_DISK="format=raw,vdev=$vdev,access=$access,script=/etc/xen/scripts/xt-block,target=$file"
+}
+
 # xt_write_cfg NAME [key=value]...: write $XT_RUN/NAME.cfg and print its path. Keys:
 #   memory=MiB (32)  cmdline=STRING ("then=poweroff")  kernel=ELF ($XT_GUEST_KERNEL)
 #   vcpus=N (1)  type=pvh  on_poweroff=destroy  on_crash=preserve  on_reboot=preserve
 #   vif=SPEC (one xl vif spec, or "default": xt_vif_default with N = 16 + guests created so far)
-#   disk=SPEC (one xl disk spec)  cfg=LINE (a raw xl.cfg line, repeatable)
+#   disk=SPEC (an xl disk spec, repeatable: one disk each, e.g. xt_disk's XT_DISK; target= last)
+#   cfg=LINE (a raw xl.cfg line, repeatable)
 #   tsc_mode=MODE (native): QEMU's emulated CPU has no invariant TSC, so with xl's default
 #   tsc_mode Xen traps every guest rdtsc; each trap is a VM exit, and under emulated SVM (no NRIP)
 #   every exit is a chance of the rare nested triple fault (CI runs caught two right after rdtsc).
@@ -161,24 +219,25 @@ xt_write_cfg() {
 	local name=$1
 	shift
 	local memory=32 cmdline="then=poweroff" kernel=$XT_GUEST_KERNEL vcpus=1 type=pvh
-	local on_poweroff=destroy on_crash=preserve on_reboot=preserve vif="" disk="" timeout=""
+	local on_poweroff=destroy on_crash=preserve on_reboot=preserve vif="" timeout=""
 	local tsc_mode=native
-	local extra=() kv k v seq=0
+	local extra=() disks=() kv k v seq=0
 	for kv in "$@"; do
 		k=${kv%%=*}
 		v=${kv#*=}
 		case "$k" in
-		memory | cmdline | kernel | vcpus | type | on_poweroff | on_crash | on_reboot | vif | disk | timeout | tsc_mode)
+		memory | cmdline | kernel | vcpus | type | on_poweroff | on_crash | on_reboot | vif | timeout | tsc_mode)
 			printf -v "$k" '%s' "$v"
 			;;
 		cfg) extra+=("$v") ;;
+		disk) disks+=("$v") ;;
 		*)
 			xt_log "xt_write_cfg: unknown key '$k'" >&2
 			return 2
 			;;
 		esac
 	done
-	case "$cmdline$name$kernel$vif$disk" in
+	case "$cmdline$name$kernel$vif${disks[*]}" in
 	*'"'* | *"'"* | *$'\n'*)
 		xt_log "xt_write_cfg: quotes and newlines are not allowed in name, cmdline, kernel, vif, disk" >&2
 		return 2
@@ -203,7 +262,11 @@ xt_write_cfg() {
 		echo "on_reboot = \"$on_reboot\""
 		echo "tsc_mode = \"$tsc_mode\""
 		[ -n "$vif" ] && echo "vif = [ '$vif' ]"
-		[ -n "$disk" ] && echo "disk = [ '$disk' ]"
+		if [ ${#disks[@]} -gt 0 ]; then
+			v=""
+			for kv in "${disks[@]}"; do v+="${v:+, }'$kv'"; done
+			echo "disk = [ $v ]"
+		fi
 		for kv in "${extra[@]}"; do echo "$kv"; done
 	} >"$XT_RUN/$name.cfg"
 	echo "$XT_RUN/$name.cfg"

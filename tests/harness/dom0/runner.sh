@@ -34,12 +34,14 @@ scenario_timeout() {
 	echo "${t:-$DEFAULT_TIMEOUT}"
 }
 
-# destroy_all_guests: leave no domU behind for the next scenario.
+# destroy_all_guests: leave no domU behind for the next scenario, and none of its disk and scratch
+# files ($XT_DISKS, in RAM): xl destroy has run the disks' hotplug removal (loop devices detached).
 destroy_all_guests() {
 	local id
 	for id in $(xl list 2>/dev/null | awk 'NR > 1 && $2 != 0 {print $2}'); do
 		timeout 60 xl destroy "$id" >/dev/null 2>&1 || echo "xt: WARNING: xl destroy $id failed"
 	done
+	rm -rf "$XT_DISKS"
 }
 
 # triple_fault_state: the first `Triple fault` report in Xen's log and the vCPU state Xen dumped
