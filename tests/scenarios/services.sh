@@ -24,7 +24,7 @@ if [ -z "$problems" ]; then
 	if ! net_start "$G" "$IP" cmdline="ip=$IP/24 services=echo,ssh"; then
 		problems+="services=echo,ssh: $NET_WHY; "
 	else
-		want="^xenrs config error: bad value 'echo,ssh' for 'services' \\(expected all\\|none or a comma-separated list of echo,udp-echo,iperf3\\)\$"
+		want="^xenrs config error: bad value 'echo,ssh' for 'services' \\(expected all\\|none or a comma-separated list of echo,udp-echo,iperf3(,nbd)?\\)\$"
 		xt_wait_console "$G" "$want" 5 || problems+="services=echo,ssh: no config error line matching '$want'; "
 		got=$(printf 'hello-tcp\n' | timeout 20 socat -t 3 -T 5 - "TCP:$IP:7,connect-timeout=8" 2>/dev/null)
 		[ "$got" = hello-tcp ] || problems+="services=echo,ssh (default: all): TCP echo answered '${got:0:20}'; "

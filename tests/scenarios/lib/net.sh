@@ -14,8 +14,9 @@ net_cfg_mac() {
 	done <"$XT_RUN/$1.cfg"
 }
 # net_wait_up NAME ADDR_ERE: wait for `xenrs net: vif/0 mac=<cfg's MAC> backend=0 state=Connected`
-# (60 s), then a `xenrs net: ip=` line matching ADDR_ERE and the services line (all services, or
-# NET_SERVICES if set, e.g. "udp-echo:7"). Sets NET_VIF and NET_ADDR (the lines), or NET_WHY.
+# (60 s), then a `xenrs net: ip=` line matching ADDR_ERE and the services line (all services, with
+# or without nbd:10809, or NET_SERVICES if set, a regex, e.g. "udp-echo:7"). Sets NET_VIF and
+# NET_ADDR (the lines), or NET_WHY.
 net_wait_up() {
 	local name=$1 mac
 	mac=$(net_cfg_mac "$name")
@@ -33,8 +34,8 @@ net_wait_up() {
 		return 1
 	fi
 	NET_ADDR=$XT_MATCH
-	if ! xt_wait_console "$name" "^xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}\$" 10; then
-		NET_WHY="no 'xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201}' line; $(xt_errors "$name")"
+	if ! xt_wait_console "$name" "^xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201( nbd:10809)?}\$" 10; then
+		NET_WHY="no 'xenrs net: services ${NET_SERVICES:-tcp-echo:7 udp-echo:7 iperf3:5201( nbd:10809)?}' line; $(xt_errors "$name")"
 		return 1
 	fi
 }
