@@ -260,7 +260,7 @@ echo "linux-domu: iperf3 -s started (pid $!)"
 n=0
 while [ ! -b /dev/xvda ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done
 if [ -b /dev/xvda ]; then
-	nbdkit -f -p 10809 file /dev/xvda &
+	nbdkit -f -i 0.0.0.0 -p 10809 file /dev/xvda &
 	echo "linux-domu: nbdkit file /dev/xvda started on port 10809 (pid $!, $(cat /sys/block/xvda/size) sectors)"
 else
 	echo "linux-domu: no /dev/xvda after 10 s: no nbdkit"

@@ -2,7 +2,7 @@
 # and every service. Each disk connects (`xenrs blk:` line: size = the file's, ro= as the spec,
 # backend=0) and is exported (`xenrs nbd: export`); from dom0, `nbdinfo --json` of each export
 # shows the file's size and read-only flag, and on the read-write disk flush and trim as its
-# features= list says (flush or barrier -> can_flush; discard -> can_trim); `nbdinfo --list`
+# features= list says (flush or barrier -> can_flush; can_trim exactly with discard); `nbdinfo --list`
 # names both exports with their sizes. No guest error line.
 # xt-timeout: 300
 # Helpers blk_*: tests/scenarios/lib/blk.sh.
@@ -29,9 +29,11 @@ for v in xvda xvdb; do
 	[ "$ro" = "$want_ro" ] || problems+="$v: nbdinfo is_read_only $ro, expected $want_ro; "
 	feats=$(blk_features "$v")
 	if [ "${BLK_RO[$v]}" = 0 ]; then
-		want=false
-		[[ ,$feats, =~ ,(flush|barrier), ]] && want=true
-		[ "$flush" = "$want" ] || problems+="$v: nbdinfo can_flush $flush, the disk's features=$feats; "
+		# A back end with a write cache (flush or barrier) needs NBD flushes; without one the
+		# server may still accept them (answered once earlier writes completed).
+		if [[ ,$feats, =~ ,(flush|barrier), ]] && [ "$flush" != true ]; then
+			problems+="$v: nbdinfo can_flush $flush, though the disk's features=$feats; "
+		fi
 		want=false
 		[[ ,$feats, == *,discard,* ]] && want=true
 		[ "$trim" = "$want" ] || problems+="$v: nbdinfo can_trim $trim, the disk's features=$feats; "
