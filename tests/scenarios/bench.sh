@@ -201,7 +201,7 @@ echo "xt| BENCH-JSON {\"date\":\"$when\",\"xen\":\"$xenver\",\"linux_domu_kernel
 	echo "| iperf3 rx, Mbit/s | $xrx | $lrx | $rrx |"
 	echo "| iperf3 tx (-R), Mbit/s | $xtx | $ltx | $rtx |"
 	echo "| xl create -> port $PORT answering, ms | $x_boot | $l_boot | $rboot |"
-	echo "| of which \`xl create\` (toolstack, vif hotplug), ms | $x_create | $l_create | |"
+	echo "| of which \`xl create\` (toolstack, vif and disk hotplug), ms | $x_create | $l_create | |"
 	echo "| of which the guest's own boot, ms | $((x_boot - x_create)) | $((l_boot - l_create)) | $(ratio $((x_boot - x_create)) $((l_boot - l_create))) |"
 	echo "| nbdcopy write (--flush), MiB/s | $(md_fig "$xnw") | $(md_fig "$lnw") | $(md_fig "$rnw") |"
 	echo "| nbdcopy read, MiB/s | $(md_fig "$xnr") | $(md_fig "$lnr") | $(md_fig "$rnr") |"
