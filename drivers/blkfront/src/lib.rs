@@ -37,6 +37,8 @@ extern crate alloc;
 mod driver;
 pub mod error;
 pub mod queue;
+#[cfg(feature = "test-utils")]
+pub mod sim;
 pub mod wire;
 
 pub use driver::{
