@@ -1334,3 +1334,17 @@ impl Front {
         f
     }
 }
+
+#[test]
+fn a_front_end_that_writes_connected_directly_is_connected_too() {
+    let mut w = SimBlkWorld::new(SimBlkConfig::default());
+    let _f = Front::publish(&mut w, 1, false, false);
+    set_front_state(&mut w, XenbusState::Connected);
+    w.settle();
+    assert_eq!(w.back.state(), XenbusState::Connected);
+    assert_eq!(w.back.ring_order(), Some(1));
+    // A repeated Connected changes nothing.
+    set_front_state(&mut w, XenbusState::Connected);
+    assert!(!w.step());
+    assert_eq!(w.back.stats().connects, 1);
+}
