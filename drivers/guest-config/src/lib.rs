@@ -15,7 +15,7 @@
 //! | `ip=A.B.C.D/N`     | [`NetMode::Static`], `N` in `0..=32`     |
 //! | `gw=A.B.C.D`       | [`NetConfig::gateway`]                   |
 //! | `dhcp`             | [`NetMode::Dhcp`]                        |
-//! | `services=LIST`    | [`Services`]: comma-separated `echo`, `udp-echo`, `iperf3`, or `all` / `none` (default all) |
+//! | `services=LIST`    | [`Services`]: comma-separated `echo`, `udp-echo`, `iperf3`, `nbd`, or `all` / `none` (default all) |
 //!
 //! Error policy: a token that cannot be applied (unknown key, bad or missing
 //! value, repeated key, conflicting key) is recorded as a [`ConfigError`] and
@@ -140,6 +140,8 @@ pub struct Services {
     pub udp_echo: bool,
     /// `iperf3`: the iperf3 server on port 5201.
     pub iperf3: bool,
+    /// `nbd`: the NBD disk service on port 10809.
+    pub nbd: bool,
 }
 
 impl Services {
@@ -148,12 +150,14 @@ impl Services {
         tcp_echo: true,
         udp_echo: true,
         iperf3: true,
+        nbd: true,
     };
     /// No service (`services=none`): the guest still answers ARP and ping.
     pub const NONE: Services = Services {
         tcp_echo: false,
         udp_echo: false,
         iperf3: false,
+        nbd: false,
     };
 }
 
@@ -177,6 +181,7 @@ impl fmt::Display for Services {
             (self.tcp_echo, "echo"),
             (self.udp_echo, "udp-echo"),
             (self.iperf3, "iperf3"),
+            (self.nbd, "nbd"),
         ] {
             if on {
                 write!(f, "{sep}{name}")?;
@@ -395,7 +400,7 @@ const EXPECT_TEST: &str = "panic|fault";
 const EXPECT_LOG: &str = "error|warn|info|debug";
 const EXPECT_IP: &str = "A.B.C.D/N with N in 0..=32";
 const EXPECT_GW: &str = "A.B.C.D";
-const EXPECT_SERVICES: &str = "all|none or a comma-separated list of echo,udp-echo,iperf3";
+const EXPECT_SERVICES: &str = "all|none or a comma-separated list of echo,udp-echo,iperf3,nbd";
 
 const OPTIONS: &[OptionSpec] = &[
     OptionSpec {
@@ -518,6 +523,7 @@ fn apply_services(config: &mut Config, value: Option<&str>) -> Result<(), Refusa
                     "echo" => &mut s.tcp_echo,
                     "udp-echo" => &mut s.udp_echo,
                     "iperf3" => &mut s.iperf3,
+                    "nbd" => &mut s.nbd,
                     _ => return Err(Refusal::Bad(EXPECT_SERVICES)),
                 };
                 if *flag {

@@ -183,12 +183,17 @@ fn services_key() {
         Services {
             tcp_echo: true,
             udp_echo: true,
-            iperf3: false
+            iperf3: false,
+            nbd: false
         }
     );
     let only = parse("services=iperf3").config.net.services;
     assert_eq!(only.to_string(), "iperf3");
-    assert!(only.iperf3 && !only.tcp_echo && !only.udp_echo);
+    assert!(only.iperf3 && !only.tcp_echo && !only.udp_echo && !only.nbd);
+    let nbd = parse("services=nbd,echo").config.net.services;
+    assert!(nbd.nbd && nbd.tcp_echo && !nbd.iperf3 && !nbd.udp_echo);
+    assert_eq!(nbd.to_string(), "echo,nbd");
+    const { assert!(Services::ALL.nbd && !Services::NONE.nbd) };
     assert_eq!(p.config.net.services.to_string(), "echo,udp-echo");
     assert_eq!(Services::ALL.to_string(), "all");
     assert_eq!(Services::NONE.to_string(), "none");
@@ -204,6 +209,8 @@ fn services_key() {
         "services=none,iperf3",
         "services=ECHO",
         "services=ssh",
+        "services=nbd,nbd",
+        "services=NBD",
     ] {
         let p = parse(bad);
         assert_eq!(p.errors().count(), 1, "{bad}");
@@ -212,7 +219,7 @@ fn services_key() {
     assert_eq!(
         messages("services=echo,ssh"),
         [
-            "bad value 'echo,ssh' for 'services' (expected all|none or a comma-separated list of echo,udp-echo,iperf3)"
+            "bad value 'echo,ssh' for 'services' (expected all|none or a comma-separated list of echo,udp-echo,iperf3,nbd)"
         ]
     );
     assert_eq!(

@@ -7,9 +7,11 @@
 //!
 //! - [`Disks::submit`] either starts the operation and returns `Ok(())` — its
 //!   result then comes back exactly once from [`Disks::poll_completion`] with
-//!   the same `owner` and `tag` — or returns an error and starts nothing.
-//!   [`DiskError::Busy`] means "nothing was started, try again later" (ring
-//!   full, no memory); the server retries on a later poll.
+//!   the same `owner` and `tag` — or returns the error *and the operation*
+//!   (split-phase, the buffer comes back: a write's data is not lost) and
+//!   starts nothing. [`DiskError::Busy`] means "nothing was started, try
+//!   again later" (ring full, no memory); the server resubmits the same
+//!   operation on a later poll. Any other error fails that request.
 //! - A `Write`/`Trim`/`WriteZeroes` completes `Ok` only once the disk accepted
 //!   it (blkback's response said OK); with `fua: true` only once it is
 //!   durable. `Flush` completes `Ok` only once every write that completed
@@ -145,7 +147,7 @@ pub trait Disks {
     /// Starts `op` at byte `offset` of the export whose [`ExportInfo::id`] is
     /// `export`. On `Ok(())` the result comes back once from
     /// [`Disks::poll_completion`]`(owner)` with `tag`; on `Err` nothing was
-    /// started (`Busy`: retry later).
+    /// started and `op` is handed back (`Busy`: the server retries it later).
     fn submit(
         &mut self,
         owner: u16,
@@ -153,7 +155,7 @@ pub trait Disks {
         export: usize,
         offset: u64,
         op: DiskOp,
-    ) -> Result<(), DiskError>;
+    ) -> Result<(), (DiskError, DiskOp)>;
 
     /// A finished operation of `owner`: its tag and the read data (empty for
     /// other operations) or the error.
@@ -169,8 +171,15 @@ impl Disks for NoDisks {
         Vec::new()
     }
 
-    fn submit(&mut self, _: u16, _: u64, _: usize, _: u64, _: DiskOp) -> Result<(), DiskError> {
-        Err(DiskError::Gone)
+    fn submit(
+        &mut self,
+        _: u16,
+        _: u64,
+        _: usize,
+        _: u64,
+        op: DiskOp,
+    ) -> Result<(), (DiskError, DiskOp)> {
+        Err((DiskError::Gone, op))
     }
 
     fn poll_completion(&mut self, _: u16) -> Option<(u64, Result<Vec<u8>, DiskError>)> {

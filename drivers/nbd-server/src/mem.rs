@@ -162,10 +162,10 @@ impl Disks for MemDisks {
         export: usize,
         offset: u64,
         op: DiskOp,
-    ) -> Result<(), DiskError> {
+    ) -> Result<(), (DiskError, DiskOp)> {
         if self.busy_next > 0 {
             self.busy_next -= 1;
-            return Err(DiskError::Busy);
+            return Err((DiskError::Busy, op));
         }
         let kind = match &op {
             DiskOp::Read { .. } => "read",

@@ -246,17 +246,20 @@ impl Harness {
         loop {
             let mut progress = false;
             while let Some(r) = self.conn.next_disk_request() {
-                match self
-                    .disks
-                    .submit(0, u64::from(r.tag), r.export, r.offset, r.op.clone())
-                {
+                let (tag, export, offset) = (r.tag, r.export, r.offset);
+                match self.disks.submit(0, u64::from(tag), export, offset, r.op) {
                     Ok(()) => {}
-                    Err(DiskError::Busy) => {
-                        self.conn.retry(r);
+                    Err((DiskError::Busy, op)) => {
+                        self.conn.retry(crate::conn::DiskRequest {
+                            tag,
+                            export,
+                            offset,
+                            op,
+                        });
                         break;
                     }
-                    Err(e) => {
-                        self.conn.complete(r.tag, Err(e));
+                    Err((e, _)) => {
+                        self.conn.complete(tag, Err(e));
                     }
                 }
                 progress = true;

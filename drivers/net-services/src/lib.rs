@@ -1,4 +1,4 @@
-//! Guest network services: TCP/UDP echo (port 7) and an iperf3-compatible server (port 5201).
+//! Guest network services: TCP/UDP echo (port 7), an iperf3-compatible server (port 5201) and the NBD disk service (port 10809).
 //!
 //! Layers:
 //! - [`json`]: JSON through `serde-json-core` (`no_std`), with a nesting
@@ -8,6 +8,8 @@
 //!   a sans-IO [`iperf3::Server`]: connection events and bytes in, bytes and
 //!   close requests out, time passed in.
 //! - [`echo`]: the echo services' logic (RFC 862) as small pure pieces.
+//! - the NBD protocol lives in the `nbd-server` crate; [`smol::NbdService`]
+//!   pumps its connections.
 //! - [`smol`]: the binding to smoltcp: a re-arming pool of listening TCP
 //!   sockets, and pumps that move bytes between smoltcp sockets and the
 //!   services. [`smol::Services`] bundles what the kernel's event loop runs.

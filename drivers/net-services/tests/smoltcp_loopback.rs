@@ -5,8 +5,9 @@
 //! test. Time is simulated (1 ms per step), so the tests are deterministic.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
+use nbd_server::mem::MemDisks;
 use net_services::iperf3::{AbortReason, Event, Phase, State};
-use net_services::smol::{ServiceEvent, Services, ServicesConfig};
+use net_services::smol::{NbdEvent, ServiceEvent, Services, ServicesConfig};
 use serde_json::Value;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -79,6 +80,9 @@ struct Net {
     c_sockets: SocketSet<'static>,
     next_port: u16,
     events: Vec<Event>,
+    /// The NBD service's disks (two RAM disks: `xvda` 4 MiB, `ro` 1 MiB read-only).
+    disks: MemDisks,
+    nbd_events: Vec<NbdEvent>,
 }
 
 fn iface(dev: &mut PipeEnd, mac: [u8; 6], ip: Ipv4Address, seed: u64) -> Interface {
@@ -113,6 +117,13 @@ impl Net {
             c_sockets: SocketSet::new(vec![]),
             next_port: 49152,
             events: vec![],
+            disks: {
+                let mut d = MemDisks::new();
+                d.add("xvda", 4 << 20, false);
+                d.add("ro", 1 << 20, true);
+                d
+            },
+            nbd_events: vec![],
         }
     }
 
@@ -123,11 +134,15 @@ impl Net {
             .poll(self.now, &mut self.c_dev, &mut self.c_sockets);
         self.s_iface
             .poll(self.now, &mut self.s_dev, &mut self.s_sockets);
-        self.services.poll(&mut self.s_sockets, self.now);
+        self.services
+            .poll(&mut self.s_sockets, self.now, &mut self.disks);
         self.s_iface
             .poll(self.now, &mut self.s_dev, &mut self.s_sockets);
-        while let Some(ServiceEvent::Iperf3(e)) = self.services.next_event() {
-            self.events.push(e);
+        while let Some(e) = self.services.next_event() {
+            match e {
+                ServiceEvent::Iperf3(e) => self.events.push(e),
+                ServiceEvent::Nbd(e) => self.nbd_events.push(e),
+            }
         }
     }
 
@@ -590,5 +605,256 @@ impl Net {
             }
             got >= n
         });
+    }
+}
+
+// ---------------------------------------------------------------- NBD (port 10809)
+
+mod nbd {
+    use super::*;
+    use nbd_server::wire::{
+        Command, GreetingRepr, InfoExportRepr, InfoRequest, OptionHeaderRepr, OptionReplyRepr,
+        RequestRepr, SimpleReplyRepr, errno, info, option, reply,
+    };
+    use nbd_server::{ClientError, Event as NbdConnEvent};
+
+    pub const PORT: u16 = 10809;
+
+    /// Connects, negotiates (GO on `name`), returns the socket and the export info.
+    pub fn open(net: &mut Net, name: &str) -> (SocketHandle, InfoExportRepr) {
+        let h = net.connect(PORT, 256 * 1024);
+        let g = net.recv_exact(h, GreetingRepr::LEN);
+        assert_eq!(GreetingRepr::parse(&g).unwrap().flags, 3);
+        net.send_all(h, &3u32.to_be_bytes());
+        // QEMU's order: structured replies first (refused), then GO.
+        send_option(net, h, option::STRUCTURED_REPLY, &[]);
+        assert_eq!(option_reply(net, h).0.reply_type, reply::ERR_UNSUP);
+        send_option(
+            net,
+            h,
+            option::GO,
+            &InfoRequest::emit(name.as_bytes(), &[info::BLOCK_SIZE]),
+        );
+        let (r, d) = option_reply(net, h);
+        assert_eq!(r.reply_type, reply::INFO);
+        let e = InfoExportRepr::parse(&d).unwrap();
+        assert_eq!(option_reply(net, h).0.reply_type, reply::INFO);
+        assert_eq!(option_reply(net, h).0.reply_type, reply::ACK);
+        (h, e)
+    }
+
+    pub fn send_option(net: &mut Net, h: SocketHandle, opt: u32, data: &[u8]) {
+        let mut b = vec![0u8; OptionHeaderRepr::LEN];
+        OptionHeaderRepr {
+            option: opt,
+            length: data.len() as u32,
+        }
+        .emit(&mut b);
+        b.extend_from_slice(data);
+        net.send_all(h, &b);
+    }
+
+    pub fn option_reply(net: &mut Net, h: SocketHandle) -> (OptionReplyRepr, Vec<u8>) {
+        let r = OptionReplyRepr::parse(&net.recv_exact(h, OptionReplyRepr::LEN)).unwrap();
+        let d = net.recv_exact(h, r.length as usize);
+        (r, d)
+    }
+
+    pub fn request(cmd: Command, flags: u16, handle: u64, offset: u64, length: u32) -> Vec<u8> {
+        RequestRepr {
+            flags,
+            command: cmd,
+            handle,
+            offset,
+            length,
+        }
+        .to_bytes()
+        .to_vec()
+    }
+
+    pub fn reply(net: &mut Net, h: SocketHandle) -> SimpleReplyRepr {
+        SimpleReplyRepr::parse(&net.recv_exact(h, SimpleReplyRepr::LEN)).unwrap()
+    }
+
+    #[test]
+    fn nbd_three_clients_write_and_read_back() {
+        let mut net = Net::new(&ServicesConfig::default());
+        let clients: Vec<(SocketHandle, InfoExportRepr)> =
+            (0..3).map(|_| open(&mut net, "xvda")).collect();
+        assert_eq!(clients[0].1.size, 4 << 20);
+        assert_eq!(net.services.nbd().unwrap().connections(), (3, 0));
+        // Each client writes its own MiB in pipelined 64 KiB requests (one FUA), then flushes.
+        for (c, &(h, _)) in clients.iter().enumerate() {
+            let data = pattern(1 << 20, 40 + c as u32);
+            let mut bytes = Vec::new();
+            for k in 0..16u64 {
+                let off = (c as u64) << 20 | k << 16;
+                let flags = if k == 15 { 1 } else { 0 };
+                bytes.extend(request(Command::Write, flags, k, off, 65536));
+                bytes.extend_from_slice(&data[(k as usize) << 16..((k as usize) + 1) << 16]);
+            }
+            bytes.extend(request(Command::Flush, 0, 99, 0, 0));
+            net.send_all(h, &bytes);
+        }
+        for &(h, _) in &clients {
+            let mut handles: Vec<u64> = (0..17)
+                .map(|_| reply(&mut net, h))
+                .map(|r| {
+                    assert_eq!(r.error, 0);
+                    r.handle
+                })
+                .collect();
+            handles.sort();
+            assert_eq!(handles.last(), Some(&99));
+        }
+        for c in 0..3usize {
+            let want = pattern(1 << 20, 40 + c as u32);
+            assert!(
+                net.disks.disks[0].data[c << 20..(c + 1) << 20] == want[..],
+                "client {c}"
+            );
+        }
+        // Read back through another connection (CAN_MULTI_CONN).
+        let (h, _) = clients[2];
+        net.send_all(h, &request(Command::Read, 0, 7, 0, 256 * 1024));
+        let r = reply(&mut net, h);
+        assert_eq!((r.error, r.handle), (0, 7));
+        let got = net.recv_exact(h, 256 * 1024);
+        assert!(got[..] == pattern(1 << 20, 40)[..256 * 1024]);
+        // Disconnect each: the server closes, the sockets re-arm.
+        for &(h, _) in &clients {
+            net.send_all(h, &request(Command::Disconnect, 0, 0, 0, 0));
+            net.drain_to_fin(h);
+            net.tcp(h).close();
+        }
+        net.run_until("nbd re-arm", 50_000, |n| {
+            n.services.nbd().unwrap().pool().busy() == 0
+        });
+        let opened = net
+            .nbd_events
+            .iter()
+            .filter(|e| matches!(e.event, NbdConnEvent::Opened { .. }))
+            .count();
+        let closed = net
+            .nbd_events
+            .iter()
+            .filter(|e| matches!(e.event, NbdConnEvent::Closed(_)))
+            .count();
+        assert_eq!((opened, closed), (3, 3));
+        assert!(
+            net.nbd_events.iter().all(|e| !e.is_error()),
+            "{:?}",
+            net.nbd_events
+        );
+    }
+
+    #[test]
+    fn nbd_bad_clients_get_errors_and_the_service_goes_on() {
+        let mut net = Net::new(&ServicesConfig::default());
+        // Unknown client flags: dropped.
+        let h = net.connect(PORT, 4096);
+        net.recv_exact(h, GreetingRepr::LEN);
+        net.send_all(h, &0xffff_ffffu32.to_be_bytes());
+        net.run_until("reset", 5000, |n| {
+            !n.tcp(h).is_open() || !n.tcp(h).may_recv()
+        });
+        // Garbage instead of options: dropped.
+        let g = net.connect(PORT, 4096);
+        net.recv_exact(g, GreetingRepr::LEN);
+        net.send_all(g, b"\0\0\0\x01GET / HTTP/1.0\r\n\r\n");
+        net.run_until("reset", 5000, |n| {
+            !n.tcp(g).is_open() || !n.tcp(g).may_recv()
+        });
+        // A read-only export refuses writes; a bad request magic ends only that connection.
+        let (ro, e) = open(&mut net, "ro");
+        assert_ne!(e.flags & 2, 0, "READ_ONLY flag");
+        let (rw, _) = open(&mut net, "xvda");
+        let mut w = request(Command::Write, 0, 5, 0, 4096);
+        w.extend_from_slice(&[1u8; 4096]);
+        net.send_all(ro, &w);
+        assert_eq!(reply(&mut net, ro).error, errno::EPERM);
+        net.send_all(ro, &request(Command::Read, 0, 6, 1 << 20, 512));
+        assert_eq!(reply(&mut net, ro).error, errno::EINVAL);
+        let mut bad = request(Command::Read, 0, 7, 0, 512);
+        bad[0] ^= 0xff;
+        net.send_all(ro, &bad);
+        net.run_until("reset", 5000, |n| {
+            !n.tcp(ro).is_open() || !n.tcp(ro).may_recv()
+        });
+        net.send_all(rw, &request(Command::Read, 0, 8, 0, 512));
+        assert_eq!(reply(&mut net, rw).handle, 8);
+        net.recv_exact(rw, 512);
+        let errors: Vec<String> = net
+            .nbd_events
+            .iter()
+            .filter(|e| e.is_error())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            matches!(
+                net.nbd_events.iter().find(|e| e.is_error()).unwrap().event,
+                NbdConnEvent::Client(ClientError::UnknownClientFlags(0xffff_ffff))
+            ),
+            "{errors:?}"
+        );
+        let joined = errors.join("\n");
+        for want in [
+            "unknown client flags 0xffffffff",
+            "option without IHAVEOPT",
+            "write at 0 length 4096 refused with EPERM",
+            "refused with EINVAL",
+            "request with bad magic",
+            "from 192.0.2.2:",
+        ] {
+            assert!(joined.contains(want), "missing {want:?} in\n{joined}");
+        }
+        assert!(net.disks.disks[1].data.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn nbd_backpressure_and_reset_with_disk_ops_in_flight() {
+        let mut net = Net::new(&ServicesConfig::default());
+        let (h, _) = open(&mut net, "xvda");
+        net.disks.hold = true;
+        // 12 maximal writes (3 MiB) while the disk completes nothing.
+        let mut bytes = Vec::new();
+        for k in 0..12u64 {
+            bytes.extend(request(Command::Write, 0, k, k << 18, 1 << 18));
+            bytes.extend_from_slice(&pattern(1 << 18, k as u32));
+        }
+        let mut sent = 0;
+        for _ in 0..20_000 {
+            sent += net.tcp(h).send_slice(&bytes[sent..]).unwrap();
+            net.step();
+        }
+        let svc = net.services.nbd().unwrap();
+        let budget = svc.config().limits.budget;
+        assert!(svc.reserved() <= budget, "{} > {budget}", svc.reserved());
+        assert_eq!(net.disks.held.len(), 2, "only two writes admitted");
+        assert!(
+            sent < bytes.len(),
+            "the client was stopped by the TCP window"
+        );
+        // The client resets with writes at the disk: the connection waits as an orphan.
+        net.tcp(h).abort();
+        net.run_until("orphaned", 5000, |n| {
+            n.services.nbd().unwrap().connections() == (0, 1)
+        });
+        net.disks.release(&[1, 0]);
+        net.run_until("orphan done", 5000, |n| {
+            n.services.nbd().unwrap().connections() == (0, 0)
+        });
+        assert_eq!(net.services.nbd().unwrap().reserved(), 0);
+        assert_eq!(net.services.nbd().unwrap().stats().stray_completions, 0);
+        assert!(matches!(
+            net.nbd_events.last().unwrap().event,
+            NbdConnEvent::Closed(_)
+        ));
+        // A new client is served.
+        net.disks.hold = false;
+        let (h2, _) = open(&mut net, "xvda");
+        net.send_all(h2, &request(Command::Read, 0, 1, 0, 4096));
+        assert_eq!(reply(&mut net, h2).error, 0);
+        assert!(net.recv_exact(h2, 4096) == pattern(1 << 18, 0)[..4096]);
     }
 }

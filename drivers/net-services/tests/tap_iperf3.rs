@@ -61,10 +61,12 @@ fn guest(
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         iface.poll(now, &mut dev, &mut sockets);
-        let busy = services.poll(&mut sockets, now);
+        let busy = services.poll(&mut sockets, now, &mut nbd_server::NoDisks);
         iface.poll(now, &mut dev, &mut sockets);
-        while let Some(ServiceEvent::Iperf3(e)) = services.next_event() {
-            let _ = events.send(e);
+        while let Some(e) = services.next_event() {
+            if let ServiceEvent::Iperf3(e) = e {
+                let _ = events.send(e);
+            }
         }
         if !busy {
             let mut delay = iface

@@ -1,4 +1,4 @@
-//! The smoltcp binding: socket pools and pumps for TCP echo, UDP echo and the iperf3 server.
+//! The smoltcp binding: socket pools and pumps for TCP echo, UDP echo, the iperf3 server and the NBD disk service.
 //!
 //! The kernel owns the `Interface`, the device and the `SocketSet`; these
 //! services add their sockets to the set once ([`Services::new`]) and are
@@ -7,7 +7,7 @@
 //! ```text
 //! loop {
 //!     iface.poll(now, &mut dev, &mut sockets);       // packets in, segments out
-//!     let busy = services.poll(&mut sockets, now);   // bytes between sockets and services
+//!     let busy = services.poll(&mut sockets, now, &mut disks); // bytes between sockets and services
 //!     iface.poll(now, &mut dev, &mut sockets);       // send what the services queued
 //!     while let Some(e) = services.next_event() { log(e) }
 //!     if !busy { block until an event or min(iface.poll_at, services.poll_at) }
@@ -18,14 +18,17 @@
 
 mod echo;
 mod iperf;
+mod nbd;
 mod pool;
 
 pub use echo::{TcpEcho, TcpEchoStats, UdpEcho, UdpEchoConfig, UdpEchoStats};
 pub use iperf::Iperf3Service;
+pub use nbd::{NbdConfig, NbdEvent, NbdService, NbdStats};
 pub use pool::{PoolError, TcpPool, TcpPoolConfig};
 
 use crate::echo::ECHO_PORT;
 use crate::iperf3::{self, DEFAULT_PORT, ServerConfig};
+use nbd_server::Disks;
 use smoltcp::iface::SocketSet;
 use smoltcp::time::Instant;
 
@@ -43,6 +46,8 @@ pub struct Selection {
     pub udp_echo: bool,
     /// iperf3 server on port 5201.
     pub iperf3: bool,
+    /// NBD disk service on port 10809.
+    pub nbd: bool,
 }
 
 impl Selection {
@@ -51,12 +56,14 @@ impl Selection {
         tcp_echo: true,
         udp_echo: true,
         iperf3: true,
+        nbd: true,
     };
     /// No service.
     pub const NONE: Selection = Selection {
         tcp_echo: false,
         udp_echo: false,
         iperf3: false,
+        nbd: false,
     };
 }
 
@@ -80,11 +87,14 @@ pub struct ServicesConfig {
     pub iperf3: TcpPoolConfig,
     /// The iperf3 state machine's limits; `max_conns` is set to the pool size.
     pub iperf3_server: ServerConfig,
+    /// The NBD service (port 10809): sockets, disk owner id, limits.
+    pub nbd: NbdConfig,
 }
 
 impl Default for ServicesConfig {
-    /// All services; about 2.9 MiB of socket buffers: TCP echo 16 × (8 + 8)
-    /// KiB, UDP echo 2 × 64 KiB, iperf3 10 × (128 + 128) KiB.
+    /// All services; about 5.9 MiB of buffers: TCP echo 16 × (8 + 8)
+    /// KiB, UDP echo 2 × 64 KiB, iperf3 10 × (128 + 128) KiB, NBD 4 ×
+    /// (128 + 128 KiB sockets + 512 KiB payload in flight).
     fn default() -> Self {
         ServicesConfig {
             selection: Selection::ALL,
@@ -113,12 +123,14 @@ impl Default for ServicesConfig {
                 max_parallel: 8,
                 ..ServerConfig::default()
             },
+            nbd: NbdConfig::default(),
         }
     }
 }
 
 impl ServicesConfig {
-    /// Heap bytes the selected services' socket buffers take.
+    /// Heap bytes the selected services' buffers take (socket buffers, and
+    /// the NBD connections' payload budgets).
     pub fn buffer_bytes(&self) -> usize {
         let mut n = 0usize;
         if self.selection.tcp_echo {
@@ -129,6 +141,9 @@ impl ServicesConfig {
         }
         if self.selection.iperf3 {
             n = n.saturating_add(self.iperf3.buffer_bytes());
+        }
+        if self.selection.nbd {
+            n = n.saturating_add(self.nbd.buffer_bytes());
         }
         n
     }
@@ -163,6 +178,9 @@ impl From<PoolError> for SetupError {
 pub enum ServiceEvent {
     /// From the iperf3 server.
     Iperf3(iperf3::Event),
+    /// From the NBD service (print those with [`NbdEvent::is_error`] as
+    /// `xenrs nbd error: {event}`).
+    Nbd(NbdEvent),
 }
 
 /// The selected services, bound to sockets in one `SocketSet`.
@@ -170,6 +188,7 @@ pub struct Services {
     tcp_echo: Option<TcpEcho>,
     udp_echo: Option<UdpEcho>,
     iperf3: Option<Iperf3Service>,
+    nbd: Option<NbdService>,
 }
 
 impl Services {
@@ -192,12 +211,25 @@ impl Services {
             } else {
                 None
             },
+            nbd: if sel.nbd {
+                Some(NbdService::new(sockets, cfg.nbd)?)
+            } else {
+                None
+            },
         })
     }
 
-    /// Pumps every service once. Returns whether any byte or connection moved
-    /// (then call `iface.poll` and this again before blocking).
-    pub fn poll(&mut self, sockets: &mut SocketSet<'_>, now: Instant) -> bool {
+    /// Pumps every service once; the NBD service submits to `disks` and
+    /// takes its completions (pass [`nbd_server::NoDisks`] without disks).
+    /// Returns whether any byte, connection or disk operation moved (then
+    /// call `iface.poll` and this again before blocking). Call it also when
+    /// a disk completion may have arrived (the disks' interrupt).
+    pub fn poll(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        now: Instant,
+        disks: &mut dyn Disks,
+    ) -> bool {
         let mut busy = false;
         if let Some(s) = &mut self.tcp_echo {
             busy |= s.poll(sockets, now);
@@ -207,6 +239,9 @@ impl Services {
         }
         if let Some(s) = &mut self.iperf3 {
             busy |= s.poll(sockets, now);
+        }
+        if let Some(s) = &mut self.nbd {
+            busy |= s.poll(sockets, now, disks);
         }
         busy
     }
@@ -219,10 +254,17 @@ impl Services {
 
     /// The next event to log.
     pub fn next_event(&mut self) -> Option<ServiceEvent> {
-        self.iperf3
+        if let Some(e) = self
+            .iperf3
             .as_mut()
             .and_then(|s| s.server_mut().next_event())
-            .map(ServiceEvent::Iperf3)
+        {
+            return Some(ServiceEvent::Iperf3(e));
+        }
+        self.nbd
+            .as_mut()
+            .and_then(NbdService::next_event)
+            .map(ServiceEvent::Nbd)
     }
 
     /// The TCP echo service, if selected.
@@ -238,6 +280,11 @@ impl Services {
     /// The iperf3 service, if selected.
     pub fn iperf3(&self) -> Option<&Iperf3Service> {
         self.iperf3.as_ref()
+    }
+
+    /// The NBD service, if selected.
+    pub fn nbd(&self) -> Option<&NbdService> {
+        self.nbd.as_ref()
     }
 
     /// The iperf3 service, if selected (e.g. to set the CPU utilisation it reports).
