@@ -76,7 +76,9 @@ if [ "$(id -u)" = 0 ]; then
 	# build-essential: cc/ld for build scripts; the harness installs qemu, debootstrap and cpio itself.
 	# iperf3, iproute2, util-linux: net-services' host tests run the real iperf3 client against the
 	# guest's iperf3 server code (over loopback, and over a TAP device in an `unshare --net` namespace).
-	xt_apt_install ca-certificates build-essential iperf3 iproute2 util-linux
+	# libnbd-bin, qemu-utils: the NBD service's host test runs nbdinfo, nbdcopy, qemu-img and qemu-io
+	# against it over such a TAP device.
+	xt_apt_install ca-certificates build-essential iperf3 iproute2 util-linux libnbd-bin qemu-utils
 fi
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
 command -v rustup >/dev/null || xt_die "rustup is required (it reads rust-toolchain.toml)"
