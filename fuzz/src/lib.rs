@@ -4,6 +4,9 @@
 #[path = "netfront.rs"]
 pub mod netfront_hostile;
 
+#[path = "blkfront.rs"]
+pub mod blkfront_hostile;
+
 pub mod xenstore_decoder {
     //! `xenstore_decoder`: response-ring bytes into the decoder and the client.
     //!

@@ -243,11 +243,7 @@ impl<Pg: xen_frontend::DevicePage> Blkif<Pg> {
 
     /// Reads what blkback writes when it connects. A missing `sectors` is a
     /// fault (the back end must say how big the disk is).
-    fn read_connect_nodes(
-        &mut self,
-        xs: &mut impl XenstoreAccess,
-        dir: &str,
-    ) -> Result<(), Fault> {
+    fn read_connect_nodes(&mut self, xs: &mut impl XenstoreAccess, dir: &str) -> Result<(), Fault> {
         let sectors = xs
             .read(TxId::NONE, &format!("{dir}/sectors"))
             .ok()
@@ -376,7 +372,12 @@ where
         Ok(())
     }
 
-    fn connected(&mut self, io: &mut Resources<P, G, E>, xs: &mut impl XenstoreAccess, backend: &Backend) {
+    fn connected(
+        &mut self,
+        io: &mut Resources<P, G, E>,
+        xs: &mut impl XenstoreAccess,
+        backend: &Backend,
+    ) {
         if let Err(f) = self.read_connect_nodes(xs, &backend.path) {
             self.fault = Some(f);
             return;
@@ -583,28 +584,28 @@ where
 
     /// Starts connecting.
     pub fn start(&mut self, xs: &mut impl XenstoreAccess) -> Result<(), Error> {
-        Ok(self.dev.start(xs)?)
+        self.dev.start(xs)
     }
 
     /// Acts on the back end's state (call when its watch fires).
     pub fn on_backend_state(&mut self, xs: &mut impl XenstoreAccess) -> Result<(), Error> {
-        Ok(self.dev.on_backend_state(xs)?)
+        self.dev.on_backend_state(xs)
     }
 
     /// Closes the disk for good; outstanding requests fail.
     pub fn close(&mut self, xs: &mut impl XenstoreAccess) -> Result<(), Error> {
-        Ok(self.dev.close(xs)?)
+        self.dev.close(xs)
     }
 
     /// Tears the connection down and connects again (after a [`Fault`]);
     /// requests outstanding fail with [`BlkError::Disconnected`].
     pub fn reconnect(&mut self, xs: &mut impl XenstoreAccess) -> Result<(), Error> {
-        Ok(self.dev.reconnect(xs)?)
+        self.dev.reconnect(xs)
     }
 
     /// The domain is about to suspend: requests stop moving.
     pub fn suspend(&mut self) -> Result<(), Error> {
-        Ok(self.dev.suspend()?)
+        self.dev.suspend()
     }
 
     /// The domain resumed. Cancelled (`new_domain` false): nothing changes,
@@ -613,7 +614,7 @@ where
     /// limits, once its pages are granted afresh and the back end is
     /// Connected.
     pub fn resume(&mut self, xs: &mut impl XenstoreAccess, new_domain: bool) -> Result<(), Error> {
-        Ok(self.dev.resume(xs, new_domain)?)
+        self.dev.resume(xs, new_domain)
     }
 
     // --- requests ------------------------------------------------------------------

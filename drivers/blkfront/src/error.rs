@@ -3,8 +3,6 @@
 use core::fmt;
 
 use xen_ring::BackendFault;
-use xenbus::FrontendError;
-use xenstore::XsError;
 
 pub use xen_frontend::SetupError;
 
@@ -138,33 +136,5 @@ impl fmt::Display for Fault {
     }
 }
 
-/// Any error of the driver's connection operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// A xenstore request failed.
-    Xenstore(XsError),
-    /// The xenbus state machine refused an input.
-    Xenbus(FrontendError),
-    /// Connection setup failed; the connection is being closed.
-    Setup(SetupError),
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Xenstore(e) => write!(f, "xenstore: {e}"),
-            Error::Xenbus(e) => write!(f, "xenbus: {e}"),
-            Error::Setup(e) => write!(f, "connection setup: {e}"),
-        }
-    }
-}
-
-impl From<xen_frontend::Error> for Error {
-    fn from(e: xen_frontend::Error) -> Self {
-        match e {
-            xen_frontend::Error::Xenstore(e) => Error::Xenstore(e),
-            xen_frontend::Error::Xenbus(e) => Error::Xenbus(e),
-            xen_frontend::Error::Setup(e) => Error::Setup(e),
-        }
-    }
-}
+/// Any error of the driver's connection operations: the runtime's.
+pub use xen_frontend::Error;

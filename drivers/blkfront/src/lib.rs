@@ -42,7 +42,7 @@ pub mod sim;
 pub mod wire;
 
 pub use driver::{
-    BlkFront, Blkif, Config, DiskInfo, Discard, Features, MAX_INDIRECT_SEGMENTS, MAX_RING_ORDER,
+    BlkFront, Blkif, Config, Discard, DiskInfo, Features, MAX_INDIRECT_SEGMENTS, MAX_RING_ORDER,
     disk_name,
 };
 pub use error::{BlkError, Error, Fault, ProbeError, SubmitError};

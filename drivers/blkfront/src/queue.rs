@@ -22,8 +22,8 @@ use xen_abi::PAGE_SIZE;
 use xen_abi::blkif::{
     BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD,
     BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_WRITE,
-    BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
-    BlkifRequest, BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, SECTOR_SIZE,
+    BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY, BlkifRequest,
+    BlkifRequestDiscard, BlkifRequestIndirect, BlkifRequestSegment, SECTOR_SIZE,
 };
 use xen_frontend::{Held, MultiPageRing};
 use xen_ring::{RingError, SharedRing};
@@ -230,8 +230,12 @@ impl<Pg: SharedRing> Queue<Pg> {
     pub(crate) fn attach(&mut self, ring: MultiPageRing<BlkReq, BlkRsp, Pg>, limits: Limits) {
         let entries = ring.front.size();
         self.shadows = (0..entries).map(|_| None).collect();
-        self.free_slots = (0..u16::try_from(entries).unwrap_or(u16::MAX)).rev().collect();
-        self.free_pages = (0..u16::try_from(self.pool.len()).unwrap_or(0)).rev().collect();
+        self.free_slots = (0..u16::try_from(entries).unwrap_or(u16::MAX))
+            .rev()
+            .collect();
+        self.free_pages = (0..u16::try_from(self.pool.len()).unwrap_or(0))
+            .rev()
+            .collect();
         self.free_indirect = (0..u16::try_from(self.indirect_pages.len()).unwrap_or(0))
             .rev()
             .collect();
@@ -440,7 +444,17 @@ impl<Pg: SharedRing> Queue<Pg> {
             op.next = 1;
         }
         op.in_flight += 1;
-        self.place(slot, op_id, 0, 0, Vec::new(), None, operation, operation, fua_flush);
+        self.place(
+            slot,
+            op_id,
+            0,
+            0,
+            Vec::new(),
+            None,
+            operation,
+            operation,
+            fua_flush,
+        );
         self.stats.flushes += 1;
         self.produce(req);
     }
@@ -464,7 +478,17 @@ impl<Pg: SharedRing> Queue<Pg> {
         op.next = 1;
         op.in_flight += 1;
         let (op_id, len) = (op.id, op.len);
-        self.place(slot, op_id, 0, len, Vec::new(), None, BLKIF_OP_DISCARD, BLKIF_OP_DISCARD, false);
+        self.place(
+            slot,
+            op_id,
+            0,
+            len,
+            Vec::new(),
+            None,
+            BLKIF_OP_DISCARD,
+            BLKIF_OP_DISCARD,
+            false,
+        );
         self.produce(req);
     }
 
@@ -482,7 +506,8 @@ impl<Pg: SharedRing> Queue<Pg> {
             None => (op.next, op.len.saturating_sub(op.next)),
         };
         let direct_max = BLKIF_MAX_SEGMENTS_PER_REQUEST as u16;
-        let indirect_ok = self.limits.indirect_segments > direct_max && !self.free_indirect.is_empty();
+        let indirect_ok =
+            self.limits.indirect_segments > direct_max && !self.free_indirect.is_empty();
         let max_segs = if indirect_ok {
             self.limits.indirect_segments
         } else {
@@ -509,7 +534,11 @@ impl<Pg: SharedRing> Queue<Pg> {
             None => op.next += len,
         }
         op.in_flight += 1;
-        let (op_id, kind, sector) = (op.id, op.kind, (op.offset + u64::from(start)) / SECTOR_SIZE as u64);
+        let (op_id, kind, sector) = (
+            op.id,
+            op.kind,
+            (op.offset + u64::from(start)) / SECTOR_SIZE as u64,
+        );
         let Some(slot) = self.take_slot() else {
             // Cannot happen (checked by the caller); undo.
             if let Some(op) = self.ops.get_mut(i) {
@@ -530,14 +559,18 @@ impl<Pg: SharedRing> Queue<Pg> {
             let gref = held.and_then(Held::grant).map_or(0, |g| g.gref());
             if kind == Kind::Write
                 && let (Some(g), Some(op)) = (held.and_then(Held::grant), self.ops.get(i))
-                && let Some(src) = op.data.get(start as usize + from..start as usize + from + bytes)
+                && let Some(src) = op
+                    .data
+                    .get(start as usize + from..start as usize + from + bytes)
             {
                 g.buffer().write_bytes(0, src);
             }
             segments.push(BlkifRequestSegment {
                 gref,
                 first_sect: 0,
-                last_sect: u8::try_from(bytes / SECTOR_SIZE).unwrap_or(1).saturating_sub(1),
+                last_sect: u8::try_from(bytes / SECTOR_SIZE)
+                    .unwrap_or(1)
+                    .saturating_sub(1),
             });
             pages.push(p);
         }
@@ -586,12 +619,17 @@ impl<Pg: SharedRing> Queue<Pg> {
             self.stats.indirect += 1;
             (req, ind, BLKIF_OP_INDIRECT)
         };
-        self.place(slot, op_id, start, len, pages, indirect, operation, inner, false);
+        self.place(
+            slot, op_id, start, len, pages, indirect, operation, inner, false,
+        );
         self.produce(req);
         true
     }
 
-    #[allow(clippy::too_many_arguments, reason = "one shadow's fields, set in one place")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one shadow's fields, set in one place"
+    )]
     fn place(
         &mut self,
         slot: u16,
@@ -706,7 +744,9 @@ impl<Pg: SharedRing> Queue<Pg> {
                 // The data, read once from the pages now that the back end is done.
                 for (k, &p) in shadow.pages.iter().enumerate() {
                     let from = shadow.start as usize + k * PAGE_SIZE;
-                    let bytes = (shadow.len as usize).saturating_sub(k * PAGE_SIZE).min(PAGE_SIZE);
+                    let bytes = (shadow.len as usize)
+                        .saturating_sub(k * PAGE_SIZE)
+                        .min(PAGE_SIZE);
                     if let (Some(g), Some(dst)) = (
                         self.pool.get(usize::from(p)).and_then(Held::grant),
                         op.data.get_mut(from..from + bytes),

@@ -105,6 +105,7 @@ fn services_config(chosen: guest_config::Services) -> ServicesConfig {
             tcp_echo: chosen.tcp_echo,
             udp_echo: chosen.udp_echo,
             iperf3: chosen.iperf3,
+            nbd: chosen.nbd,
         },
         tcp_echo: TcpPoolConfig {
             sockets: 40,
@@ -124,6 +125,7 @@ fn services_listening(sel: &Selection) -> String {
         (sel.tcp_echo, "tcp-echo:7"),
         (sel.udp_echo, "udp-echo:7"),
         (sel.iperf3, "iperf3:5201"),
+        (sel.nbd, "nbd:10809"),
     ] {
         if on {
             if !out.is_empty() {

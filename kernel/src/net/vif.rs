@@ -24,9 +24,9 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
 use super::arp;
-use crate::xenbus::watch::StateWatch;
-use crate::xenbus::platform::{EvtchnCounters, KernelEvtchn, KernelGrants, KernelPages};
 use crate::xen::store::{self, StoreError};
+use crate::xenbus::platform::{EvtchnCounters, KernelEvtchn, KernelGrants, KernelPages};
+use crate::xenbus::watch::StateWatch;
 
 /// The netfront type the kernel runs.
 pub type KernelNetFront = NetFront<KernelPages, KernelGrants, KernelEvtchn>;
@@ -238,7 +238,7 @@ impl Vif {
         if let Some(cfg) = services {
             match Services::new(&mut vif.sockets, cfg) {
                 Ok(s) => vif.services = Some(s),
-                Err(e) => crate::println!("xenrs net error: vif/{id}: services: {e:?}"),
+                Err(e) => crate::println!("xenrs net error: vif/{id}: services: {e}"),
             }
         }
         Ok(vif)
@@ -356,7 +356,7 @@ impl Vif {
         let before = self.traffic();
         busy |= self.poll_iface(now);
         if let Some(services) = self.services.as_mut()
-            && services.poll(&mut self.sockets, now)
+            && crate::blk::with_disks(|disks| services.poll(&mut self.sockets, now, disks))
         {
             busy = true;
             self.poll_iface(now);
@@ -530,7 +530,18 @@ impl Vif {
         let Some(services) = self.services.as_mut() else {
             return;
         };
-        while let Some(ServiceEvent::Iperf3(e)) = services.next_event() {
+        while let Some(event) = services.next_event() {
+            let e = match event {
+                ServiceEvent::Iperf3(e) => e,
+                ServiceEvent::Nbd(n) => {
+                    if n.is_error() {
+                        crate::println!("xenrs nbd error: {n}");
+                    } else {
+                        log::info!("nbd: {n}");
+                    }
+                    continue;
+                }
+            };
             match e {
                 IperfEvent::TestStarted(p) => crate::println!(
                     "xenrs net: iperf3 test started: streams={} reverse={} bidir={} time_s={} protocol={:?}",

@@ -22,6 +22,7 @@ use crate::arch::debugcon;
 use crate::arch::hypercall;
 
 use crate::arch::start_info::{self, BootData};
+use crate::blk;
 use crate::mm::memory;
 use crate::net;
 use crate::xen::console::{self, Escaped};
@@ -144,6 +145,7 @@ pub fn kernel_main(info: BootInfo) -> ! {
     heap_self_test();
     let services_up = services::start();
     if services_up {
+        blk::start(config.net.services.nbd);
         net::start(&config.net);
     }
 
@@ -257,13 +259,14 @@ impl fmt::Display for XenVersion {
 /// The main event loop (services up): never returns; leaves through a control request.
 ///
 /// Each pass dispatches marked event-channel ports, then queued watch events (bounded
-/// per watch), then one pass of the network ([`net::poll`], which re-arms its rings and
+/// per watch), then one pass of the disks ([`blk::poll`]) and of the network ([`net::poll`]; each re-arms its rings and
 /// wake-up timer when it is idle), then a pending control request; with nothing to do
 /// it idles (`sti; hlt`, race-free, see [`events::idle`]).
 fn run() -> ! {
     loop {
         let mut busy = events::dispatch(None) > 0;
         busy |= store::service_watches() > 0;
+        busy |= blk::poll();
         busy |= net::poll();
         if let Some(request) = control::take_request() {
             act(request);

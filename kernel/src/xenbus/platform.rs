@@ -23,9 +23,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use grant_table::GrantTable;
-use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 use xen_abi::DomId;
 use xen_abi::event_channel::EvtchnPort;
+use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 
 use crate::arch::hypercall::HypercallError;
 use crate::mm::memory::Frame;

@@ -1,0 +1,615 @@
+//! blkfront against the simulated blkback: negotiation, the data path, refusals, errors, resume, closing, hostile answers.
+
+use blkfront::sim::{
+    InFlightOnDisconnect, RspCorruption, SimBlkConfig, SimBlkWorld, SimEvtchn, SimGrants, SimPages,
+};
+use blkfront::{BlkError, BlkFront, Completion, Config, Fault, Op, ReqId, SubmitError, disk_name};
+use xenbus::Phase;
+
+type Front = BlkFront<SimPages, SimGrants, SimEvtchn>;
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 9) as u8)
+        .collect()
+}
+
+fn probe(w: &mut SimBlkWorld, config: Config) -> Front {
+    let devid = w.devid();
+    match BlkFront::new(
+        &mut w.xs,
+        devid,
+        w.pages.clone(),
+        w.grants.clone(),
+        w.evt.clone(),
+        config,
+    ) {
+        Ok(f) => f,
+        Err(e) => panic!("probe: {e}"),
+    }
+}
+
+/// Back-end steps, back-end state and driver polls until nothing moves.
+fn pump(w: &mut SimBlkWorld, bf: &mut Front) {
+    for _ in 0..200 {
+        let moved = w.step();
+        let phase = bf.phase();
+        let _ = bf.on_backend_state(&mut w.xs);
+        let handled = bf.poll().unwrap_or(0);
+        if !moved && phase == bf.phase() && handled == 0 && !w.step() {
+            break;
+        }
+    }
+}
+
+fn connect(cfg: SimBlkConfig, config: Config) -> (SimBlkWorld, Front) {
+    let mut w = SimBlkWorld::new(cfg);
+    let mut bf = probe(&mut w, config);
+    bf.start(&mut w.xs).expect("start");
+    pump(&mut w, &mut bf);
+    assert!(
+        bf.is_up(),
+        "connected: phase {:?}, fault {:?}",
+        bf.phase(),
+        bf.fault()
+    );
+    (w, bf)
+}
+
+fn completions(bf: &mut Front) -> Vec<Completion> {
+    std::iter::from_fn(|| bf.take_completion()).collect()
+}
+
+fn run(w: &mut SimBlkWorld, bf: &mut Front, offset: u64, op: Op) -> Result<Vec<u8>, BlkError> {
+    let id = bf.submit(offset, op).expect("submit");
+    pump(w, bf);
+    let done = completions(bf);
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].id, id);
+    done[0].result.clone()
+}
+
+fn active_grants(w: &SimBlkWorld) -> u32 {
+    w.grants.with_table(|t| t.stats().active)
+}
+
+#[test]
+fn disk_names_follow_linux() {
+    assert_eq!(disk_name(51712), "xvda");
+    assert_eq!(disk_name(51728), "xvdb");
+    assert_eq!(disk_name((1 << 28) | (26 << 8)), "xvdaa");
+    assert_eq!(disk_name(768), "vbd768");
+}
+
+#[test]
+fn negotiates_what_both_ends_offer() {
+    let (w, bf) = connect(SimBlkConfig::default(), Config::default());
+    let info = bf.info().expect("info");
+    assert_eq!(info.sectors, 2048);
+    assert_eq!(info.sector_size, 512);
+    assert!(!info.read_only);
+    let f = bf.features();
+    assert_eq!(f.ring_order, 2, "min(back end 4, ours 2)");
+    assert_eq!(f.indirect_segments, 64, "min(back end 256, ours 64)");
+    assert!(f.flush && f.barrier && f.discard.is_some() && f.persistent);
+    assert_eq!(
+        f.to_string(),
+        "flush,barrier,discard,persistent,indirect=64,ring-order=2"
+    );
+    assert_eq!(w.front_node("ring-page-order").as_deref(), Some(&b"2"[..]));
+    assert!(w.front_node("ring-ref3").is_some() && w.front_node("ring-ref").is_none());
+    assert_eq!(
+        w.front_node("protocol").as_deref(),
+        Some(&b"x86_64-abi"[..])
+    );
+    assert_eq!(
+        w.front_node("feature-persistent").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(w.back.ring_order(), Some(2));
+    assert!(w.back.persistent_in_use());
+
+    let (w, bf) = connect(SimBlkConfig::minimal(), Config::default());
+    let f = bf.features();
+    assert_eq!((f.ring_order, f.indirect_segments), (0, 0));
+    assert_eq!(f.to_string(), "none");
+    assert!(w.front_node("ring-ref").is_some() && w.front_node("ring-page-order").is_none());
+}
+
+#[test]
+fn writes_and_reads_of_every_shape_reach_the_disk() {
+    for cfg in [SimBlkConfig::default(), SimBlkConfig::minimal()] {
+        let (mut w, mut bf) = connect(cfg.clone(), Config::default());
+        let mut at = 0u64;
+        for (k, len) in [512usize, 4096, 8192 + 512, 44 * 1024, 64 * 1024, 256 * 1024]
+            .into_iter()
+            .enumerate()
+        {
+            let data = pattern(len, k as u8);
+            let r = run(
+                &mut w,
+                &mut bf,
+                at,
+                Op::Write {
+                    data: data.clone(),
+                    fua: false,
+                },
+            );
+            assert_eq!(
+                r,
+                Ok(Vec::new()),
+                "{len}: audit {:?} stats {:?}",
+                w.back.audit_failures(),
+                w.back.stats()
+            );
+            assert_eq!(
+                &w.disk()[at as usize..at as usize + len],
+                &data[..],
+                "{cfg:?} {len}"
+            );
+            let back = run(&mut w, &mut bf, at, Op::Read { len: len as u32 });
+            assert_eq!(back.as_deref(), Ok(&data[..]), "{len}");
+            at += len as u64;
+        }
+        assert!(
+            w.back.audit_failures().is_empty(),
+            "{:?}",
+            w.back.audit_failures()
+        );
+        if cfg.max_indirect_segments > 0 {
+            assert!(bf.stats().indirect > 0 && w.back.stats().indirect > 0);
+        } else {
+            assert_eq!(w.back.stats().indirect, 0);
+        }
+    }
+}
+
+#[test]
+fn many_requests_in_flight_complete_out_of_order() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    w.back.answer_out_of_order(true);
+    let mut ids: Vec<(ReqId, u64, Vec<u8>)> = Vec::new();
+    for k in 0..24u64 {
+        let data = pattern(12 * 1024, k as u8);
+        let id = bf
+            .submit(
+                k * 16 * 1024,
+                Op::Write {
+                    data: data.clone(),
+                    fua: false,
+                },
+            )
+            .expect("submit");
+        ids.push((id, k * 16 * 1024, data));
+    }
+    pump(&mut w, &mut bf);
+    let done = completions(&mut bf);
+    assert_eq!(done.len(), 24);
+    assert!(done.iter().all(|c| c.result == Ok(Vec::new())));
+    for (_, at, data) in &ids {
+        assert_eq!(
+            &w.disk()[*at as usize..*at as usize + data.len()],
+            &data[..]
+        );
+    }
+    assert_eq!(bf.outstanding(), 0);
+    assert_eq!(bf.in_flight(), 0);
+}
+
+#[test]
+fn what_the_back_end_cannot_do_is_refused_before_the_ring() {
+    let (mut w, mut bf) = connect(
+        SimBlkConfig {
+            read_only: true,
+            ..SimBlkConfig::minimal()
+        },
+        Config::default(),
+    );
+    let posted = bf.stats().posted;
+    let write = Op::Write {
+        data: vec![1; 512],
+        fua: false,
+    };
+    assert_eq!(bf.submit(0, write), Err(SubmitError::ReadOnly));
+    assert_eq!(
+        bf.submit(0, Op::Discard { len: 4096 }),
+        Err(SubmitError::ReadOnly)
+    );
+    assert_eq!(
+        bf.submit(100, Op::Read { len: 512 }),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        bf.submit(0, Op::Read { len: 100 }),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        bf.submit(0, Op::Read { len: 0 }),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        bf.submit(2048 * 512 - 512, Op::Read { len: 1024 }),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        bf.submit(u64::MAX - 511, Op::Read { len: 512 }),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(bf.stats().posted, posted, "nothing reached the ring");
+    // Reads work; a flush on a disk without a cache completes at once.
+    assert!(run(&mut w, &mut bf, 0, Op::Read { len: 4096 }).is_ok());
+    assert_eq!(run(&mut w, &mut bf, 0, Op::Flush), Ok(Vec::new()));
+    assert_eq!(w.back.stats().flush_requests + w.back.stats().barriers, 0);
+
+    let (_w, mut bf) = connect(SimBlkConfig::minimal(), Config::default());
+    assert_eq!(
+        bf.submit(0, Op::Discard { len: 4096 }),
+        Err(SubmitError::Unsupported)
+    );
+    let big = Op::Write {
+        data: vec![0; 2 * 1024 * 1024],
+        fua: false,
+    };
+    assert_eq!(bf.submit(0, big), Err(SubmitError::OutOfRange));
+    let (_w, mut bf) = connect(
+        SimBlkConfig {
+            sectors: 8192,
+            ..SimBlkConfig::minimal()
+        },
+        Config::default(),
+    );
+    let big = Op::Write {
+        data: vec![0; 2 * 1024 * 1024],
+        fua: false,
+    };
+    assert_eq!(bf.submit(0, big), Err(SubmitError::TooLarge));
+}
+
+#[test]
+fn error_responses_fail_their_request_only() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    w.back.fail_next(1);
+    let r = run(
+        &mut w,
+        &mut bf,
+        0,
+        Op::Write {
+            data: vec![7; 4096],
+            fua: false,
+        },
+    );
+    assert_eq!(r, Err(BlkError::Io));
+    assert!(bf.is_up() && bf.fault().is_none());
+    let r = run(
+        &mut w,
+        &mut bf,
+        0,
+        Op::Write {
+            data: vec![7; 4096],
+            fua: false,
+        },
+    );
+    assert_eq!(r, Ok(Vec::new()));
+}
+
+#[test]
+fn fua_writes_and_flushes_reach_the_cache_flush() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    let before = w.back.stats().flush_requests;
+    let r = run(
+        &mut w,
+        &mut bf,
+        4096,
+        Op::Write {
+            data: vec![9; 8192],
+            fua: true,
+        },
+    );
+    assert_eq!(r, Ok(Vec::new()));
+    assert_eq!(
+        w.back.stats().flush_requests,
+        before + 1,
+        "a flush after the data"
+    );
+    assert_eq!(&w.disk()[4096..4096 + 8192], &[9u8; 8192][..]);
+    assert_eq!(run(&mut w, &mut bf, 0, Op::Flush), Ok(Vec::new()));
+    assert_eq!(w.back.stats().flush_requests, before + 2);
+    // Barrier only: the flush uses it.
+    let (mut w, mut bf) = connect(
+        SimBlkConfig {
+            flush: false,
+            ..SimBlkConfig::default()
+        },
+        Config::default(),
+    );
+    assert_eq!(run(&mut w, &mut bf, 0, Op::Flush), Ok(Vec::new()));
+    assert_eq!(w.back.stats().barriers, 1);
+    assert!(
+        w.back.audit_failures().is_empty(),
+        "{:?}",
+        w.back.audit_failures()
+    );
+}
+
+#[test]
+fn discard_follows_granularity() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    run(
+        &mut w,
+        &mut bf,
+        0,
+        Op::Write {
+            data: vec![5; 16384],
+            fua: false,
+        },
+    )
+    .expect("write");
+    assert_eq!(
+        bf.submit(512, Op::Discard { len: 4096 }),
+        Err(SubmitError::OutOfRange)
+    );
+    assert_eq!(
+        run(&mut w, &mut bf, 4096, Op::Discard { len: 8192 }),
+        Ok(Vec::new())
+    );
+    assert_eq!(w.back.stats().discards, 1);
+    assert_eq!(&w.disk()[4096..12288], &[0u8; 8192][..]);
+    assert_eq!(&w.disk()[..4096], &[5u8; 4096][..]);
+}
+
+#[test]
+fn cancelled_suspend_lets_requests_in_flight_complete() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    w.back.hold(true);
+    let id = bf
+        .submit(
+            0,
+            Op::Write {
+                data: pattern(64 * 1024, 3),
+                fua: false,
+            },
+        )
+        .expect("submit");
+    pump(&mut w, &mut bf);
+    assert!(bf.in_flight() > 0);
+    let publishes = w.grants.publishes();
+    bf.suspend().expect("suspend");
+    bf.resume(&mut w.xs, false).expect("resume");
+    w.back.hold(false);
+    pump(&mut w, &mut bf);
+    let done = completions(&mut bf);
+    assert_eq!(
+        done,
+        vec![Completion {
+            id,
+            result: Ok(Vec::new())
+        }]
+    );
+    assert_eq!(w.grants.publishes(), publishes, "nothing granted again");
+    assert_eq!(w.back.stats().connects, 1);
+}
+
+#[test]
+fn new_domain_resume_reissues_in_flight_requests_under_the_new_limits() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    w.back.hold(true);
+    let mut expect = Vec::new();
+    for k in 0..4u64 {
+        let data = pattern(200 * 1024, k as u8 + 10);
+        let fua = k == 3;
+        let id = bf
+            .submit(
+                k * 256 * 1024,
+                Op::Write {
+                    data: data.clone(),
+                    fua,
+                },
+            )
+            .expect("submit");
+        expect.push((id, k * 256 * 1024, data));
+    }
+    let flush = bf.submit(0, Op::Flush).expect("flush");
+    let read_back = bf.submit(0, Op::Read { len: 4096 }).expect("read");
+    pump(&mut w, &mut bf);
+    assert!(bf.in_flight() > 0, "requests wait on the held back end");
+    let indirect_before = w.back.stats().indirect;
+    assert!(indirect_before > 0);
+
+    bf.suspend().expect("suspend");
+    // Restored into a new domain whose back end offers less: one page, no
+    // indirect segments, no persistent grants, no barrier.
+    w.new_domain(SimBlkConfig {
+        sectors: 2048,
+        barrier: false,
+        ..SimBlkConfig::minimal()
+    });
+    w.back.config_mut().flush = true;
+    w.back.hold(false);
+    bf.resume(&mut w.xs, true).expect("resume");
+    pump(&mut w, &mut bf);
+    assert!(
+        bf.is_up(),
+        "reconnected: {:?} {:?}",
+        bf.phase(),
+        bf.last_setup_error()
+    );
+    let f = bf.features();
+    assert_eq!(
+        (f.ring_order, f.indirect_segments, f.persistent),
+        (0, 0, false)
+    );
+    pump(&mut w, &mut bf);
+    let done = completions(&mut bf);
+    assert_eq!(done.len(), 6, "{done:?}");
+    assert!(done.iter().all(|c| c.result.is_ok()), "{done:?}");
+    for (_, at, data) in &expect {
+        assert_eq!(
+            &w.disk()[*at as usize..*at as usize + data.len()],
+            &data[..]
+        );
+    }
+    assert!(done.iter().any(|c| c.id == flush) && done.iter().any(|c| c.id == read_back));
+    assert_eq!(
+        w.back.stats().indirect,
+        indirect_before,
+        "re-split into direct requests"
+    );
+    assert!(
+        w.back.audit_failures().is_empty(),
+        "no grant of the old domain reached the new ring: {:?}",
+        w.back.audit_failures()
+    );
+    assert!(bf.stats().reposted > 0);
+}
+
+#[test]
+fn back_end_closing_with_io_in_flight_fails_it_and_leaks_nothing() {
+    for policy in [InFlightOnDisconnect::Drop, InFlightOnDisconnect::KeepBusy] {
+        let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+        let baseline = (active_grants(&w), w.pages.live());
+        w.back.set_in_flight_on_disconnect(policy);
+        w.back.hold(true);
+        let a = bf
+            .submit(
+                0,
+                Op::Write {
+                    data: pattern(32 * 1024, 1),
+                    fua: false,
+                },
+            )
+            .expect("submit");
+        let b = bf.submit(65536, Op::Read { len: 8192 }).expect("submit");
+        pump(&mut w, &mut bf);
+        assert_eq!(bf.in_flight(), 2);
+        w.back.close();
+        pump(&mut w, &mut bf);
+        let done = completions(&mut bf);
+        assert_eq!(done.len(), 2, "{policy:?}: {done:?}");
+        for c in &done {
+            assert!(c.id == a || c.id == b);
+            assert_eq!(
+                c.result,
+                Err(BlkError::Disconnected),
+                "never a false success"
+            );
+        }
+        // Held requests the back end still had are answered on the old ring
+        // (KeepBusy) or dropped; either way the grants come back.
+        w.back.hold(false);
+        w.back.release_held(usize::MAX);
+        pump(&mut w, &mut bf);
+        w.grants.poll_deferred(&w.pages);
+        // The back end went Closed and probed again: the disk reconnected,
+        // holding exactly what a fresh connection holds (nothing leaked).
+        assert!(bf.is_up(), "{policy:?}: reconnected ({:?})", bf.phase());
+        assert_eq!((active_grants(&w), w.pages.live()), baseline, "{policy:?}");
+        assert_eq!(bf.outstanding(), 0);
+    }
+}
+
+#[test]
+fn a_back_end_that_comes_back_gets_the_disk_again() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    run(
+        &mut w,
+        &mut bf,
+        0,
+        Op::Write {
+            data: vec![3; 4096],
+            fua: false,
+        },
+    )
+    .expect("write");
+    w.back.reload();
+    pump(&mut w, &mut bf);
+    assert!(bf.is_up(), "{:?}", bf.phase());
+    assert_eq!(
+        run(&mut w, &mut bf, 0, Op::Read { len: 4096 }),
+        Ok(vec![3; 4096])
+    );
+    assert!(w.back.stats().connects >= 2);
+}
+
+#[test]
+fn hostile_responses_fault_reconnect_and_leak_nothing() {
+    let corruptions = [
+        RspCorruption::UnknownId,
+        RspCorruption::Id(9999),
+        RspCorruption::Replay,
+        RspCorruption::Operation(42),
+        RspCorruption::Status(7),
+    ];
+    for c in corruptions {
+        let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+        w.back.corrupt_next(c);
+        for k in 0..3u64 {
+            bf.submit(
+                k * 4096,
+                Op::Write {
+                    data: vec![k as u8; 4096],
+                    fua: false,
+                },
+            )
+            .expect("submit");
+        }
+        pump(&mut w, &mut bf);
+        let fault = bf.fault();
+        assert!(fault.is_some(), "{c:?} went unnoticed");
+        assert!(!bf.is_up());
+        bf.reconnect(&mut w.xs).expect("reconnect");
+        pump(&mut w, &mut bf);
+        assert!(bf.is_up(), "{c:?}: reconnected ({:?})", bf.phase());
+        let done = completions(&mut bf);
+        assert_eq!(done.len(), 3, "{c:?}: every request answered ({done:?})");
+        assert_eq!(
+            run(&mut w, &mut bf, 0, Op::Read { len: 512 }).map(|v| v.len()),
+            Ok(512)
+        );
+        assert_eq!(bf.outstanding(), 0);
+    }
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    bf.submit(0, Op::Read { len: 4096 }).expect("submit");
+    w.back.hold(true);
+    pump(&mut w, &mut bf);
+    w.back.jump_rsp_prod(1000);
+    let _ = bf.poll();
+    assert!(
+        matches!(bf.fault(), Some(Fault::Ring(_))),
+        "{:?}",
+        bf.fault()
+    );
+}
+
+#[test]
+fn a_closed_disk_refuses_requests() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    bf.close(&mut w.xs).expect("close");
+    pump(&mut w, &mut bf);
+    assert_eq!(bf.phase(), Phase::Closed);
+    assert_eq!(bf.submit(0, Op::Read { len: 512 }), Err(SubmitError::Gone));
+    w.grants.poll_deferred(&w.pages);
+    assert_eq!(active_grants(&w), 0);
+    assert_eq!(w.pages.live(), 0, "every page back with the provider");
+}
+
+/// The fuzz target's session body, shared with `fuzz/`.
+#[path = "../../../fuzz/src/blkfront.rs"]
+mod hostile_session;
+
+/// The fuzz target's body over a deterministic pseudo-random corpus (so a
+/// plain `cargo test` exercises it without cargo-fuzz).
+#[test]
+fn hostile_sessions_from_pseudo_random_bytes() {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for len in 0..250usize {
+        let data: Vec<u8> = (0..len * 4)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        hostile_session::hostile_session(&data);
+    }
+}
