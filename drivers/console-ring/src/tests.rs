@@ -1,5 +1,8 @@
 //! Host tests: a simulated back end that consumes on yield, or never.
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 
 extern crate std;
 

@@ -14,11 +14,11 @@ use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use crate::NetFront;
-use xen_frontend::Kick;
 use crate::error::Fault;
-use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 use crate::rx::Rx;
 use crate::tx::Tx;
+use xen_frontend::Kick;
+use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 
 /// Receive token: the packet waiting in the reassembly buffer.
 pub struct RxToken<'a, Pg> {

@@ -4,21 +4,21 @@ use alloc::format;
 
 use grant_table::Access;
 use xen_abi::event_channel::EvtchnPort;
-use xen_ring::RingError;
 use xen_frontend::{
     Backend, Device, Driver, Held, Nodes, Resources, SetupError, XenstoreAccess, nodes::read_flag,
     nodes::read_u32_or,
 };
+use xen_ring::RingError;
 use xenbus::{Handshake, Phase};
 use xenstore::{TxId, XsError};
 
 use crate::ETH_HLEN;
 use crate::error::{Fault, NetError, Node, ProbeError, RxError, TxError};
 use crate::nodes::{BackendFeatures, DEFAULT_MTU, MacAddr};
-use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 use crate::rx::{Rx, RxStats};
 use crate::tx::{Tx, TxStats};
 use crate::wire::{self, RxReq, RxRsp, TxReq, TxRsp};
+use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 
 /// Tuning of a [`NetFront`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -631,9 +631,7 @@ where
 
     /// Whether a frame of `len` bytes can be sent now (after reclaiming).
     pub fn can_transmit(&mut self, len: usize) -> bool {
-        self.poll_tx().is_ok()
-            && len <= self.nif().tx.frame_limit()
-            && self.nif().tx.can_send(len)
+        self.poll_tx().is_ok() && len <= self.nif().tx.frame_limit() && self.nif().tx.can_send(len)
     }
 
     /// Sends one frame of `len` bytes that `f` writes (copied into pool pages;

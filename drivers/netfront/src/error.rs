@@ -239,7 +239,9 @@ impl fmt::Display for Fault {
             Fault::RxRing(b) => write!(f, "rx ring: {b:?}"),
             Fault::TxRing(b) => write!(f, "tx ring: {b:?}"),
             Fault::TxUnknownId(id) => write!(f, "tx response for unknown id {id}"),
-            Fault::TxNotInFlight(id) => write!(f, "tx response for id {id}, which is not in flight"),
+            Fault::TxNotInFlight(id) => {
+                write!(f, "tx response for id {id}, which is not in flight")
+            }
             Fault::TxBadStatus { id, status } => {
                 write!(f, "tx response for id {id} with unknown status {status}")
             }
@@ -254,11 +256,17 @@ impl fmt::Display for RxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RxError::UnexpectedId { expected, got } => {
-                write!(f, "rx response id {got} in the slot of request id {expected}")
+                write!(
+                    f,
+                    "rx response id {got} in the slot of request id {expected}"
+                )
             }
             RxError::BackendStatus(s) => write!(f, "rx response status {s}"),
             RxError::OutOfPage { offset, size } => {
-                write!(f, "rx response offset {offset} + size {size} is past the page")
+                write!(
+                    f,
+                    "rx response offset {offset} + size {size} is past the page"
+                )
             }
             RxError::BadExtraType(t) => write!(f, "rx extra-info type {t}"),
             RxError::TooManyExtras => f.write_str("too many rx extra-info slots"),
@@ -273,7 +281,9 @@ impl fmt::Display for RxError {
 impl fmt::Display for TxError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TxError::TooShort(n) => write!(f, "frame of {n} bytes is shorter than an Ethernet header"),
+            TxError::TooShort(n) => {
+                write!(f, "frame of {n} bytes is shorter than an Ethernet header")
+            }
             TxError::TooLong(n) => write!(f, "frame of {n} bytes is over the limit"),
             TxError::Busy => f.write_str("no free tx buffer or ring slot"),
         }

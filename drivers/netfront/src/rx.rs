@@ -39,8 +39,8 @@ use xen_ring::{RingError, SharedRing};
 
 use crate::csum::complete_checksum;
 use crate::error::{Fault, NetError, RxError};
-use xen_frontend::{Held, RingHalf};
 use crate::wire::{RxReq, RxRsp};
+use xen_frontend::{Held, RingHalf};
 
 /// Largest packet reassembled (a GSO packet is at most 64 KiB).
 pub const RX_MAX_PACKET: usize = 65536;

@@ -36,8 +36,8 @@ use xen_abi::netif::{
 use xen_ring::{RingError, SharedRing};
 
 use crate::error::{Fault, NetError, TxError};
-use xen_frontend::{Held, RingHalf};
 use crate::wire::{TxReq, TxRsp};
+use xen_frontend::{Held, RingHalf};
 
 /// "No slot" in the per-frame slot chains.
 const NONE: u16 = u16::MAX;

@@ -107,7 +107,9 @@ fn backend_without_rx_copy_is_refused() {
     let mut nf = w.probe(Config::default()).unwrap();
     assert_eq!(
         nf.start(&mut w.xs),
-        Err(NetError::Setup(SetupError::MissingFeature("feature-rx-copy")))
+        Err(NetError::Setup(SetupError::MissingFeature(
+            "feature-rx-copy"
+        )))
     );
     let _ = w.pump(&mut nf);
     assert_eq!(nf.phase(), Phase::Closed);

@@ -326,9 +326,10 @@ where
     /// are harmless). A garbage state value is an error and changes nothing.
     pub fn on_backend_state(&mut self, xs: &mut impl XenstoreAccess) -> Result<(), Error> {
         let input = match xs.read(TxId::NONE, &self.backend_state_path()) {
-            Ok(v) => Input::Backend(XenbusState::parse(&v).map_err(|e| {
-                Error::Xenbus(xenbus::FrontendError::BadBackendState(e))
-            })?),
+            Ok(v) => Input::Backend(
+                XenbusState::parse(&v)
+                    .map_err(|e| Error::Xenbus(xenbus::FrontendError::BadBackendState(e)))?,
+            ),
             Err(XsError::Enoent) => Input::BackendVanished,
             Err(e) => return Err(e.into()),
         };

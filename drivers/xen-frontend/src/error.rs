@@ -91,7 +91,10 @@ impl fmt::Display for SetupError {
             SetupError::Device(e) => write!(f, "{e:?}"),
             SetupError::BadFeature { name, err } => write!(f, "back-end node {name}: {err}"),
             SetupError::MissingFeature(name) => {
-                write!(f, "the back end does not offer {name}, which this driver needs")
+                write!(
+                    f,
+                    "the back end does not offer {name}, which this driver needs"
+                )
             }
             SetupError::OutOfPages => f.write_str("out of pages"),
             SetupError::BadPage => f.write_str("the page provider returned a short page"),

@@ -80,7 +80,12 @@ pub struct RingArea<'a, Pg>(pub &'a [Grant<Pg>]);
 impl<Pg: SharedRing> RingArea<'_, Pg> {
     /// Calls `f(page, offset in page, range in the caller's buffer)` for each
     /// page piece of `offset..offset + len`; nothing past the area.
-    fn pieces(&self, offset: usize, len: usize, mut f: impl FnMut(&Pg, usize, core::ops::Range<usize>)) {
+    fn pieces(
+        &self,
+        offset: usize,
+        len: usize,
+        mut f: impl FnMut(&Pg, usize, core::ops::Range<usize>),
+    ) {
         let mut done = 0usize;
         while done < len {
             let at = offset.saturating_add(done);
@@ -366,7 +371,9 @@ where
         domid: DomId,
     ) -> Result<MultiPageRing<Req, Rsp, P::Page>, SetupError> {
         let layout = layout.map_err(SetupError::Layout)?;
-        let count = 1usize.checked_shl(u32::from(order)).ok_or(SetupError::BadPage)?;
+        let count = 1usize
+            .checked_shl(u32::from(order))
+            .ok_or(SetupError::BadPage)?;
         let mut spare: Vec<P::Page> = Vec::with_capacity(count);
         for _ in 0..count {
             match self.alloc_page() {
@@ -386,7 +393,10 @@ where
                 self.pages.free_page(page);
                 continue;
             }
-            match self.grants.with(|t| t.grant_access(domid, page, Access::ReadWrite)) {
+            match self
+                .grants
+                .with(|t| t.grant_access(domid, page, Access::ReadWrite))
+            {
                 Ok(g) => granted.push(g),
                 Err((page, e)) => {
                     self.pages.free_page(page);
@@ -396,9 +406,9 @@ where
         }
         // Initialised before the references are published (the back end
         // learns them only from xenstore, after this).
-        let front = match result.and_then(|()| {
-            FrontRing::init(layout, &RingArea(&granted)).map_err(SetupError::Layout)
-        }) {
+        let front = match result
+            .and_then(|()| FrontRing::init(layout, &RingArea(&granted)).map_err(SetupError::Layout))
+        {
             Ok(f) => f,
             Err(e) => {
                 for g in granted {

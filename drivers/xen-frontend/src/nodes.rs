@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
         assert_eq!(parse_u32(b"4294967296"), Err(NumberError::TooLarge));
         assert_eq!(parse_u64(b"18446744073709551615"), Ok(u64::MAX));
-        assert_eq!(parse_u64(b"18446744073709551616"), Err(NumberError::TooLarge));
+        assert_eq!(
+            parse_u64(b"18446744073709551616"),
+            Err(NumberError::TooLarge)
+        );
         assert_eq!(parse_u32(b""), Err(NumberError::Empty));
         for bad in [&b"01"[..], b"-1", b"+1", b" 1", b"1 ", b"0x1", b"1\0"] {
             assert_eq!(parse_u32(bad), Err(NumberError::NotDecimal), "{bad:?}");

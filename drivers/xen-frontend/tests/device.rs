@@ -236,10 +236,20 @@ fn connect_publishes_in_one_transaction_and_announces() {
     let port = w.dev.event_channel().expect("a channel");
     assert_eq!(w.node("event-channel"), Some(port.to_string()));
     assert_eq!(w.node("feature-test").as_deref(), Some("1"));
-    let gref: u32 = w.node("ring-ref").expect("ring-ref").parse().expect("a number");
-    assert!(w.grants.with_table(|t| t.stats().active) >= 4, "ring + 3 buffers");
+    let gref: u32 = w
+        .node("ring-ref")
+        .expect("ring-ref")
+        .parse()
+        .expect("a number");
+    assert!(
+        w.grants.with_table(|t| t.stats().active) >= 4,
+        "ring + 3 buffers"
+    );
     assert!(gref > 0);
-    assert_eq!(w.xs_ring.with_sim(|s| s.transaction_count()), commits_before);
+    assert_eq!(
+        w.xs_ring.with_sim(|s| s.transaction_count()),
+        commits_before
+    );
     assert!(!w.dev.is_connected());
     w.backend("4").expect("Connected");
     assert!(w.dev.is_connected());
@@ -280,13 +290,21 @@ fn grants_end_only_after_the_back_end_let_go() {
     // We said Closing; the back end is still Connected and maps our pages.
     assert_eq!(w.node("state").as_deref(), Some("5"));
     assert!(!w.dev.is_connected());
-    assert_eq!(w.active_grants(), active, "no grant ended before the back end let go");
+    assert_eq!(
+        w.active_grants(),
+        active,
+        "no grant ended before the back end let go"
+    );
     assert!(w.evt.closed().is_empty());
     assert!(!w.take_trace().contains(&Call::Release));
     w.backend("5").expect("back end Closing");
     assert_eq!(w.take_trace(), [Call::Release]);
     assert_eq!(w.active_grants(), 0);
-    assert_eq!(w.evt.closed().len(), 1, "the channel closed with the grants");
+    assert_eq!(
+        w.evt.closed().len(),
+        1,
+        "the channel closed with the grants"
+    );
     w.backend("6").expect("back end Closed");
     assert_eq!(w.node("state").as_deref(), Some("6"));
     assert_eq!(w.take_trace(), [Call::Free]);
@@ -349,7 +367,11 @@ fn new_domain_resume_regrants_everything_before_announcing() {
     assert_eq!(w.node("state").as_deref(), Some("3"));
     // Every grant the driver holds now is of the new domain.
     let epoch = w.grants.with_mem(|m| m.epoch());
-    let gref: u32 = w.node("ring-ref").expect("ring-ref").parse().expect("number");
+    let gref: u32 = w
+        .node("ring-ref")
+        .expect("ring-ref")
+        .parse()
+        .expect("number");
     let published = w.grants.with_mem(|m| m.latest_publish(gref));
     assert_eq!(published.map(|(e, _)| e), Some(epoch));
     assert_eq!(w.active_grants(), 4);
