@@ -620,11 +620,30 @@ where
     // --- requests ------------------------------------------------------------------
 
     /// Queues a request at byte `offset` and posts it if the ring has room.
-    /// Refused before the ring (nothing happens): writes and discards to a
-    /// read-only disk, discard without `feature-discard`, misaligned or
-    /// out-of-range requests, requests over the size limit, a full queue, a
-    /// device that is gone or never connected.
+    /// Refused before the ring (nothing happens): writes, write-zeroes and
+    /// discards to a read-only disk, discard without `feature-discard`,
+    /// misaligned or out-of-range requests, reads and writes over the size
+    /// limit (write-zeroes and discards carry no data and have none), a full
+    /// queue, a device that is gone or never connected.
     pub fn submit(&mut self, offset: u64, op: Op) -> Result<ReqId, SubmitError> {
+        self.try_submit(offset, op).map_err(|(e, _)| e)
+    }
+
+    /// [`Self::submit`], handing a refused op back to the caller (so a write
+    /// that meets a full queue is retried without a copy of its data).
+    pub fn try_submit(&mut self, offset: u64, op: Op) -> Result<ReqId, (SubmitError, Op)> {
+        if let Err(e) = self.check(offset, &op) {
+            return Err((e, op));
+        }
+        let id = self.bi_mut().queue.push(op, offset);
+        if self.is_up() {
+            self.kick();
+        }
+        Ok(id)
+    }
+
+    /// Whether [`Self::submit`] would take `op` at `offset` now.
+    pub fn check(&self, offset: u64, op: &Op) -> Result<(), SubmitError> {
         if self.dev.is_gone() {
             return Err(SubmitError::Gone);
         }
@@ -633,12 +652,12 @@ where
         };
         let features = self.bi().features;
         let config = self.bi().config;
-        let len: u64 = match &op {
-            Op::Read { len } | Op::Discard { len } => u64::from(*len),
+        let len: u64 = match op {
+            Op::Read { len } | Op::Discard { len } | Op::WriteZeroes { len, .. } => u64::from(*len),
             Op::Write { data, .. } => data.len() as u64,
             Op::Flush => 0,
         };
-        if matches!(op, Op::Write { .. } | Op::Discard { .. }) && info.read_only {
+        if !matches!(op, Op::Read { .. } | Op::Flush) && info.read_only {
             return Err(SubmitError::ReadOnly);
         }
         if let Op::Discard { .. } = op {
@@ -656,18 +675,16 @@ where
             if len == 0 || offset % ss != 0 || len % ss != 0 || end > info.size_bytes() {
                 return Err(SubmitError::OutOfRange);
             }
-            if len > u64::from(config.max_request_bytes) {
+            if matches!(op, Op::Read { .. } | Op::Write { .. })
+                && len > u64::from(config.max_request_bytes)
+            {
                 return Err(SubmitError::TooLarge);
             }
         }
         if self.bi().queue.outstanding() >= usize::from(config.max_queued) {
             return Err(SubmitError::Busy);
         }
-        let id = self.bi_mut().queue.push(op, offset);
-        if self.is_up() {
-            self.kick();
-        }
-        Ok(id)
+        Ok(())
     }
 
     /// Posts what fits and notifies the back end if it asks.

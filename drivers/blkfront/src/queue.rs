@@ -34,6 +34,9 @@ use crate::wire::{BlkReq, BlkRsp};
 /// A caller's request id.
 pub type ReqId = u64;
 
+/// The source of a write-zeroes chunk.
+static ZEROES: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
 /// What a caller asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
@@ -46,6 +49,14 @@ pub enum Op {
     Write {
         /// The bytes.
         data: Vec<u8>,
+        /// Force unit access.
+        fua: bool,
+    },
+    /// Write `len` bytes of zeroes (staged from no caller buffer, so not
+    /// bound by the request size limit); with `fua` as for [`Op::Write`].
+    WriteZeroes {
+        /// Bytes.
+        len: u32,
         /// Force unit access.
         fua: bool,
     },
@@ -97,8 +108,10 @@ struct OpState {
     offset: u64,
     /// Bytes.
     len: u32,
-    /// Write: the source; read: the destination.
+    /// Write: the source (empty for write-zeroes); read: the destination.
     data: Vec<u8>,
+    /// A write of zeroes (no source).
+    zeroes: bool,
     fua: bool,
     /// Ranges (start, len) to post again (after a restore), before `next`.
     redo: Vec<(u32, u32)>,
@@ -252,12 +265,14 @@ impl<Pg: SharedRing> Queue<Pg> {
     pub(crate) fn push(&mut self, kind_op: Op, offset: u64) -> ReqId {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
+        let zeroes = matches!(kind_op, Op::WriteZeroes { .. });
         let (kind, len, data, fua) = match kind_op {
             Op::Read { len } => (Kind::Read, len, vec![0u8; len as usize], false),
             Op::Write { data, fua } => {
                 let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
                 (Kind::Write, len, data, fua)
             }
+            Op::WriteZeroes { len, fua } => (Kind::Write, len, Vec::new(), fua),
             Op::Flush => (Kind::Flush, 0, Vec::new(), false),
             Op::Discard { len } => (Kind::Discard, len, Vec::new(), false),
         };
@@ -267,6 +282,7 @@ impl<Pg: SharedRing> Queue<Pg> {
             offset,
             len,
             data,
+            zeroes,
             fua,
             redo: Vec::new(),
             next: 0,
@@ -559,11 +575,14 @@ impl<Pg: SharedRing> Queue<Pg> {
             let gref = held.and_then(Held::grant).map_or(0, |g| g.gref());
             if kind == Kind::Write
                 && let (Some(g), Some(op)) = (held.and_then(Held::grant), self.ops.get(i))
-                && let Some(src) = op
-                    .data
-                    .get(start as usize + from..start as usize + from + bytes)
             {
-                g.buffer().write_bytes(0, src);
+                let at = start as usize + from;
+                if op.zeroes {
+                    g.buffer()
+                        .write_bytes(0, ZEROES.get(..bytes).unwrap_or(&ZEROES));
+                } else if let Some(src) = op.data.get(at..at + bytes) {
+                    g.buffer().write_bytes(0, src);
+                }
             }
             segments.push(BlkifRequestSegment {
                 gref,

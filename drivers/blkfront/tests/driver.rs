@@ -613,3 +613,65 @@ fn hostile_sessions_from_pseudo_random_bytes() {
         hostile_session::hostile_session(&data);
     }
 }
+
+#[test]
+fn write_zeroes_past_the_request_limit_is_split_and_refusals_hand_the_op_back() {
+    // 4 MiB disk, 3 MiB of zeroes: three times the 1 MiB limit of a write.
+    let (mut w, mut bf) = connect(
+        SimBlkConfig {
+            sectors: 8192,
+            ..SimBlkConfig::default()
+        },
+        Config::default(),
+    );
+    let data = pattern(4 << 20, 9);
+    w.write_disk(0, &data);
+    let r = run(
+        &mut w,
+        &mut bf,
+        512 * 1024,
+        Op::WriteZeroes {
+            len: 3 << 20,
+            fua: true,
+        },
+    );
+    assert_eq!(r, Ok(Vec::new()));
+    let disk = w.disk();
+    assert_eq!(&disk[..512 * 1024], &data[..512 * 1024]);
+    assert!(
+        disk[512 * 1024..(512 + 3072) * 1024]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_eq!(&disk[(512 + 3072) * 1024..], &data[(512 + 3072) * 1024..]);
+    assert!(w.back.stats().flush_requests + w.back.stats().barriers > 0);
+    assert!(
+        w.back.audit_failures().is_empty(),
+        "{:?}",
+        w.back.audit_failures()
+    );
+
+    // A discard has no data and no size limit either.
+    assert_eq!(
+        run(&mut w, &mut bf, 0, Op::Discard { len: 2 << 20 }),
+        Ok(Vec::new())
+    );
+
+    // A refused write comes back whole, with its data.
+    let big = Op::Write {
+        data: pattern(2 << 20, 3),
+        fua: false,
+    };
+    match bf.try_submit(0, big.clone()) {
+        Err((SubmitError::TooLarge, op)) => assert_eq!(op, big),
+        other => panic!("expected TooLarge with the op, got {other:?}"),
+    }
+    let past_end = Op::WriteZeroes {
+        len: 8192,
+        fua: false,
+    };
+    assert_eq!(
+        bf.try_submit((4 << 20) - 4096, past_end.clone()),
+        Err((SubmitError::OutOfRange, past_end))
+    );
+}

@@ -335,29 +335,33 @@ impl Disks for Blk {
         else {
             return Err((DiskError::Gone, op));
         };
-        // Kept to hand back on a refusal (Busy is retried by the service).
-        // TODO(perf, issue 11): blkfront could hand the op back instead of a copy.
-        let given = op.clone();
         let op = match op {
             DiskOp::Read { len } => Op::Read { len },
             DiskOp::Write { data, fua } => Op::Write { data, fua },
             DiskOp::Flush => Op::Flush,
             DiskOp::Trim { len } => Op::Discard { len },
-            DiskOp::WriteZeroes { len, fua } => Op::Write {
-                data: alloc::vec![0u8; len as usize],
-                fua,
-            },
+            DiskOp::WriteZeroes { len, fua } => Op::WriteZeroes { len, fua },
         };
-        let id = disk.bf.submit(offset, op).map_err(|e| match e {
-            SubmitError::ReadOnly => DiskError::ReadOnly,
-            SubmitError::Unsupported => DiskError::Unsupported,
-            SubmitError::OutOfRange | SubmitError::TooLarge => DiskError::OutOfRange,
-            SubmitError::Busy | SubmitError::NotReady => DiskError::Busy,
-            SubmitError::Gone => DiskError::Gone,
-        });
-        let id = match id {
+        let id = match disk.bf.try_submit(offset, op) {
             Ok(id) => id,
-            Err(e) => return Err((e, given)),
+            Err((e, op)) => {
+                let e = match e {
+                    SubmitError::ReadOnly => DiskError::ReadOnly,
+                    SubmitError::Unsupported => DiskError::Unsupported,
+                    SubmitError::OutOfRange | SubmitError::TooLarge => DiskError::OutOfRange,
+                    SubmitError::Busy | SubmitError::NotReady => DiskError::Busy,
+                    SubmitError::Gone => DiskError::Gone,
+                };
+                // Handed back unchanged (Busy is retried by the service).
+                let op = match op {
+                    Op::Read { len } => DiskOp::Read { len },
+                    Op::Write { data, fua } => DiskOp::Write { data, fua },
+                    Op::Flush => DiskOp::Flush,
+                    Op::Discard { len } => DiskOp::Trim { len },
+                    Op::WriteZeroes { len, fua } => DiskOp::WriteZeroes { len, fua },
+                };
+                return Err((e, op));
+            }
         };
         disk.routes.insert(id, (owner, tag));
         Ok(())
