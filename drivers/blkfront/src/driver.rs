@@ -8,8 +8,8 @@ use xen_abi::blkif::{VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE, XEN_IO_PROTO_
 use xen_abi::event_channel::EvtchnPort;
 use xen_frontend::nodes::{parse_u64, read_flag, read_u32_or, read_u64_or};
 use xen_frontend::{
-    Backend, Device, Driver, EventChannel, GrantAccess, Nodes, PageProvider, Resources, SetupError,
-    XenstoreAccess,
+    Backend, Device, Driver, EventChannel, GrantAccess, Held, Nodes, PageProvider, Resources,
+    SetupError, XenstoreAccess,
 };
 use xenbus::{Handshake, Phase};
 use xenstore::TxId;
@@ -193,6 +193,14 @@ pub struct Blkif<Pg> {
 }
 
 impl<Pg: xen_frontend::DevicePage> Blkif<Pg> {
+    /// Every page the connection grants: the pool, then the indirect pages.
+    fn pages_mut(&mut self) -> impl Iterator<Item = &mut Held<Pg>> {
+        self.queue
+            .pool
+            .iter_mut()
+            .chain(self.queue.indirect_pages.iter_mut())
+    }
+
     /// Ends every page's grant (pages kept as spares, or deferred).
     fn release_pages<P, G, E>(&mut self, io: &mut Resources<P, G, E>)
     where
@@ -203,12 +211,7 @@ impl<Pg: xen_frontend::DevicePage> Blkif<Pg> {
         if let Some(r) = self.queue.ring.take() {
             io.end_multi_page_ring(r);
         }
-        for h in self
-            .queue
-            .pool
-            .iter_mut()
-            .chain(self.queue.indirect_pages.iter_mut())
-        {
+        for h in self.pages_mut() {
             io.release_held(h);
         }
     }
@@ -418,12 +421,7 @@ where
         if let Some(r) = self.queue.ring.take() {
             io.end_multi_page_ring(r);
         }
-        for h in self
-            .queue
-            .pool
-            .iter_mut()
-            .chain(self.queue.indirect_pages.iter_mut())
-        {
+        for h in self.pages_mut() {
             io.free_held(h);
         }
     }

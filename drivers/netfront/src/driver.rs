@@ -119,6 +119,15 @@ pub struct Netif<Pg> {
 }
 
 impl<Pg: xen_frontend::DevicePage> Netif<Pg> {
+    /// Every page the connection grants: rx buffers, then tx slots.
+    fn pages_mut(&mut self) -> impl Iterator<Item = &mut Held<Pg>> {
+        self.rx
+            .bufs
+            .iter_mut()
+            .map(|b| &mut b.held)
+            .chain(self.tx.slots.iter_mut().map(|s| &mut s.held))
+    }
+
     /// Ends every buffer's grant (pages kept as spares, or deferred) and
     /// forgets the rings' state.
     fn release_buffers<P, G, E>(&mut self, io: &mut Resources<P, G, E>)
@@ -130,13 +139,7 @@ impl<Pg: xen_frontend::DevicePage> Netif<Pg> {
         self.tx.drop_in_flight();
         self.tx.forget_free();
         self.rx.forget_ring_state();
-        let helds = self
-            .rx
-            .bufs
-            .iter_mut()
-            .map(|b| &mut b.held)
-            .chain(self.tx.slots.iter_mut().map(|s| &mut s.held));
-        for h in helds {
+        for h in self.pages_mut() {
             io.release_held(h);
         }
     }
@@ -267,13 +270,7 @@ where
 
     fn free(&mut self, io: &mut Resources<P, G, E>) {
         self.release_buffers(io);
-        let helds = self
-            .rx
-            .bufs
-            .iter_mut()
-            .map(|b| &mut b.held)
-            .chain(self.tx.slots.iter_mut().map(|s| &mut s.held));
-        for h in helds {
+        for h in self.pages_mut() {
             io.free_held(h);
         }
     }
