@@ -28,6 +28,12 @@ pub trait Platform {
 /// child list change under it.
 const DIRECTORY_PART_ATTEMPTS: usize = 8;
 
+/// The most bytes of child names [`Xenstore::directory`] gathers from
+/// `DIRECTORY_PART` chunks (C xenstored's default quota allows 1000 nodes
+/// per domain, far below this): a daemon that never sends the end marker
+/// cannot grow the list without bound.
+pub const DIRECTORY_MAX_BYTES: u32 = 256 * 1024;
+
 /// Bytes moved from the response ring per read.
 const READ_CHUNK: usize = xen_abi::xenstore::XENSTORE_RING_SIZE;
 
@@ -206,6 +212,9 @@ impl<M: RingMemory, P: Platform> Xenstore<M, P> {
                     return Err(ProtocolError::UnexpectedReply.into());
                 }
                 offset = offset.saturating_add(chunk_len);
+                if offset > DIRECTORY_MAX_BYTES {
+                    return Err(ProtocolError::DirectoryTooLarge.into());
+                }
             }
         }
         Err(ProtocolError::DirectoryUnstable.into())

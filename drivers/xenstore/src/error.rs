@@ -81,6 +81,9 @@ pub enum ProtocolError {
     /// `DIRECTORY_PART` kept changing under us (generation count moved on
     /// every attempt).
     DirectoryUnstable,
+    /// `DIRECTORY_PART` chunks went on past [`crate::DIRECTORY_MAX_BYTES`]
+    /// without the end marker.
+    DirectoryTooLarge,
 }
 
 impl fmt::Display for ProtocolError {
@@ -95,6 +98,11 @@ impl fmt::Display for ProtocolError {
             ProtocolError::DirectoryUnstable => {
                 f.write_str("directory kept changing on every DIRECTORY_PART attempt")
             }
+            ProtocolError::DirectoryTooLarge => write!(
+                f,
+                "DIRECTORY_PART went on past {} bytes without an end",
+                crate::DIRECTORY_MAX_BYTES
+            ),
         }
     }
 }

@@ -41,7 +41,7 @@ pub mod ring;
 pub mod sim;
 pub mod wire;
 
-pub use blocking::{Platform, Xenstore};
+pub use blocking::{DIRECTORY_MAX_BYTES, Platform, Xenstore};
 pub use client::{Client, ClientStats, RequestId, WatchId, WatchState, WatchStats};
 pub use error::{ProtocolError, XsError};
 pub use ring::{RingError, RingMemory, VecPage};

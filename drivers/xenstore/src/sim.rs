@@ -136,6 +136,7 @@ pub struct SimXenstored {
     out: VecDeque<u8>,
     max_chunk: Option<usize>,
     reverse_replies: bool,
+    endless_directory_part: bool,
     reply_faults: VecDeque<ReplyFault>,
     fail_commits: usize,
     killed: bool,
@@ -198,6 +199,7 @@ impl SimXenstored {
             decoder: Decoder::new(),
             out: VecDeque::new(),
             max_chunk: None,
+            endless_directory_part: false,
             reverse_replies: false,
             reply_faults: VecDeque::new(),
             fail_commits: 0,
@@ -232,6 +234,12 @@ impl SimXenstored {
     /// [`SimXenstored::take_output`]); `None` for no limit.
     pub fn set_max_chunk(&mut self, n: Option<usize>) {
         self.max_chunk = n.map(|n| n.max(1));
+    }
+
+    /// A hostile daemon: every `DIRECTORY_PART` reply carries the first
+    /// names again and never the end marker, whatever the offset.
+    pub fn set_endless_directory_part(&mut self, on: bool) {
+        self.endless_directory_part = on;
     }
 
     /// Sends the replies produced by one batch of requests in reverse order.
@@ -848,7 +856,12 @@ impl SimXenstored {
             list.push(0);
         }
         let mut out = format!("{node_gen}\0").into_bytes();
-        let off = usize::try_from(offset).unwrap_or(usize::MAX);
+        let off = if self.endless_directory_part {
+            list.push(b'x');
+            0
+        } else {
+            usize::try_from(offset).unwrap_or(usize::MAX)
+        };
         if off >= list.len() {
             out.push(0);
             return Ok(out);

@@ -77,6 +77,30 @@ fn large_directory_falls_back_to_directory_part() {
 }
 
 #[test]
+fn endless_directory_part_is_bounded() {
+    let (ring, mut xs) = setup(0);
+    ring.with_sim(|s| {
+        for i in 0..300 {
+            s.write(&format!("/big/child-with-a-long-name-{i:04}"), b"");
+        }
+        s.set_endless_directory_part(true);
+    });
+    assert_eq!(
+        xs.directory(TxId::NONE, "/big"),
+        Err(ProtocolError::DirectoryTooLarge.into())
+    );
+    let parts = ring.with_sim(|s| s.stats().count(MsgType::DirectoryPart)) as usize;
+    // About DIRECTORY_MAX_BYTES / 4 KiB chunks, then the error: bounded.
+    assert!(
+        parts <= (xenstore::DIRECTORY_MAX_BYTES as usize / 3000) + 2,
+        "{parts}"
+    );
+    // The connection is still good.
+    ring.with_sim(|s| s.set_endless_directory_part(false));
+    assert_eq!(xs.directory(TxId::NONE, "/big").unwrap().len(), 300);
+}
+
+#[test]
 fn transactions_commit_and_conflict() {
     let (ring, mut xs) = setup(0);
     xs.write(TxId::NONE, "/counter", b"0").unwrap();
