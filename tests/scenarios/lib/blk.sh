@@ -411,6 +411,14 @@ blk_io_across() {
 		[ "$BLK_N" = "$nc" ] || problems+="the console shows $BLK_N cancelled resumes, expected $nc; "
 	fi
 	[ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
+	# The guest logs its disk counters at each suspend: how many requests were outstanding then,
+	# and how many ring requests it posted again after a restore (evidence of I/O in flight).
+	local inflight reposted
+	inflight=$(blk_console_lines "$name" '^xenrs info: blk: xvda: .* outstanding$' |
+		sed -E 's/.* ([0-9]+) outstanding$/\1/' | tr '\n' ' ')
+	reposted=$(blk_console_lines "$name" '^xenrs info: blk: xvda: .* reposted\)' |
+		sed -E 's/.* ([0-9]+) reposted\).*/\1/' | tail -n 1)
+	times+="requests outstanding at each suspend: ${inflight:-none logged}; ring requests re-posted after restores (as of the last suspend): ${reposted:-0}; "
 	if [[ $plan == *M* ]]; then
 		kind=$(xl list 2>/dev/null | grep -e '--incoming' -e '--migratedaway')
 		[ -z "$kind" ] || problems+="a leftover --incoming/--migratedaway domain: $kind; "
