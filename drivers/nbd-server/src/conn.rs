@@ -336,24 +336,26 @@ enum Input {
         option: u32,
         length: u32,
     },
-    /// Skip `remaining` bytes of option data, then send `reply_type` (or close if 0).
-    OptionSkip {
-        option: u32,
-        remaining: u32,
-        reply_type: u32,
-    },
     RequestHeader,
     WritePayload {
         request: RequestRepr,
         data: Vec<u8>,
     },
-    /// Skip a refused write's payload, then reply `errno`.
-    WriteSkip {
-        request: RequestRepr,
+    /// Skip `remaining` bytes, then answer as `then` says.
+    Skip {
         remaining: u32,
-        errno: u32,
+        then: AfterSkip,
     },
     Stopped,
+}
+
+/// The answer to input skipped unbuffered.
+#[derive(Debug)]
+enum AfterSkip {
+    /// Option data: send `reply_type` (for ABORT: ACK, then close).
+    OptionReply { option: u32, reply_type: u32 },
+    /// A refused write's payload: reply `errno`.
+    Refuse { request: RequestRepr, errno: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -508,6 +510,11 @@ impl Connection {
 
     fn fatal(&mut self, e: ClientError) {
         self.event(Event::Client(e));
+        self.abort();
+    }
+
+    /// Reads no more and resets the connection now.
+    fn abort(&mut self) {
         self.stop_input();
         self.phase = Phase::Ending;
         self.close = Some(CloseAction::Abort);
@@ -603,28 +610,28 @@ impl Connection {
                 self.input = Input::OptionHeader;
                 self.handle_option(option, &data, exports);
             }
-            Input::OptionSkip {
-                option,
-                remaining,
-                reply_type,
-            } => {
+            Input::Skip { remaining, then } => {
                 let n = (remaining as usize).min(rest.len());
                 *rest = rest.get(n..).unwrap_or_default();
                 let remaining = remaining.saturating_sub(n as u32);
                 if remaining > 0 {
-                    self.input = Input::OptionSkip {
-                        option,
-                        remaining,
-                        reply_type,
-                    };
+                    self.input = Input::Skip { remaining, then };
                     return false;
                 }
-                self.input = Input::OptionHeader;
-                if option == option::ABORT {
-                    self.option_reply(option, reply::ACK, &[]);
-                    self.end_input();
-                } else {
-                    self.option_reply(option, reply_type, &[]);
+                match then {
+                    AfterSkip::OptionReply { option, reply_type } => {
+                        self.input = Input::OptionHeader;
+                        if option == option::ABORT {
+                            self.option_reply(option, reply::ACK, &[]);
+                            self.end_input();
+                        } else {
+                            self.option_reply(option, reply_type, &[]);
+                        }
+                    }
+                    AfterSkip::Refuse { request, errno } => {
+                        self.input = Input::RequestHeader;
+                        self.refuse(request, errno);
+                    }
                 }
             }
             Input::RequestHeader => {
@@ -659,25 +666,6 @@ impl Connection {
                 self.input = Input::RequestHeader;
                 self.queue_write(request, data);
             }
-            Input::WriteSkip {
-                request,
-                remaining,
-                errno,
-            } => {
-                let n = (remaining as usize).min(rest.len());
-                *rest = rest.get(n..).unwrap_or_default();
-                let remaining = remaining.saturating_sub(n as u32);
-                if remaining > 0 {
-                    self.input = Input::WriteSkip {
-                        request,
-                        remaining,
-                        errno,
-                    };
-                    return false;
-                }
-                self.input = Input::RequestHeader;
-                self.refuse(request, errno);
-            }
         }
         true
     }
@@ -709,22 +697,17 @@ impl Connection {
                     u32::MAX
                 });
             if h.length > max {
-                self.event(Event::Client(ClientError::OptionTooLarge {
+                let e = ClientError::OptionTooLarge {
                     option: h.option,
                     length: h.length,
-                }));
+                };
                 if h.option == option::EXPORT_NAME {
                     // No error reply exists for EXPORT_NAME: drop the client.
-                    self.input = Input::Stopped;
-                    self.phase = Phase::Ending;
-                    self.close = Some(CloseAction::Abort);
+                    self.fatal(e);
                     return;
                 }
-                self.input = Input::OptionSkip {
-                    option: h.option,
-                    remaining: h.length,
-                    reply_type: reply::ERR_TOO_BIG,
-                };
+                self.event(Event::Client(e));
+                self.skip_option(h, reply::ERR_TOO_BIG);
                 return;
             }
             self.input = Input::OptionData {
@@ -749,10 +732,16 @@ impl Connection {
             };
             return;
         }
-        self.input = Input::OptionSkip {
-            option: h.option,
+        self.skip_option(h, reply_type);
+    }
+
+    fn skip_option(&mut self, h: OptionHeaderRepr, reply_type: u32) {
+        self.input = Input::Skip {
             remaining: h.length,
-            reply_type,
+            then: AfterSkip::OptionReply {
+                option: h.option,
+                reply_type,
+            },
         };
     }
 
@@ -889,6 +878,30 @@ impl Connection {
         }
     }
 
+    /// The error for `r` before it reaches the disk: flags outside
+    /// `allowed` (EINVAL), a write to a read-only export (EPERM), a bad range.
+    fn check(&self, r: &RequestRepr, allowed: u16, writes: bool) -> Option<u32> {
+        let read_only = self.export.as_ref().is_some_and(|b| b.info.read_only);
+        if r.flags & !allowed != 0 {
+            Some(errno::EINVAL)
+        } else if writes && read_only {
+            Some(errno::EPERM)
+        } else {
+            self.range_error(r.offset, r.length)
+        }
+    }
+
+    /// Refuses `r` with `err`, or answers it at once if it has length 0;
+    /// true when it still needs the disk.
+    fn accept(&mut self, r: RequestRepr, err: Option<u32>) -> bool {
+        match err {
+            Some(e) => self.refuse(r, e),
+            None if r.length == 0 => self.reply(r.handle, 0, Vec::new(), 0),
+            None => return true,
+        }
+        false
+    }
+
     fn start_request(&mut self, r: RequestRepr) {
         use command_flags::{FUA, NO_HOLE};
         let Some(b) = self.export.as_ref() else {
@@ -907,33 +920,16 @@ impl Connection {
                 });
             }
             Command::Read => {
-                let err = if r.flags & !FUA != 0 {
-                    Some(errno::EINVAL)
-                } else {
-                    self.range_error(r.offset, r.length)
-                };
-                match err {
-                    Some(e) => self.refuse(r, e),
-                    None if r.length == 0 => self.reply(r.handle, 0, Vec::new(), 0),
-                    None => {
-                        self.queue_op(r, DiskOp::Read { len: r.length }, r.length as usize, false)
-                    }
+                if self.accept(r, self.check(&r, FUA, false)) {
+                    self.queue_op(r, DiskOp::Read { len: r.length }, r.length as usize, false);
                 }
             }
             Command::Write => {
-                let err = if r.flags & !FUA != 0 {
-                    Some(errno::EINVAL)
-                } else if read_only {
-                    Some(errno::EPERM)
-                } else {
-                    self.range_error(r.offset, r.length)
-                };
-                match err {
+                match self.check(&r, FUA, true) {
                     Some(errno) => {
-                        self.input = Input::WriteSkip {
-                            request: r,
+                        self.input = Input::Skip {
                             remaining: r.length,
-                            errno,
+                            then: AfterSkip::Refuse { request: r, errno },
                         };
                     }
                     None => {
@@ -957,59 +953,39 @@ impl Connection {
                 }
             }
             Command::Trim => {
-                let err = if r.flags & !FUA != 0 || !can_trim && !read_only {
+                // A writable export that cannot trim refuses it as unsupported.
+                let err = if !can_trim && !read_only {
                     Some(errno::EINVAL)
-                } else if read_only {
-                    Some(errno::EPERM)
                 } else {
-                    self.range_error(r.offset, r.length)
+                    self.check(&r, FUA, true)
                 };
-                match err {
-                    Some(e) => self.refuse(r, e),
-                    None if r.length == 0 => self.reply(r.handle, 0, Vec::new(), 0),
-                    None => {
-                        let fua = r.flags & FUA != 0;
-                        let flush_after = fua && self.needs_flush_for_fua(true);
-                        self.queue_op(r, DiskOp::Trim { len: r.length }, 0, flush_after);
-                    }
+                if self.accept(r, err) {
+                    let (_, flush_after) = self.fua_plan(&r, true);
+                    self.queue_op(r, DiskOp::Trim { len: r.length }, 0, flush_after);
                 }
             }
             Command::WriteZeroes => {
-                let err = if r.flags & !(FUA | NO_HOLE) != 0 {
-                    Some(errno::EINVAL)
-                } else if read_only {
-                    Some(errno::EPERM)
-                } else {
-                    self.range_error(r.offset, r.length)
-                };
-                match err {
-                    Some(e) => self.refuse(r, e),
-                    None if r.length == 0 => self.reply(r.handle, 0, Vec::new(), 0),
-                    None => {
-                        let fua = r.flags & FUA != 0;
-                        let flush_after = fua && self.needs_flush_for_fua(false);
-                        let op = DiskOp::WriteZeroes {
-                            len: r.length,
-                            fua: fua && !flush_after && self.disk_fua(),
-                        };
-                        self.queue_op(r, op, 0, flush_after);
-                    }
+                if self.accept(r, self.check(&r, FUA | NO_HOLE, true)) {
+                    let (fua, flush_after) = self.fua_plan(&r, false);
+                    let op = DiskOp::WriteZeroes { len: r.length, fua };
+                    self.queue_op(r, op, 0, flush_after);
                 }
             }
             Command::Other(_) => self.refuse(r, errno::EINVAL),
         }
     }
 
-    fn disk_fua(&self) -> bool {
-        self.export.as_ref().is_some_and(|b| b.info.can_fua)
-    }
-
-    /// Whether a FUA request needs a flush after it: the disk has a cache and
-    /// (for writes) no FUA of its own; trims always flush.
-    fn needs_flush_for_fua(&self, trim: bool) -> bool {
-        self.export
+    /// How `r`'s FUA flag is honoured: (the disk's own `fua`, flush after).
+    /// A flush follows when the disk has a cache and (for writes) no FUA of
+    /// its own; trims always flush.
+    fn fua_plan(&self, r: &RequestRepr, trim: bool) -> (bool, bool) {
+        let fua = r.flags & command_flags::FUA != 0;
+        let (can_flush, can_fua) = self
+            .export
             .as_ref()
-            .is_some_and(|b| b.info.can_flush && (trim || !b.info.can_fua))
+            .map_or((false, false), |b| (b.info.can_flush, b.info.can_fua));
+        let flush_after = fua && can_flush && (trim || !can_fua);
+        (fua && !flush_after && can_fua, flush_after)
     }
 
     fn queue_write(&mut self, r: RequestRepr, data: Vec<u8>) {
@@ -1018,12 +994,8 @@ impl Connection {
             self.reply(r.handle, 0, Vec::new(), 0);
             return;
         }
-        let fua = r.flags & command_flags::FUA != 0;
-        let flush_after = fua && self.needs_flush_for_fua(false);
-        let op = DiskOp::Write {
-            data,
-            fua: fua && !flush_after && self.disk_fua(),
-        };
+        let (fua, flush_after) = self.fua_plan(&r, false);
+        let op = DiskOp::Write { data, fua };
         // The payload was reserved when its header was admitted.
         self.queue_op_reserved(r, op, len, flush_after);
     }
@@ -1233,9 +1205,7 @@ impl Connection {
     /// Submitted operations stay outstanding until their completions come
     /// back ([`Connection::outstanding`]).
     pub fn abandon(&mut self) {
-        self.stop_input();
-        self.phase = Phase::Ending;
-        self.close = Some(CloseAction::Abort);
+        self.abort();
         while let Some(c) = self.out.pop_front() {
             self.release(c.release);
         }
