@@ -213,6 +213,14 @@ impl Harness {
         Harness::with(disks, Limits::default())
     }
 
+    /// One writable 1 MiB disk `x` whose features `f` changes.
+    fn one_disk(f: impl FnOnce(&mut ExportInfo)) -> Harness {
+        let mut d = MemDisks::new();
+        d.add("x", MIB, false);
+        f(&mut d.disks[0].info);
+        Harness::with(d, Limits::default())
+    }
+
     fn with(disks: MemDisks, limits: Limits) -> Harness {
         let mut h = Harness {
             conn: Connection::new(limits),
@@ -302,14 +310,7 @@ impl Harness {
     }
 
     fn option(&mut self, opt: u32, data: &[u8]) {
-        let mut b = vec![0u8; 16];
-        OptionHeaderRepr {
-            option: opt,
-            length: data.len() as u32,
-        }
-        .emit(&mut b);
-        b.extend_from_slice(data);
-        self.send(&b);
+        self.send(&option_bytes(opt, data));
     }
 
     fn option_reply(&mut self) -> (OptionReplyRepr, Vec<u8>) {
@@ -344,21 +345,19 @@ impl Harness {
         length: u32,
         payload: &[u8],
     ) {
-        let mut b = RequestRepr {
-            flags,
-            command,
-            handle,
-            offset,
-            length,
-        }
-        .to_bytes()
-        .to_vec();
+        let mut b = request_bytes(command, flags, handle, offset, length).to_vec();
         b.extend_from_slice(payload);
         self.send(&b);
     }
 
     fn reply(&mut self) -> SimpleReplyRepr {
         SimpleReplyRepr::parse(&self.take(16)).unwrap()
+    }
+
+    /// The next reply is `error` for `handle`.
+    #[track_caller]
+    fn expect_reply(&mut self, error: u32, handle: u64) {
+        assert_eq!(self.reply(), SimpleReplyRepr { error, handle });
     }
 
     fn client_errors(&self) -> Vec<ClientError> {
@@ -370,6 +369,36 @@ impl Harness {
             })
             .collect()
     }
+}
+
+/// A request header.
+fn request_bytes(
+    command: Command,
+    flags: u16,
+    handle: u64,
+    offset: u64,
+    length: u32,
+) -> [u8; RequestRepr::LEN] {
+    RequestRepr {
+        flags,
+        command,
+        handle,
+        offset,
+        length,
+    }
+    .to_bytes()
+}
+
+/// An option request with its data.
+fn option_bytes(option: u32, data: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; OptionHeaderRepr::LEN];
+    OptionHeaderRepr {
+        option,
+        length: data.len() as u32,
+    }
+    .emit(&mut b);
+    b.extend_from_slice(data);
+    b
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -621,23 +650,11 @@ fn write_read_round_trip_with_fua_and_flush() {
     h.go("xvda");
     let data = pattern(8192, 5);
     h.request(Command::Write, command_flags::FUA, 1, 4096, 8192, &data);
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: 0,
-            handle: 1
-        }
-    );
+    h.expect_reply(0, 1);
     assert_eq!(&h.disks.disks[0].data[4096..4096 + 8192], &data[..]);
     assert_eq!(h.disks.disks[0].fua_writes, 1);
     h.request(Command::Read, 0, 2, 4096, 8192, &[]);
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: 0,
-            handle: 2
-        }
-    );
+    h.expect_reply(0, 2);
     assert_eq!(h.take(8192), data);
     h.request(Command::Flush, 0, 3, 0, 0, &[]);
     assert_eq!(h.reply().error, 0);
@@ -684,10 +701,7 @@ fn trim_and_write_zeroes() {
 
 #[test]
 fn trim_without_disk_support_is_einval_and_not_advertised() {
-    let mut d = MemDisks::new();
-    d.add("x", MIB, false);
-    d.disks[0].info.can_trim = false;
-    let mut h = Harness::with(d, Limits::default());
+    let mut h = Harness::one_disk(|i| i.can_trim = false);
     let e = h.go("x");
     assert_eq!(e.flags & transmission_flags::SEND_TRIM, 0);
     h.request(Command::Trim, 0, 1, 0, 512, &[]);
@@ -703,13 +717,7 @@ fn read_only_refuses_writes_with_eperm() {
     h.request(Command::Trim, 0, 2, 0, 4096, &[]);
     h.request(Command::WriteZeroes, 0, 3, 0, 4096, &[]);
     for i in 1..=3 {
-        assert_eq!(
-            h.reply(),
-            SimpleReplyRepr {
-                error: errno::EPERM,
-                handle: i
-            }
-        );
+        h.expect_reply(errno::EPERM, i);
     }
     // Reads and flushes work; the write's payload was skipped, not parsed.
     h.request(Command::Read, 0, 4, 0, 512, &[]);
@@ -745,12 +753,10 @@ fn out_of_range_and_misaligned_are_einval() {
     ];
     for (i, &(c, off, len)) in cases.iter().enumerate() {
         h.request(c, 0, i as u64, off, len, &[]);
+        let r = h.reply();
         assert_eq!(
-            h.reply(),
-            SimpleReplyRepr {
-                error: errno::EINVAL,
-                handle: i as u64
-            },
+            (r.error, r.handle),
+            (errno::EINVAL, i as u64),
             "{c:?} {off} {len}"
         );
     }
@@ -777,13 +783,7 @@ fn unknown_command_and_flags_are_einval() {
     h.request(Command::Read, command_flags::DF, 3, 0, 512, &[]);
     h.request(Command::Flush, command_flags::NO_HOLE, 4, 0, 0, &[]);
     for i in 1..=4 {
-        assert_eq!(
-            h.reply(),
-            SimpleReplyRepr {
-                error: errno::EINVAL,
-                handle: i
-            }
-        );
+        h.expect_reply(errno::EINVAL, i);
     }
     assert_eq!(h.conn.phase(), Phase::Transmission);
 }
@@ -795,21 +795,9 @@ fn disk_errors_map_to_errno() {
     h.disks.fail_next = 2;
     h.request(Command::Write, 0, 1, 0, 512, &[1; 512]);
     h.request(Command::Read, 0, 2, 0, 512, &[]);
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: errno::EIO,
-            handle: 1
-        }
-    );
+    h.expect_reply(errno::EIO, 1);
     // A failed read sends no data.
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: errno::EIO,
-            handle: 2
-        }
-    );
+    h.expect_reply(errno::EIO, 2);
     assert!(h.out.is_empty());
     assert!(h.events.iter().any(|e| matches!(
         e,
@@ -839,13 +827,7 @@ fn submit_errors_fail_the_request() {
     // Remove the disk under the connection: submit returns Gone.
     h.disks.disks.clear();
     h.request(Command::Write, 0, 7, 0, 512, &[1; 512]);
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: errno::EIO,
-            handle: 7
-        }
-    );
+    h.expect_reply(errno::EIO, 7);
 }
 
 #[test]
@@ -857,13 +839,7 @@ fn short_read_from_disk_is_eio() {
     let c = h.disks.held.pop().unwrap();
     assert!(h.conn.complete(c.tag as u32, Ok(vec![0u8; 1000])));
     h.pump();
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: errno::EIO,
-            handle: 1
-        }
-    );
+    h.expect_reply(errno::EIO, 1);
     assert!(h.out.is_empty());
     // The same tag again, and an unknown tag: ignored.
     assert!(!h.conn.complete(c.tag as u32, Ok(vec![])));
@@ -880,13 +856,7 @@ fn busy_disk_is_retried() {
     for _ in 0..4 {
         h.pump();
     }
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: 0,
-            handle: 1
-        }
-    );
+    h.expect_reply(0, 1);
     assert_eq!(h.disks.disks[0].data[0], 3);
 }
 
@@ -920,10 +890,7 @@ fn write_acked_only_after_completion_and_out_of_order_replies() {
 
 #[test]
 fn fua_emulated_with_flush_when_disk_lacks_fua() {
-    let mut d = MemDisks::new();
-    d.add("x", MIB, false);
-    d.disks[0].info.can_fua = false;
-    let mut h = Harness::with(d, Limits::default());
+    let mut h = Harness::one_disk(|i| i.can_fua = false);
     h.go("x");
     h.disks.hold = true;
     h.request(Command::Write, command_flags::FUA, 1, 0, 512, &[4; 512]);
@@ -938,13 +905,7 @@ fn fua_emulated_with_flush_when_disk_lacks_fua() {
     );
     h.disks.release(&[]);
     h.pump();
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: 0,
-            handle: 1
-        }
-    );
+    h.expect_reply(0, 1);
     assert_eq!(h.disks.disks[0].fua_writes, 0);
     assert_eq!(h.disks.disks[0].flushes, 1);
     // A failing flush fails the FUA write.
@@ -956,10 +917,7 @@ fn fua_emulated_with_flush_when_disk_lacks_fua() {
 
 #[test]
 fn fua_flush_failure_is_eio() {
-    let mut d = MemDisks::new();
-    d.add("x", MIB, false);
-    d.disks[0].info.can_fua = false;
-    let mut h = Harness::with(d, Limits::default());
+    let mut h = Harness::one_disk(|i| i.can_fua = false);
     h.go("x");
     h.disks.hold = true;
     h.request(Command::Write, command_flags::FUA, 1, 0, 512, &[4; 512]);
@@ -968,22 +926,15 @@ fn fua_flush_failure_is_eio() {
     let flush = h.disks.held.pop().unwrap();
     assert!(h.conn.complete(flush.tag as u32, Err(DiskError::Io)));
     h.pump();
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: errno::EIO,
-            handle: 1
-        }
-    );
+    h.expect_reply(errno::EIO, 1);
 }
 
 #[test]
 fn flush_without_cache_answers_at_once() {
-    let mut d = MemDisks::new();
-    d.add("x", MIB, false);
-    d.disks[0].info.can_flush = false;
-    d.disks[0].info.can_fua = false;
-    let mut h = Harness::with(d, Limits::default());
+    let mut h = Harness::one_disk(|i| {
+        i.can_flush = false;
+        i.can_fua = false;
+    });
     h.go("x");
     h.request(Command::Flush, 0, 1, 0, 0, &[]);
     h.request(Command::Write, command_flags::FUA, 2, 0, 512, &[1; 512]);
@@ -1018,41 +969,18 @@ fn malformed_requests_end_the_connection() {
     for (bytes, expect) in [
         (
             {
-                let mut b = RequestRepr {
-                    flags: 0,
-                    command: Command::Read,
-                    handle: 1,
-                    offset: 0,
-                    length: 512,
-                }
-                .to_bytes();
+                let mut b = request_bytes(Command::Read, 0, 1, 0, 512);
                 b[0] = 0xde;
                 b.to_vec()
             },
             "magic",
         ),
         (
-            RequestRepr {
-                flags: 0,
-                command: Command::Write,
-                handle: 1,
-                offset: 0,
-                length: 256 * 1024 + 512,
-            }
-            .to_bytes()
-            .to_vec(),
+            request_bytes(Command::Write, 0, 1, 0, 256 * 1024 + 512).to_vec(),
             "exceeds",
         ),
         (
-            RequestRepr {
-                flags: 0,
-                command: Command::Read,
-                handle: 1,
-                offset: 0,
-                length: u32::MAX,
-            }
-            .to_bytes()
-            .to_vec(),
+            request_bytes(Command::Read, 0, 1, 0, u32::MAX).to_vec(),
             "exceeds",
         ),
     ] {
@@ -1075,16 +1003,7 @@ fn backpressure_stops_reading_at_the_budget() {
     let max = 256 * 1024u32;
     let mut bytes = Vec::new();
     for i in 0..3u64 {
-        bytes.extend_from_slice(
-            &RequestRepr {
-                flags: 0,
-                command: Command::Read,
-                handle: i,
-                offset: i * u64::from(max),
-                length: max,
-            }
-            .to_bytes(),
-        );
+        bytes.extend_from_slice(&request_bytes(Command::Read, 0, i, i * u64::from(max), max));
     }
     let ex = h.disks.exports();
     let n = h.conn.receive(&bytes, &ex);
@@ -1113,16 +1032,7 @@ fn backpressure_bounds_pending_requests() {
     h.disks.hold = true;
     let mut bytes = Vec::new();
     for i in 0..100u64 {
-        bytes.extend_from_slice(
-            &RequestRepr {
-                flags: 0,
-                command: Command::Flush,
-                handle: i,
-                offset: 0,
-                length: 0,
-            }
-            .to_bytes(),
-        );
+        bytes.extend_from_slice(&request_bytes(Command::Flush, 0, i, 0, 0));
     }
     let ex = h.disks.exports();
     let n = h.conn.receive(&bytes, &ex);
@@ -1139,12 +1049,7 @@ fn negotiation_output_is_bounded() {
     h.take(18);
     let ex = h.disks.exports();
     h.conn.receive(&3u32.to_be_bytes(), &ex);
-    let mut list = vec![0u8; 16];
-    OptionHeaderRepr {
-        option: option::LIST,
-        length: 0,
-    }
-    .emit(&mut list);
+    let list = option_bytes(option::LIST, &[]);
     let many: Vec<u8> = list.iter().copied().cycle().take(16 * 1000).collect();
     // Without transmitting, the connection stops taking options.
     let n = h.conn.receive(&many, &ex);
@@ -1160,14 +1065,7 @@ fn abandon_releases_unsubmitted_and_keeps_outstanding() {
     h.request(Command::Read, 0, 1, 0, 4096, &[]);
     h.request(Command::Write, 0, 2, 0, 4096, &[1; 4096]);
     // A partial write payload.
-    let hdr = RequestRepr {
-        flags: 0,
-        command: Command::Write,
-        handle: 3,
-        offset: 0,
-        length: 4096,
-    }
-    .to_bytes();
+    let hdr = request_bytes(Command::Write, 0, 3, 0, 4096);
     let ex = h.disks.exports();
     h.conn.receive(&hdr, &ex);
     h.conn.receive(&[0u8; 100], &ex);
@@ -1190,38 +1088,15 @@ fn byte_at_a_time_input() {
     let mut h = Harness::new();
     h.take(18);
     let mut script = 3u32.to_be_bytes().to_vec();
-    let go = InfoRequest::emit(b"xvda", &[]);
-    let mut hdr = vec![0u8; 16];
-    OptionHeaderRepr {
-        option: option::GO,
-        length: go.len() as u32,
-    }
-    .emit(&mut hdr);
-    script.extend_from_slice(&hdr);
-    script.extend_from_slice(&go);
-    script.extend_from_slice(
-        &RequestRepr {
-            flags: 0,
-            command: Command::Write,
-            handle: 9,
-            offset: 0,
-            length: 512,
-        }
-        .to_bytes(),
-    );
+    script.extend_from_slice(&option_bytes(option::GO, &InfoRequest::emit(b"xvda", &[])));
+    script.extend_from_slice(&request_bytes(Command::Write, 0, 9, 0, 512));
     script.extend_from_slice(&[0x5a; 512]);
     for b in script {
         h.send(&[b]);
     }
     let _ = h.option_reply();
     let _ = h.option_reply();
-    assert_eq!(
-        h.reply(),
-        SimpleReplyRepr {
-            error: 0,
-            handle: 9
-        }
-    );
+    h.expect_reply(0, 9);
     assert_eq!(h.disks.disks[0].data[511], 0x5a);
 }
 
@@ -1254,24 +1129,16 @@ fn pieces() -> Vec<Vec<u8>> {
         (option::STRUCTURED_REPLY, Vec::new()),
         (option::ABORT, Vec::new()),
     ] {
-        let mut b = vec![0u8; 16];
-        OptionHeaderRepr {
-            option: opt,
-            length: data.len() as u32,
-        }
-        .emit(&mut b);
-        b.extend_from_slice(&data);
-        v.push(b);
+        v.push(option_bytes(opt, &data));
     }
     for c in [0u16, 1, 2, 3, 4, 5, 6, 7] {
-        let mut b = RequestRepr {
-            flags: (c & 1) * command_flags::FUA,
-            command: Command::from_u16(c),
-            handle: u64::from(c),
-            offset: 512 * u64::from(c),
-            length: 1024,
-        }
-        .to_bytes()
+        let mut b = request_bytes(
+            Command::from_u16(c),
+            (c & 1) * command_flags::FUA,
+            u64::from(c),
+            512 * u64::from(c),
+            1024,
+        )
         .to_vec();
         if c == 1 {
             b.extend_from_slice(&[0xab; 1024]);
