@@ -2,13 +2,13 @@
 
 use super::SetupError;
 use super::micros;
-use super::pool::{PoolError, SlotStep, TcpPool, TcpPoolConfig, peer_finished};
+use super::pool::{PoolError, TcpPool, TcpPoolConfig, peer_finished};
 use crate::echo::{ECHO_PORT, TcpEchoView, tcp_echo_step, udp_should_reply};
 use alloc::vec;
 use alloc::vec::Vec;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::phy::PacketMeta;
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 
 /// Bytes moved per copy step (the pump loops until the socket is drained or full).
@@ -63,11 +63,7 @@ impl TcpEcho {
         let now_us = micros(now);
         let mut busy = false;
         for i in 0..self.pool.len() {
-            let Some(&h) = self.pool.handles().get(i) else {
-                continue;
-            };
-            let sock = sockets.get_mut::<tcp::Socket>(h);
-            let SlotStep::Active { new } = self.pool.step(i, sock, now_us) else {
+            let Some((sock, new)) = self.pool.active(i, sockets, now_us) else {
                 continue;
             };
             busy |= new;

@@ -1,7 +1,7 @@
 //! The iperf3 server over a smoltcp socket pool: slot index = connection id.
 
 use super::micros;
-use super::pool::{PoolError, SlotStep, TcpPool, TcpPoolConfig, peer_finished};
+use super::pool::{PoolError, TcpPool, TcpPoolConfig, peer_finished, recv_with, send_with};
 use crate::iperf3::{CloseKind, ConnId, CpuUtil, Server, ServerConfig};
 use smoltcp::iface::SocketSet;
 use smoltcp::socket::tcp;
@@ -64,11 +64,7 @@ impl Iperf3Service {
         let now_us = micros(now);
         let mut busy = false;
         for i in 0..self.pool.len() {
-            let Some(&h) = self.pool.handles().get(i) else {
-                continue;
-            };
-            let sock = sockets.get_mut::<tcp::Socket>(h);
-            let SlotStep::Active { new } = self.pool.step(i, sock, now_us) else {
+            let Some((sock, new)) = self.pool.active(i, sockets, now_us) else {
                 continue;
             };
             let id = ConnId(i);
@@ -86,9 +82,8 @@ impl Iperf3Service {
         // Timers may have ended a test: apply the resulting closes now.
         for i in 0..self.pool.len() {
             if let Some(kind) = self.server.take_close(ConnId(i))
-                && let Some(&h) = self.pool.handles().get(i)
+                && let Some(sock) = self.pool.socket(i, sockets)
             {
-                let sock = sockets.get_mut::<tcp::Socket>(h);
                 self.apply_close(i, sock, kind, now_us);
                 busy = true;
             }
@@ -110,23 +105,21 @@ impl Iperf3Service {
         let mut busy = false;
         // Receive everything queued (two calls when the ring wraps).
         while sock.can_recv() {
-            match sock.recv(|buf| {
+            let took = recv_with(sock, |buf| {
                 server.receive(id, buf, now_us);
-                (buf.len(), buf.len())
-            }) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => busy = true,
+                buf.len()
+            });
+            if !took {
+                break;
             }
+            busy = true;
         }
         // Send what the server has, while the socket takes it.
         while sock.can_send() && server.wants_transmit(id) {
-            match sock.send(|buf| {
-                let n = server.poll_transmit(id, buf, now_us);
-                (n, n)
-            }) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => busy = true,
+            if !send_with(sock, |buf| server.poll_transmit(id, buf, now_us)) {
+                break;
             }
+            busy = true;
         }
         if let Some(kind) = self.server.take_close(id) {
             self.apply_close(i, sock, kind, now_us);

@@ -14,7 +14,7 @@
 //! requests are not read while the total is over it.
 
 use super::micros;
-use super::pool::{PoolError, SlotStep, TcpPool, TcpPoolConfig, peer_finished};
+use super::pool::{PoolError, TcpPool, TcpPoolConfig, peer_finished, recv_with, send_with};
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
@@ -115,6 +115,16 @@ struct Live {
     conn: Connection,
 }
 
+impl Live {
+    fn event(&self, event: nbd_server::Event) -> NbdEvent {
+        NbdEvent {
+            conn: self.id,
+            peer: self.peer,
+            event,
+        }
+    }
+}
+
 /// Events kept before the oldest are dropped.
 const MAX_EVENTS: usize = 64;
 
@@ -194,24 +204,18 @@ impl NbdService {
 
     fn drain_events(&mut self, live: &mut Live) {
         while let Some(event) = live.conn.next_event() {
-            self.push_event(NbdEvent {
-                conn: live.id,
-                peer: live.peer,
-                event,
-            });
+            self.push_event(live.event(event));
         }
     }
 
+    /// The connection's socket is gone: report it closed, or keep it as an
+    /// orphan until its disk operations complete.
     fn closed(&mut self, mut live: Live) {
         self.drain_events(&mut live);
         if live.conn.outstanding() > 0 {
             self.orphans.push(live);
         } else if let Some(event) = live.conn.closed_event() {
-            self.push_event(NbdEvent {
-                conn: live.id,
-                peer: live.peer,
-                event,
-            });
+            self.push_event(live.event(event));
         }
     }
 
@@ -253,11 +257,7 @@ impl NbdService {
         let mut exports: Option<Vec<ExportInfo>> = None;
         let mut disk_busy = false;
         for i in 0..self.pool.len() {
-            let Some(&h) = self.pool.handles().get(i) else {
-                continue;
-            };
-            let sock = sockets.get_mut::<tcp::Socket>(h);
-            let SlotStep::Active { new } = self.pool.step(i, sock, now_us) else {
+            let Some((sock, new)) = self.pool.active(i, sockets, now_us) else {
                 continue;
             };
             if new {
@@ -325,15 +325,8 @@ impl NbdService {
                 .get(i)
                 .is_some_and(|l| l.conn.outstanding() == 0)
             {
-                let mut live = self.orphans.swap_remove(i);
-                self.drain_events(&mut live);
-                if let Some(event) = live.conn.closed_event() {
-                    self.push_event(NbdEvent {
-                        conn: live.id,
-                        peer: live.peer,
-                        event,
-                    });
-                }
+                let live = self.orphans.swap_remove(i);
+                self.closed(live);
                 busy = true;
             } else {
                 i += 1;
@@ -362,13 +355,10 @@ impl NbdService {
             } else {
                 &[]
             };
-            match sock.recv(|buf| {
-                let n = conn.receive(buf, ex);
-                (n, n)
-            }) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => busy = true,
+            if !recv_with(sock, |buf| conn.receive(buf, ex)) {
+                break;
             }
+            busy = true;
         }
         // Submit its disk operations until the disk is busy.
         while !*disk_busy && let Some(r) = conn.next_disk_request() {
@@ -393,13 +383,10 @@ impl NbdService {
         }
         // Send its replies while the socket takes them.
         while sock.can_send() && conn.wants_transmit() {
-            match sock.send(|buf| {
-                let n = conn.transmit(buf);
-                (n, n)
-            }) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => busy = true,
+            if !send_with(sock, |buf| conn.transmit(buf)) {
+                break;
             }
+            busy = true;
         }
         if !sock.may_recv() && peer_finished(sock.state()) && conn.wants_input() {
             // FIN: no more requests; close once the replies are out.

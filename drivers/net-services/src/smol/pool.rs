@@ -74,7 +74,7 @@ pub(crate) enum Slot {
 
 /// What a slot is at the start of a pump step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SlotStep {
+enum SlotStep {
     /// Nothing for the service.
     Idle,
     /// An established connection; `new` on the first step after the handshake.
@@ -98,6 +98,26 @@ pub struct TcpPool {
 pub(crate) fn peer_finished(state: tcp::State) -> bool {
     use tcp::State::*;
     matches!(state, CloseWait | LastAck | Closing | TimeWait | Closed)
+}
+
+/// One `recv` into `take` (which returns how many bytes it consumed);
+/// whether any were.
+pub(crate) fn recv_with(sock: &mut tcp::Socket<'_>, take: impl FnOnce(&mut [u8]) -> usize) -> bool {
+    let got = sock.recv(|buf| {
+        let n = take(buf);
+        (n, n)
+    });
+    matches!(got, Ok(n) if n > 0)
+}
+
+/// One `send` from `fill` (which returns how many bytes it wrote); whether
+/// any were.
+pub(crate) fn send_with(sock: &mut tcp::Socket<'_>, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
+    let sent = sock.send(|buf| {
+        let n = fill(buf);
+        (n, n)
+    });
+    matches!(sent, Ok(n) if n > 0)
 }
 
 impl TcpPool {
@@ -187,9 +207,35 @@ impl TcpPool {
         }
     }
 
+    /// The socket of slot `i`.
+    pub(crate) fn socket<'s, 'a>(
+        &self,
+        i: usize,
+        sockets: &'s mut SocketSet<'a>,
+    ) -> Option<&'s mut tcp::Socket<'a>> {
+        let &h = self.handles.get(i)?;
+        Some(sockets.get_mut::<tcp::Socket>(h))
+    }
+
+    /// Advances slot `i` through the non-service states; when the service
+    /// should handle it, its socket and whether the connection is new (first
+    /// step after the handshake).
+    pub(crate) fn active<'s, 'a>(
+        &mut self,
+        i: usize,
+        sockets: &'s mut SocketSet<'a>,
+        now_us: u64,
+    ) -> Option<(&'s mut tcp::Socket<'a>, bool)> {
+        let sock = self.socket(i, sockets)?;
+        match self.step(i, sock, now_us) {
+            SlotStep::Active { new } => Some((sock, new)),
+            SlotStep::Idle => None,
+        }
+    }
+
     /// Advances slot `i` (whose socket is `sock`) through the non-service
     /// states, and says whether the service should handle it.
-    pub(crate) fn step(&mut self, i: usize, sock: &mut tcp::Socket<'_>, now_us: u64) -> SlotStep {
+    fn step(&mut self, i: usize, sock: &mut tcp::Socket<'_>, now_us: u64) -> SlotStep {
         let Some(&slot) = self.slots.get(i) else {
             return SlotStep::Idle;
         };
