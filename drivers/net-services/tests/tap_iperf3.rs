@@ -10,75 +10,39 @@
 //! `iperf3`; without them the test FAILS saying what is missing.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
+mod common;
+
+use common::Tap;
 use net_services::iperf3::{AbortReason, Event, Phase};
 use net_services::smol::{ServiceEvent, Services, ServicesConfig};
 use serde_json::Value;
-use smoltcp::iface::{Config, Interface, SocketSet};
-use smoltcp::phy::{self, Medium, TunTapInterface};
-use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::thread;
 use std::time::Duration;
 
 const IN_NETNS: &str = "NET_SERVICES_TAP_NETNS";
 const TEST_NAME: &str = "real_iperf3_client_through_smoltcp_over_tap";
 const TAP: &str = "xenrs-tap0";
-const GUEST_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 1);
-
-fn sh(cmd: &str, args: &[&str]) {
-    let st = Command::new(cmd)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd} not runnable ({e}); this test needs iproute2"));
-    assert!(st.success(), "{cmd} {args:?} failed: {st}");
-}
 
 /// Runs the guest's network stack (smoltcp + services) on the TAP device until `stop`.
-fn guest(
-    stop: Arc<AtomicBool>,
-    events: std::sync::mpsc::Sender<Event>,
-    ready: std::sync::mpsc::Sender<()>,
-) {
-    let mut dev = TunTapInterface::new(TAP, Medium::Ethernet)
-        .unwrap_or_else(|e| panic!("cannot create TAP device {TAP}: {e} (needs root)"));
-    ready.send(()).unwrap();
-    let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([
-        2, 0, 0, 0x58, 0x52, 1,
-    ])));
-    cfg.random_seed = 0x5eed;
-    let mut iface = Interface::new(cfg, &mut dev, Instant::now());
-    iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(GUEST_IP), 24)).unwrap());
-    let mut sockets = SocketSet::new(vec![]);
-    let mut services = Services::new(&mut sockets, &ServicesConfig::default()).unwrap();
-    let fd = dev.as_raw_fd();
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        iface.poll(now, &mut dev, &mut sockets);
-        let busy = services.poll(&mut sockets, now, &mut nbd_server::NoDisks);
-        iface.poll(now, &mut dev, &mut sockets);
+fn guest(stop: Arc<AtomicBool>, events: Sender<Event>, ready: Sender<()>) {
+    let mut tap = Tap::new(TAP, 1, 0x5eed, &ready);
+    let mut services = Services::new(&mut tap.sockets, &ServicesConfig::default()).unwrap();
+    let max_wait = smoltcp::time::Duration::from_millis(50);
+    tap.run(&stop, max_wait, |sockets, now| {
+        let busy = services.poll(sockets, now, &mut nbd_server::NoDisks);
         while let Some(e) = services.next_event() {
             if let ServiceEvent::Iperf3(e) = e {
                 let _ = events.send(e);
             }
         }
-        if !busy {
-            let mut delay = iface
-                .poll_delay(now, &sockets)
-                .unwrap_or(smoltcp::time::Duration::from_millis(50));
-            if let Some(at) = services.poll_at() {
-                delay = delay.min(at - now.min(at));
-            }
-            let delay = delay.min(smoltcp::time::Duration::from_millis(50));
-            let _ = phy::wait(fd, Some(delay));
-        }
-    }
+        (busy, services.poll_at())
+    });
 }
 
 fn client_bytes(stdout: &[u8]) -> (i64, i64, Option<String>) {
@@ -149,41 +113,13 @@ fn iperf3_ok(events: &Receiver<Event>, extra: &[&str]) {
 
 #[test]
 fn real_iperf3_client_through_smoltcp_over_tap() {
-    if std::env::var_os(IN_NETNS).is_none() {
-        // Re-run just this test in a fresh network namespace.
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg(exe)
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(IN_NETNS, "1")
-            .output()
-            .unwrap_or_else(|e| panic!("`unshare` not runnable ({e}); this test needs util-linux"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "the test failed inside its network namespace (or `unshare --net` is not \
-             permitted: it needs root): {}\n--- stdout\n{}\n--- stderr\n{stderr}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-        );
-        for line in stderr.lines().filter(|l| l.contains("through smoltcp/TAP")) {
-            eprintln!("{line}");
-        }
+    if common::rerun_in_netns(IN_NETNS, TEST_NAME, |l| l.contains("through smoltcp/TAP")) {
         return;
     }
-    sh("ip", &["link", "set", "lo", "up"]);
     let stop = Arc::new(AtomicBool::new(false));
     let (ev_tx, events) = channel();
-    let (ready_tx, ready) = channel();
     let s2 = stop.clone();
-    let guest = thread::spawn(move || guest(s2, ev_tx, ready_tx));
-    ready
-        .recv_timeout(Duration::from_secs(10))
-        .expect("guest thread did not create the TAP device");
-    sh("ip", &["addr", "add", "192.0.2.2/24", "dev", TAP]);
-    sh("ip", &["link", "set", TAP, "up"]);
+    let guest = common::start_guest(TAP, move |ready| guest(s2, ev_tx, ready));
 
     // TCP echo, 1 MiB, with a concurrent reader.
     let mut s = TcpStream::connect_timeout(&"192.0.2.1:7".parse().unwrap(), Duration::from_secs(5))

@@ -19,40 +19,29 @@
 //! test FAILS saying what is missing; it never passes silently.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
+mod common;
+
+use common::Tap;
 use nbd_server::mem::MemDisks;
 use net_services::Selection;
 use net_services::smol::{NbdEvent, ServiceEvent, Services, ServicesConfig};
 use serde_json::Value;
-use smoltcp::iface::{Config, Interface, SocketSet};
-use smoltcp::phy::{self, Medium, TunTapInterface};
-use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::thread;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::{Duration, Instant};
 
 const IN_NETNS: &str = "NET_SERVICES_TAP_NBD_NETNS";
 const TEST_NAME: &str = "real_nbd_clients_through_smoltcp_over_tap";
 const TAP: &str = "xenrs-nbd0";
-const GUEST_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 1);
 const MIB: usize = 1 << 20;
 const XVDA: usize = 64 * MIB;
 const RO: usize = 4 * MIB;
 const INSTALL: &str = "install the NBD clients: apt-get install -y libnbd-bin qemu-utils \
                        (./run.sh test does this)";
-
-fn sh(cmd: &str, args: &[&str]) {
-    let st = Command::new(cmd)
-        .args(args)
-        .status()
-        .unwrap_or_else(|e| panic!("{cmd} not runnable ({e}); this test needs iproute2"));
-    assert!(st.success(), "{cmd} {args:?} failed: {st}");
-}
 
 /// What the guest thread shares with the test.
 struct Shared {
@@ -63,16 +52,7 @@ struct Shared {
 
 /// Runs the guest's network stack (smoltcp + the NBD service over RAM disks) until `stop`.
 fn guest(shared: Arc<Shared>, events: Sender<NbdEvent>, ready: Sender<()>) -> MemDisks {
-    let mut dev = TunTapInterface::new(TAP, Medium::Ethernet)
-        .unwrap_or_else(|e| panic!("cannot create TAP device {TAP}: {e} (needs root)"));
-    ready.send(()).unwrap();
-    let mut cfg = Config::new(HardwareAddress::Ethernet(EthernetAddress([
-        2, 0, 0, 0x58, 0x52, 2,
-    ])));
-    cfg.random_seed = 0x1bd;
-    let mut iface = Interface::new(cfg, &mut dev, Instant::now());
-    iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(GUEST_IP), 24)).unwrap());
-    let mut sockets = SocketSet::new(vec![]);
+    let mut tap = Tap::new(TAP, 2, 0x1bd, &ready);
     let cfg = ServicesConfig {
         selection: Selection {
             nbd: true,
@@ -80,18 +60,15 @@ fn guest(shared: Arc<Shared>, events: Sender<NbdEvent>, ready: Sender<()>) -> Me
         },
         ..ServicesConfig::default()
     };
-    let mut services = Services::new(&mut sockets, &cfg).unwrap();
+    let mut services = Services::new(&mut tap.sockets, &cfg).unwrap();
     let mut disks = MemDisks::new();
     disks.add("xvda", XVDA, false);
     disks.add("ro", RO, true);
-    let fd = dev.as_raw_fd();
-    while !shared.stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        iface.poll(now, &mut dev, &mut sockets);
-        let mut busy = services.poll(&mut sockets, now, &mut disks);
+    let max_wait = smoltcp::time::Duration::from_millis(20);
+    tap.run(&shared.stop, max_wait, |sockets, now| {
+        let mut busy = services.poll(sockets, now, &mut disks);
         // MemDisks completes at submit: collect those completions now.
-        busy |= services.poll(&mut sockets, now, &mut disks);
-        iface.poll(now, &mut dev, &mut sockets);
+        busy |= services.poll(sockets, now, &mut disks);
         while let Some(e) = services.next_event() {
             if let ServiceEvent::Nbd(e) = e {
                 let _ = events.send(e);
@@ -101,14 +78,8 @@ fn guest(shared: Arc<Shared>, events: Sender<NbdEvent>, ready: Sender<()>) -> Me
         shared
             .busy_slots
             .store(nbd.pool().busy(), Ordering::Relaxed);
-        if !busy {
-            let delay = iface
-                .poll_delay(now, &sockets)
-                .unwrap_or(smoltcp::time::Duration::from_millis(20))
-                .min(smoltcp::time::Duration::from_millis(20));
-            let _ = phy::wait(fd, Some(delay));
-        }
-    }
+        (busy, None)
+    });
     disks
 }
 
@@ -121,7 +92,7 @@ fn client(cmd: &str, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd} not runnable ({e}): {INSTALL}"));
-    let start = StdInstant::now();
+    let start = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {
             break;
@@ -157,7 +128,7 @@ fn ok(cmd: &str, args: &[&str]) -> String {
 /// Waits until every NBD socket is free again (so the next client's
 /// connections all find a listening socket).
 fn idle(shared: &Shared) {
-    let start = StdInstant::now();
+    let start = Instant::now();
     while shared.busy_slots.load(Ordering::Relaxed) > 0 {
         assert!(
             start.elapsed() < Duration::from_secs(20),
@@ -191,7 +162,7 @@ fn export_json<'a>(v: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn real_nbd_clients_through_smoltcp_over_tap() {
-    if std::env::var_os(IN_NETNS).is_none() {
+    if !common::in_netns(IN_NETNS) {
         // Fail loudly (before the namespace) when a client is missing.
         for c in ["nbdinfo", "nbdcopy", "qemu-img", "qemu-io"] {
             let found = Command::new(c)
@@ -202,45 +173,18 @@ fn real_nbd_clients_through_smoltcp_over_tap() {
                 .is_ok();
             assert!(found, "{c} not found: {INSTALL}");
         }
-        let exe = std::env::current_exe().unwrap();
-        let out = Command::new("unshare")
-            .arg("--net")
-            .arg("--")
-            .arg(exe)
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(IN_NETNS, "1")
-            .output()
-            .unwrap_or_else(|e| panic!("`unshare` not runnable ({e}); this test needs util-linux"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "the test failed inside its network namespace (or `unshare --net` is not \
-             permitted: it needs root): {}\n--- stdout\n{}\n--- stderr\n{stderr}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-        );
-        for line in stderr
-            .lines()
-            .filter(|l| l.starts_with("$ ") || l.starts_with("nbd "))
-        {
-            eprintln!("{line}");
-        }
+    }
+    let echo = |l: &str| l.starts_with("$ ") || l.starts_with("nbd ");
+    if common::rerun_in_netns(IN_NETNS, TEST_NAME, echo) {
         return;
     }
-    sh("ip", &["link", "set", "lo", "up"]);
     let shared = Arc::new(Shared {
         stop: AtomicBool::new(false),
         busy_slots: AtomicUsize::new(0),
     });
     let (ev_tx, events) = channel();
-    let (ready_tx, ready) = channel();
     let s2 = shared.clone();
-    let guest = thread::spawn(move || guest(s2, ev_tx, ready_tx));
-    ready
-        .recv_timeout(Duration::from_secs(10))
-        .expect("guest thread did not create the TAP device");
-    sh("ip", &["addr", "add", "192.0.2.2/24", "dev", TAP]);
-    sh("ip", &["link", "set", TAP, "up"]);
+    let guest = common::start_guest(TAP, move |ready| guest(s2, ev_tx, ready));
     let dir = std::env::temp_dir().join(format!("xenrs-tap-nbd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let uri = "nbd://192.0.2.1/xvda";
@@ -279,12 +223,12 @@ fn real_nbd_clients_through_smoltcp_over_tap() {
 
     // nbdcopy: 32 MiB in (4 connections), read back, compared.
     let (src, data) = random_file(&dir, "src.img", 32 * MIB, 0x5eed);
-    let t = StdInstant::now();
+    let t = Instant::now();
     ok("nbdcopy", &["--connections=4", src.to_str().unwrap(), uri]);
     let write_s = t.elapsed().as_secs_f64();
     idle(&shared);
     let back = dir.join("back.img");
-    let t = StdInstant::now();
+    let t = Instant::now();
     ok("nbdcopy", &[uri, back.to_str().unwrap()]);
     let read_s = t.elapsed().as_secs_f64();
     idle(&shared);
