@@ -93,6 +93,13 @@ class Conn:
     def send(self, data):
         self.s.sendall(data)
 
+    def send_quietly(self, data):
+        """Sends data to a server that may already have hung up."""
+        try:
+            self.send(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def greeting(self):
         magic, opt, flags = struct.unpack(">QQH", self.recv(18))
         if magic != NBDMAGIC or opt != IHAVEOPT:
@@ -185,30 +192,42 @@ def file_head(path, n=4096):
         return f.read(n)
 
 
+def open_export(host, port, export):
+    """Connects and enters transmission on EXPORT: (Conn, (size, transmission flags, block sizes))."""
+    c = Conn(host, port)
+    c.handshake()
+    return c, c.go(export)
+
+
+def expect_closed(c, what):
+    """The server must close the connection after WHAT."""
+    if c.closed_by_server():
+        ok("%s: the server closed the connection" % what)
+    else:
+        fail("%s: the connection is still open after %d s" % (what, TIMEOUT))
+
+
+def expect_error(err, wanted, what):
+    """The reply to WHAT must carry one of the errors WANTED."""
+    if err in wanted:
+        ok("%s: NBD_%s" % (what, errname(err)))
+    else:
+        want = " or ".join("NBD_" + errname(w) for w in wanted)
+        fail("%s: %s (want %s)" % (what, errname(err), want))
+
+
 def check_garbage(host, port):
     c = Conn(host, port)
     c.handshake()
-    try:
-        c.send(b"GET / HTTP/1.0\r\nHost: xenrs\r\n\r\n" + bytes(range(256)) * 4)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    if c.closed_by_server():
-        ok("garbage instead of an option (after valid client flags): the server closed the connection")
-    else:
-        fail("garbage instead of an option: the connection is still open after %d s" % TIMEOUT)
+    c.send_quietly(b"GET / HTTP/1.0\r\nHost: xenrs\r\n\r\n" + bytes(range(256)) * 4)
+    expect_closed(c, "garbage instead of an option (after valid client flags)")
     c.close()
 
 
 def check_early_garbage(host, port):
     c = Conn(host, port)
-    try:
-        c.send(b"GET / HTTP/1.0\r\n\r\n")
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-    if c.closed_by_server():
-        ok("an HTTP request instead of a handshake: the server closed the connection")
-    else:
-        fail("an HTTP request instead of a handshake: the connection is still open after %d s" % TIMEOUT)
+    c.send_quietly(b"GET / HTTP/1.0\r\n\r\n")
+    expect_closed(c, "an HTTP request instead of a handshake")
     c.close()
 
 
@@ -256,19 +275,13 @@ def check_options(host, port, exports):
 
 
 def check_write_ro(host, port, export, path):
-    c = Conn(host, port)
-    c.handshake()
-    size, tflags, _ = c.go(export)
+    c, (size, tflags, _) = open_export(host, port, export)
     if tflags & TFLAG_READ_ONLY:
         ok("%s: size %d, flags %#x say read-only" % (export, size, tflags))
     else:
         fail("%s: flags %#x do not say read-only" % (export, tflags))
-    h = c.request(CMD_WRITE, 0, 4096, b"\xa5" * 4096)
-    err, _ = c.simple_reply(h)
-    if err == EPERM:
-        ok("WRITE of 4 KiB at 0 to read-only %s: NBD_EPERM" % export)
-    else:
-        fail("WRITE of 4 KiB at 0 to read-only %s: %s (want NBD_EPERM)" % (export, errname(err)))
+    err, _ = c.simple_reply(c.request(CMD_WRITE, 0, 4096, b"\xa5" * 4096))
+    expect_error(err, (EPERM,), "WRITE of 4 KiB at 0 to read-only %s" % export)
     err, data = c.read(0, 4096)
     if err != 0:
         fail("READ after the refused write: %s" % errname(err))
@@ -281,9 +294,7 @@ def check_write_ro(host, port, export, path):
 
 
 def check_range(host, port, export, size, path):
-    c = Conn(host, port)
-    c.handshake()
-    srv_size, tflags, bs = c.go(export)
+    c, (srv_size, tflags, bs) = open_export(host, port, export)
     if srv_size != size:
         fail("%s: the server says size %d, the disk has %d" % (export, srv_size, size))
     head = file_head(path)
@@ -296,17 +307,10 @@ def check_range(host, port, export, size, path):
     for off, ln, what in ((size, 4096, "at the end"), (size - 512, 4096, "across the end"),
                           (1 << 62, 512, "at 2^62"), ((1 << 64) - 512, 1024, "wrapping past 2^64")):
         err, _ = c.read(off, ln)
-        if err == EINVAL:
-            ok("READ %d bytes %s (offset %d): NBD_EINVAL" % (ln, what, off))
-        else:
-            fail("READ %d bytes %s (offset %d): %s (want NBD_EINVAL)" % (ln, what, off, errname(err)))
+        expect_error(err, (EINVAL,), "READ %d bytes %s (offset %d)" % (ln, what, off))
         still_reads("an out-of-range READ")
-    h = c.request(CMD_WRITE, size, 4096, b"\x5a" * 4096)
-    err, _ = c.simple_reply(h)
-    if err in (EINVAL, ENOSPC):
-        ok("WRITE of 4 KiB at the end (offset %d): %s" % (size, errname(err)))
-    else:
-        fail("WRITE of 4 KiB at the end (offset %d): %s (want NBD_EINVAL or NBD_ENOSPC)" % (size, errname(err)))
+    err, _ = c.simple_reply(c.request(CMD_WRITE, size, 4096, b"\x5a" * 4096))
+    expect_error(err, (EINVAL, ENOSPC), "WRITE of 4 KiB at the end (offset %d)" % size)
     still_reads("an out-of-range WRITE")
     err, data = c.read(1, 512)
     if err == EINVAL:
@@ -317,17 +321,12 @@ def check_range(host, port, export, size, path):
         fail("misaligned READ (offset 1, 512 bytes): %s%s" % (errname(err), "" if err else ", wrong data"))
     still_reads("a misaligned READ")
     c.request(CMD_READ, 0, 512, magic=0x12345678)
-    if c.closed_by_server():
-        ok("a request with a bad magic: the server closed the connection")
-    else:
-        fail("a request with a bad magic: the connection is still open after %d s" % TIMEOUT)
+    expect_closed(c, "a request with a bad magic")
     c.close()
 
 
 def check_oversize(host, port, export):
-    c = Conn(host, port)
-    c.handshake()
-    c.go(export)
+    c, _ = open_export(host, port, export)
     h = c.request(CMD_WRITE, 0, 0x7FFFFFFF)
     try:
         err, _ = c.simple_reply(h)
@@ -345,9 +344,7 @@ def check_oversize(host, port, export):
 
 
 def check_mid_write(host, port, export):
-    c = Conn(host, port)
-    c.handshake()
-    c.go(export)
+    c, _ = open_export(host, port, export)
     c.request(CMD_WRITE, 0, 1 << 20, b"\x3c" * (64 << 10))
     time.sleep(1)
     c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
