@@ -5,7 +5,7 @@
 //! exercises the same body without cargo-fuzz).
 
 use blkfront::sim::{InFlightOnDisconnect, RspCorruption, SimBlkConfig, SimBlkWorld};
-use blkfront::{BlkFront, Config, Op, SubmitError};
+use blkfront::{Config, Op, SubmitError};
 use xen_abi::blkif::BlkifResponse;
 
 /// Runs a session driven by `data`: a connected disk whose back end, per
@@ -36,18 +36,7 @@ pub fn hostile_session(data: &[u8]) {
         sectors: 1024,
         ..SimBlkConfig::default()
     });
-    let devid = w.devid();
-    let mut bf = match BlkFront::new(
-        &mut w.xs,
-        devid,
-        w.pages.clone(),
-        w.grants.clone(),
-        w.evt.clone(),
-        config,
-    ) {
-        Ok(b) => b,
-        Err(e) => panic!("probe: {e}"),
-    };
+    let mut bf = w.probe(config).unwrap_or_else(|e| panic!("probe: {e}"));
     let _ = bf.start(&mut w.xs);
     let mut answered = std::collections::BTreeSet::new();
     let mut reads = std::collections::BTreeMap::new();

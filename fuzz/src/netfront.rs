@@ -4,8 +4,10 @@
 //! file and run it over a pseudo-random corpus, so a plain `cargo test`
 //! exercises the same body without cargo-fuzz).
 
-use netfront::sim::{RingSel, RxCorruption, SimNetConfig, SimRxPacket, SimWorld, TxCorruption};
-use netfront::{Config, NetError};
+use netfront::NetError;
+use netfront::sim::{
+    RingSel, RxCorruption, SimNetConfig, SimRxPacket, SimWorld, TxCorruption, buffer_config,
+};
 use xen_abi::netif::NetifExtraInfo;
 use xenbus::XenbusState;
 
@@ -21,12 +23,7 @@ use xenbus::XenbusState;
 /// longer than the largest packet. At the end the driver must reconnect and
 /// carry a packet each way.
 pub fn hostile_session(data: &[u8]) {
-    let config = Config {
-        rx_buffers: 8,
-        tx_buffers: 4,
-        rx_refill_batch: 2,
-        ..Config::default()
-    };
+    let config = buffer_config(8, 4, 2);
     let budget = u64::from(config.rx_buffers) + u64::from(config.tx_buffers) + 2;
     let mut w = SimWorld::new(SimNetConfig {
         mtu: Some(b"9000".to_vec()),
@@ -126,9 +123,7 @@ pub fn hostile_session(data: &[u8]) {
             13 => {
                 if nf.suspend().is_ok() {
                     w.back.new_domain(None);
-                    w.grants.reset_for_resume(&w.pages);
-                    w.xs_ring.reconnect(0);
-                    let _ = w.xs.resume();
+                    let _ = w.restore();
                     let _ = nf.resume(&mut w.xs, true);
                     let _ = w.pump(&mut nf);
                 }

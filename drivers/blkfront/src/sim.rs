@@ -49,8 +49,8 @@
 //!   mappings after close, and save/restore into a new domain with a new
 //!   configuration ([`SimBlkback::new_domain`]).
 //!
-//! [`SimBlkWorld`] wires all of it to a `SimXenstored` for tests. This is test
-//! support: it may panic to fail a test.
+//! [`SimBlkWorld`] pairs it with a `SimGuest` (one `SimXenstored`) for tests
+//! and probes the driver. This is test support: it may panic to fail a test.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
@@ -71,14 +71,16 @@ use xen_abi::blkif::{
     XEN_IO_PROTO_ABI_X86_64,
 };
 use xen_abi::event_channel::EvtchnPort;
+use xen_frontend::sim::SimXenbusDevice;
 use xen_ring::sim::SimBackend;
 use xen_ring::{LayoutError, RingIdx, RingIndex, RingLayout, SharedRing};
 use xenbus::XenbusState;
-use xenstore::Xenstore;
-use xenstore::sim::{SimPage as XsPage, SimPlatform, SimRing, SimXenstored};
+
+use crate::{BlkFront, Config, ProbeError};
 
 pub use xen_frontend::sim::{
-    POISON, SimEvtchn, SimGrantMem, SimGrants, SimMapping, SimMemory, SimPage, SimPages, SimTable,
+    POISON, SimEvtchn, SimGrantMem, SimGrants, SimGuest, SimMapping, SimMemory, SimPage, SimPages,
+    SimTable, pseudo_random_corpus,
 };
 
 /// The wire image of a request slot (`blkif_request`, 112 bytes on x86_64).
@@ -488,14 +490,11 @@ struct Busy {
 /// The simulated blkback. See the module docs.
 #[derive(Debug)]
 pub struct SimBlkback {
-    xs: SimRing,
+    dev: SimXenbusDevice,
     grants: SimGrants,
     mem: SimMemory,
     evt: SimEvtchn,
     cfg: SimBlkConfig,
-    front_dir: String,
-    back_dir: String,
-    state: XenbusState,
     /// The front-end state last reacted to (a watch fires on changes).
     seen_front: XenbusState,
     conn: Option<BackConn>,
@@ -535,28 +534,24 @@ fn disk_len(sectors: u64) -> usize {
 }
 
 impl SimBlkback {
-    /// Creates the vbd as the toolstack does (front-end and back-end
-    /// directories) over a zeroed disk of `cfg.sectors` sectors, and probes
-    /// the back end: probe features published, state InitWait.
-    pub fn new(
-        xs: SimRing,
-        grants: SimGrants,
-        mem: SimMemory,
-        evt: SimEvtchn,
-        cfg: SimBlkConfig,
-    ) -> Self {
-        let front_dir = format!("/local/domain/{}/device/vbd/{}", cfg.front_domid, cfg.devid);
-        let back_dir = Self::back_dir_for(&cfg);
+    /// Creates the vbd of `guest` as the toolstack does (front-end and
+    /// back-end directories) over a zeroed disk of `cfg.sectors` sectors, and
+    /// probes the back end: probe features published, state InitWait.
+    pub fn new(guest: &SimGuest, cfg: SimBlkConfig) -> Self {
+        let dev = SimXenbusDevice::new(
+            guest.xs_ring.clone(),
+            "vbd",
+            cfg.front_domid,
+            cfg.backend_domid,
+            cfg.devid,
+        );
         let disk = vec![0; disk_len(cfg.sectors)];
         let mut b = Self {
-            xs,
-            grants,
-            mem,
-            evt,
+            dev,
+            grants: guest.grants.clone(),
+            mem: guest.mem.clone(),
+            evt: guest.evt.clone(),
             cfg,
-            front_dir,
-            back_dir,
-            state: XenbusState::Initialising,
             seen_front: XenbusState::Initialising,
             conn: None,
             pending: VecDeque::new(),
@@ -577,92 +572,52 @@ impl SimBlkback {
         b
     }
 
-    fn back_dir_for(cfg: &SimBlkConfig) -> String {
-        format!(
-            "/local/domain/{}/backend/vbd/{}/{}",
-            cfg.backend_domid, cfg.front_domid, cfg.devid
-        )
-    }
-
     fn toolstack_create(&mut self) {
-        let (fd, bd) = (self.front_dir.clone(), self.back_dir.clone());
-        let cfg = self.cfg.clone();
-        self.xs.with_sim(|s| {
-            s.write(&format!("{fd}/backend"), bd.as_bytes());
-            s.write(
-                &format!("{fd}/backend-id"),
-                format!("{}", cfg.backend_domid).as_bytes(),
-            );
-            s.write(
-                &format!("{fd}/virtual-device"),
-                format!("{}", cfg.devid).as_bytes(),
-            );
-            s.write(&format!("{fd}/device-type"), b"disk");
-            s.write(&format!("{fd}/state"), b"1");
-            s.write(&format!("{bd}/frontend"), fd.as_bytes());
-            s.write(
-                &format!("{bd}/frontend-id"),
-                format!("{}", cfg.front_domid).as_bytes(),
-            );
-            s.write(&format!("{bd}/online"), b"1");
-            s.write(&format!("{bd}/removable"), flag(cfg.removable));
-            s.write(&format!("{bd}/device-type"), b"disk");
-            s.write(
-                &format!("{bd}/mode"),
-                if cfg.read_only { b"r" } else { b"w" },
-            );
-            s.write(
-                &format!("{bd}/dev"),
-                format!("xvd{}", char::from(b'a' + ((cfg.devid & 0xff) >> 4) as u8)).as_bytes(),
-            );
-        });
+        let cfg = &self.cfg;
+        let devid = format!("{}", cfg.devid);
+        let name = format!("xvd{}", char::from(b'a' + ((cfg.devid & 0xff) >> 4) as u8));
+        self.dev.create(
+            &[
+                ("virtual-device", devid.as_bytes()),
+                ("device-type", b"disk"),
+            ],
+            &[
+                ("online", b"1"),
+                ("removable", flag(cfg.removable)),
+                ("device-type", b"disk"),
+                ("mode", if cfg.read_only { b"r" } else { b"w" }),
+                ("dev", name.as_bytes()),
+            ],
+        );
         self.seen_front = XenbusState::Initialising;
         self.probe();
     }
 
     /// blkback's `xen_blkbk_probe`: the probe features, then InitWait.
     fn probe(&mut self) {
-        let bd = self.back_dir.clone();
-        let cfg = self.cfg.clone();
-        self.xs.with_sim(|s| {
-            let node = |leaf: &str| format!("{bd}/{leaf}");
-            if cfg.max_indirect_segments > 0 {
-                s.write(
-                    &node("feature-max-indirect-segments"),
-                    format!("{}", cfg.max_indirect_segments).as_bytes(),
-                );
-            } else {
-                s.rm(&node("feature-max-indirect-segments"));
+        let cfg = &self.cfg;
+        let optional = [
+            (
+                "feature-max-indirect-segments",
+                (cfg.max_indirect_segments > 0).then_some(cfg.max_indirect_segments),
+            ),
+            ("multi-queue-max-queues", cfg.max_queues),
+            ("max-ring-page-order", cfg.max_ring_page_order),
+        ];
+        for (leaf, v) in optional {
+            match v {
+                Some(v) => self.dev.write_back(leaf, format!("{v}").as_bytes()),
+                None => self.dev.rm_back(leaf),
             }
-            match cfg.max_queues {
-                Some(q) => s.write(&node("multi-queue-max-queues"), format!("{q}").as_bytes()),
-                None => s.rm(&node("multi-queue-max-queues")),
-            }
-            match cfg.max_ring_page_order {
-                Some(o) => s.write(&node("max-ring-page-order"), format!("{o}").as_bytes()),
-                None => s.rm(&node("max-ring-page-order")),
-            }
-        });
-        self.set_state(XenbusState::InitWait);
-    }
-
-    fn set_state(&mut self, s: XenbusState) {
-        self.state = s;
-        let bd = self.back_dir.clone();
-        self.xs
-            .with_sim(|x| x.write(&format!("{bd}/state"), s.as_str().as_bytes()));
-    }
-
-    fn front_node(&self, leaf: &str) -> Option<Vec<u8>> {
-        let p = format!("{}/{leaf}", self.front_dir);
-        self.xs.with_sim(|s| s.read(&p))
+        }
+        self.dev.set_state(XenbusState::InitWait);
     }
 
     // --- inspection ---------------------------------------------------------------
 
     /// The back end's state.
     pub fn state(&self) -> XenbusState {
-        self.state
+        self.dev.state()
     }
 
     /// The configuration in force (the probe and connect nodes follow it).
@@ -672,12 +627,12 @@ impl SimBlkback {
 
     /// The back end's directory.
     pub fn backend_dir(&self) -> &str {
-        &self.back_dir
+        self.dev.back_dir()
     }
 
     /// The front end's directory.
     pub fn frontend_dir(&self) -> &str {
-        &self.front_dir
+        self.dev.front_dir()
     }
 
     /// Whether the ring is mapped (Connected, or Closing after [`close`](Self::close)).
@@ -809,11 +764,8 @@ impl SimBlkback {
 
     /// Undoes mappings kept by [`keep_mappings_on_close`](Self::keep_mappings_on_close).
     pub fn release_mappings(&mut self) {
-        let domid = self.cfg.backend_domid;
         for (gref, access) in core::mem::take(&mut self.kept) {
-            let _ = self
-                .grants
-                .with_mem(|m| m.inner.backend_unmap(domid, gref, access));
+            self.unmap(gref, access);
         }
     }
 
@@ -861,15 +813,15 @@ impl SimBlkback {
     /// if released); the front end's Closed then completes the disconnect
     /// (see [`set_in_flight_on_disconnect`](Self::set_in_flight_on_disconnect)).
     pub fn close(&mut self) {
-        self.set_state(XenbusState::Closing);
+        self.dev.set_state(XenbusState::Closing);
     }
 
     /// The back end goes Closing then Closed at once, disconnecting with
     /// whatever is in flight.
     pub fn close_now(&mut self) {
-        self.set_state(XenbusState::Closing);
+        self.dev.set_state(XenbusState::Closing);
         self.disconnect();
-        self.set_state(XenbusState::Closed);
+        self.dev.set_state(XenbusState::Closed);
     }
 
     /// The back end is reloaded (unbound and probed again): it disconnects,
@@ -877,7 +829,7 @@ impl SimBlkback {
     /// and shows InitWait while the front end may still be connected.
     pub fn reload(&mut self) {
         self.disconnect();
-        self.set_state(XenbusState::Closed);
+        self.dev.set_state(XenbusState::Closed);
         // A freshly probed back end's watch on the front end's state fires
         // once at registration (xenbus does that), so it acts on the state
         // the front end is in now, changed or not.
@@ -906,18 +858,15 @@ impl SimBlkback {
         self.stats.lost += self.pending.len() as u64;
         self.pending.clear();
         self.reset_knobs();
-        let (fd, bd) = (self.front_dir.clone(), self.back_dir.clone());
-        self.xs.with_sim(|s| {
-            s.rm(&fd);
-            s.rm(&bd);
-        });
+        self.dev.destroy();
         let front_domid = self.cfg.front_domid;
         self.cfg = SimBlkConfig {
             front_domid,
             ..new_cfg
         };
         self.disk.resize(disk_len(self.cfg.sectors), 0);
-        self.back_dir = Self::back_dir_for(&self.cfg);
+        self.dev
+            .move_backend(self.cfg.backend_domid, self.cfg.devid);
         self.toolstack_create();
     }
 
@@ -928,32 +877,29 @@ impl SimBlkback {
     /// whether anything changed or moved.
     pub fn step(&mut self) -> bool {
         use XenbusState as S;
-        let before = (self.state, self.stats.clone());
-        let front = self
-            .front_node("state")
-            .and_then(|v| XenbusState::parse(&v).ok())
-            .unwrap_or(S::Unknown);
+        let before = (self.state(), self.stats.clone());
+        let front = self.dev.front_state();
         if front != self.seen_front {
             self.seen_front = front;
             match front {
-                S::Initialising if self.state == S::Closed => {
+                S::Initialising if self.state() == S::Closed => {
                     // "prepare for reconnect"
-                    self.set_state(S::InitWait);
+                    self.dev.set_state(S::InitWait);
                 }
-                S::Initialised | S::Connected if self.state != S::Connected => {
+                S::Initialised | S::Connected if self.state() != S::Connected => {
                     if self.busy.is_some() {
                         self.fatal(SimBlkError::PendingIo);
                     } else {
                         self.disconnect();
                         match self.connect() {
-                            Ok(()) => self.set_state(S::Connected),
+                            Ok(()) => self.dev.set_state(S::Connected),
                             Err(e) => self.fatal(e),
                         }
                     }
                 }
-                S::Closing | S::Closed | S::Unknown if self.state != S::Closed => {
+                S::Closing | S::Closed | S::Unknown if self.state() != S::Closed => {
                     self.disconnect();
-                    self.set_state(S::Closed);
+                    self.dev.set_state(S::Closed);
                 }
                 _ => {}
             }
@@ -961,12 +907,12 @@ impl SimBlkback {
         // Closing (the toolstack detaches, or a fatal error) while the front
         // end already shows Closed: nothing more will come from it, so the
         // disconnect completes now rather than on a change that never comes.
-        if self.state == S::Closing && front == S::Closed {
+        if self.state() == S::Closing && front == S::Closed {
             self.disconnect();
-            self.set_state(S::Closed);
+            self.dev.set_state(S::Closed);
         }
         let moved = self.service();
-        moved || before != (self.state, self.stats.clone())
+        moved || before != (self.state(), self.stats.clone())
     }
 
     /// `xenbus_dev_fatal`: the error node, Closing.
@@ -977,15 +923,14 @@ impl SimBlkback {
             self.cfg.backend_domid, self.cfg.front_domid, self.cfg.devid
         );
         let msg = e.message();
-        self.xs.with_sim(|s| s.write(&path, msg.as_bytes()));
-        self.set_state(XenbusState::Closing);
+        self.dev.xs().with_sim(|s| s.write(&path, msg.as_bytes()));
+        self.dev.set_state(XenbusState::Closing);
     }
 
     fn unmap(&self, gref: GrantRef, access: Access) {
-        let domid = self.cfg.backend_domid;
         let _ = self
             .grants
-            .with_mem(|m| m.inner.backend_unmap(domid, gref, access));
+            .backend_unmap(self.cfg.backend_domid, gref, access);
     }
 
     fn release(&mut self, gref: GrantRef, access: Access) {
@@ -1032,12 +977,13 @@ impl SimBlkback {
 
     fn connect(&mut self) -> Result<(), SimBlkError> {
         let num = |b: &Self, leaf: &'static str| {
-            b.front_node(leaf)
+            b.dev
+                .front_node(leaf)
                 .and_then(|v| parse_num(&v))
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or(SimBlkError::BadNode(leaf))
         };
-        if let Some(v) = self.front_node("multi-queue-num-queues") {
+        if let Some(v) = self.dev.front_node("multi-queue-num-queues") {
             let n = parse_num(&v)
                 .and_then(|v| u32::try_from(v).ok())
                 .ok_or(SimBlkError::BadNode("multi-queue-num-queues"))?;
@@ -1045,7 +991,7 @@ impl SimBlkback {
                 return Err(SimBlkError::Queues(n));
             }
         }
-        let order = match self.front_node("ring-page-order") {
+        let order = match self.dev.front_node("ring-page-order") {
             None => 0,
             Some(_) => num(self, "ring-page-order")?,
         };
@@ -1071,7 +1017,7 @@ impl SimBlkback {
             "ring-ref15",
         ];
         let mut refs = Vec::new();
-        if order == 0 && self.front_node("ring-ref").is_some() {
+        if order == 0 && self.dev.front_node("ring-ref").is_some() {
             refs.push(num(self, "ring-ref")?);
         } else {
             for name in RING_REF_NAMES.iter().take(1 << order) {
@@ -1079,12 +1025,13 @@ impl SimBlkback {
             }
         }
         let port = num(self, "event-channel")?;
-        match self.front_node("protocol") {
+        match self.dev.front_node("protocol") {
             None => {}
             Some(p) if p == XEN_IO_PROTO_ABI_X86_64.as_bytes() => {}
             Some(_) => return Err(SimBlkError::Protocol),
         }
         let front_persistent = self
+            .dev
             .front_node("feature-persistent")
             .and_then(|v| parse_num(&v))
             == Some(1);
@@ -1092,14 +1039,7 @@ impl SimBlkback {
         let domid = self.cfg.backend_domid;
         let mut gfns = Vec::new();
         for (i, gref) in refs.iter().enumerate() {
-            let mapped = self.grants.with_mem(|m| {
-                m.inner.backend_map(domid, *gref, Access::ReadWrite)?;
-                m.inner
-                    .entry(*gref)
-                    .map(|e| u64::from(e.frame))
-                    .ok_or(SimError::BadRef)
-            });
-            match mapped {
+            match self.grants.backend_map(domid, *gref, Access::ReadWrite) {
                 Ok(g) => gfns.push(g),
                 Err(e) => {
                     for done in refs.iter().take(i) {
@@ -1130,53 +1070,38 @@ impl SimBlkback {
     }
 
     /// blkback's `connect`: the disk's nodes and the connect-time features.
-    fn write_connect_nodes(&mut self) {
-        let bd = self.back_dir.clone();
-        let cfg = self.cfg.clone();
-        self.xs.with_sim(|s| {
-            let node = |leaf: &str| format!("{bd}/{leaf}");
-            s.write(&node("feature-flush-cache"), flag(cfg.flush));
-            if cfg.discard {
-                s.write(
-                    &node("discard-granularity"),
-                    format!("{}", cfg.discard_granularity).as_bytes(),
-                );
-                s.write(
-                    &node("discard-alignment"),
-                    format!("{}", cfg.discard_alignment).as_bytes(),
-                );
-                s.write(&node("discard-secure"), flag(cfg.discard_secure));
-                s.write(&node("feature-discard"), b"1");
-            } else {
-                for leaf in [
-                    "feature-discard",
-                    "discard-granularity",
-                    "discard-alignment",
-                    "discard-secure",
-                ] {
-                    s.rm(&node(leaf));
-                }
+    fn write_connect_nodes(&self) {
+        let (cfg, d) = (&self.cfg, &self.dev);
+        let num = |leaf: &str, v: u64| d.write_back(leaf, format!("{v}").as_bytes());
+        d.write_back("feature-flush-cache", flag(cfg.flush));
+        if cfg.discard {
+            num("discard-granularity", cfg.discard_granularity.into());
+            num("discard-alignment", cfg.discard_alignment.into());
+            d.write_back("discard-secure", flag(cfg.discard_secure));
+            d.write_back("feature-discard", b"1");
+        } else {
+            for leaf in [
+                "feature-discard",
+                "discard-granularity",
+                "discard-alignment",
+                "discard-secure",
+            ] {
+                d.rm_back(leaf);
             }
-            s.write(&node("feature-barrier"), flag(cfg.barrier));
-            s.write(&node("feature-persistent"), flag(cfg.persistent));
-            s.write(&node("sectors"), format!("{}", cfg.sectors).as_bytes());
-            let mut info = 0;
-            if cfg.read_only {
-                info |= VDISK_READONLY;
-            }
-            if cfg.removable {
-                info |= VDISK_REMOVABLE;
-            }
-            s.write(&node("info"), format!("{info}").as_bytes());
-            s.write(
-                &node("sector-size"),
-                format!("{}", cfg.sector_size).as_bytes(),
-            );
-            s.write(
-                &node("physical-sector-size"),
-                format!("{}", cfg.physical_sector_size).as_bytes(),
-            );
-        });
+        }
+        d.write_back("feature-barrier", flag(cfg.barrier));
+        d.write_back("feature-persistent", flag(cfg.persistent));
+        num("sectors", cfg.sectors);
+        let mut info = 0;
+        if cfg.read_only {
+            info |= VDISK_READONLY;
+        }
+        if cfg.removable {
+            info |= VDISK_REMOVABLE;
+        }
+        num("info", info.into());
+        num("sector-size", cfg.sector_size.into());
+        num("physical-sector-size", cfg.physical_sector_size.into());
     }
 
     // --- data path ----------------------------------------------------------------
@@ -1461,14 +1386,7 @@ impl SimBlkback {
         } else {
             access
         };
-        let mapped = self.grants.with_mem(|m| {
-            m.inner.backend_map(domid, gref, access)?;
-            m.inner
-                .entry(gref)
-                .map(|e| u64::from(e.frame))
-                .ok_or(SimError::BadRef)
-        });
-        let frame = match mapped {
+        let frame = match self.grants.backend_map(domid, gref, access) {
             Ok(f) => f,
             Err(e) => {
                 self.record(id, Some(gref), AuditError::Map(e));
@@ -1642,53 +1560,24 @@ impl SimBlkback {
 
 // --- the whole world ------------------------------------------------------------------
 
-/// A guest (xenstore client, memory, pages, grant table, event channels) and
-/// a [`SimBlkback`], all wired to one `SimXenstored`. The pieces are public so
-/// a test hands them to the driver
-/// (`BlkFront::new(&mut w.xs, w.devid(), w.pages.clone(), w.grants.clone(), w.evt.clone(), config)`).
-#[derive(Debug)]
-pub struct SimBlkWorld {
-    /// The daemon and its ring.
-    pub xs_ring: SimRing,
-    /// The guest's xenstore connection (what the driver is given).
-    pub xs: Xenstore<XsPage, SimPlatform>,
-    /// Guest memory.
-    pub mem: SimMemory,
-    /// The guest's page provider.
-    pub pages: SimPages,
-    /// The guest's grant table (32 frames at most: room for persistent grants).
-    pub grants: SimGrants,
-    /// Event channels.
-    pub evt: SimEvtchn,
-    /// The back end.
-    pub back: SimBlkback,
+/// The driver over the simulation's fakes.
+pub type SimBlkFront = BlkFront<SimPages, SimGrants, SimEvtchn>;
+
+xen_frontend::sim_world! {
+    /// A guest (xenstore client, memory, pages, a grant table of 32 frames at
+    /// most: room for persistent grants; event channels) and a
+    /// [`SimBlkback`], all wired to one `SimXenstored`. A test probes the
+    /// driver with [`SimBlkWorld::probe`], then hands it `&mut w.xs`.
+    pub struct SimBlkWorld(SimBlkback, SimBlkConfig, grant_frames = 32);
 }
 
 impl SimBlkWorld {
-    /// A world with the vbd created as `cfg` says (back end in InitWait).
-    pub fn new(cfg: SimBlkConfig) -> Self {
-        let xs_ring = SimRing::new(SimXenstored::new(cfg.front_domid), 0);
-        let xs = xs_ring.connect();
-        let mem = SimMemory::new();
-        let pages = SimPages::new(mem.clone());
-        let grants = SimGrants::new(mem.clone(), 32);
-        let evt = SimEvtchn::new();
-        let back = SimBlkback::new(
-            xs_ring.clone(),
-            grants.clone(),
-            mem.clone(),
-            evt.clone(),
-            cfg,
-        );
-        Self {
-            xs_ring,
-            xs,
-            mem,
-            pages,
-            grants,
-            evt,
-            back,
-        }
+    /// Probes the vbd with the driver.
+    pub fn probe(&mut self, config: Config) -> Result<SimBlkFront, ProbeError> {
+        let devid = self.devid();
+        self.guest.probe_with(|xs, pages, grants, evt| {
+            BlkFront::new(xs, devid, pages, grants, evt, config)
+        })
     }
 
     /// The vbd id.
@@ -1727,13 +1616,12 @@ impl SimBlkWorld {
 
     /// A front-end node's value (`leaf` under the vbd's front-end directory).
     pub fn front_node(&self, leaf: &str) -> Option<Vec<u8>> {
-        self.back.front_node(leaf)
+        self.back.dev.front_node(leaf)
     }
 
     /// A back-end node's value (`leaf` under the back-end directory).
     pub fn back_node(&self, leaf: &str) -> Option<Vec<u8>> {
-        let p = format!("{}/{leaf}", self.back.back_dir);
-        self.xs_ring.with_sim(|s| s.read(&p))
+        self.back.dev.back_node(leaf)
     }
 
     /// A whole save/restore into a new domain: the back end's and Xen's side
@@ -1742,9 +1630,7 @@ impl SimBlkWorld {
     /// client resumed). The driver's resume comes next.
     pub fn new_domain(&mut self, new_cfg: SimBlkConfig) {
         self.back.new_domain(new_cfg);
-        self.grants.reset_for_resume(&self.pages);
-        self.xs_ring.reconnect(0);
-        if let Err(e) = self.xs.resume() {
+        if let Err(e) = self.guest.restore() {
             panic!("xenstore resume failed: {e:?}");
         }
     }

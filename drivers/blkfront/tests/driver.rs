@@ -1,12 +1,11 @@
 //! blkfront against the simulated blkback: negotiation, the data path, refusals, errors, resume, closing, hostile answers.
 
 use blkfront::sim::{
-    InFlightOnDisconnect, RspCorruption, SimBlkConfig, SimBlkWorld, SimEvtchn, SimGrants, SimPages,
+    InFlightOnDisconnect, RspCorruption, SimBlkConfig, SimBlkFront as Front, SimBlkWorld,
+    pseudo_random_corpus,
 };
-use blkfront::{BlkError, BlkFront, Completion, Config, Fault, Op, ReqId, SubmitError, disk_name};
+use blkfront::{BlkError, Completion, Config, Fault, Op, ReqId, SubmitError, disk_name};
 use xenbus::Phase;
-
-type Front = BlkFront<SimPages, SimGrants, SimEvtchn>;
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -14,19 +13,9 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn probe(w: &mut SimBlkWorld, config: Config) -> Front {
-    let devid = w.devid();
-    match BlkFront::new(
-        &mut w.xs,
-        devid,
-        w.pages.clone(),
-        w.grants.clone(),
-        w.evt.clone(),
-        config,
-    ) {
-        Ok(f) => f,
-        Err(e) => panic!("probe: {e}"),
-    }
+/// A write without FUA.
+fn write(data: Vec<u8>) -> Op {
+    Op::Write { data, fua: false }
 }
 
 /// Back-end steps, back-end state and driver polls until nothing moves.
@@ -44,7 +33,7 @@ fn pump(w: &mut SimBlkWorld, bf: &mut Front) {
 
 fn connect(cfg: SimBlkConfig, config: Config) -> (SimBlkWorld, Front) {
     let mut w = SimBlkWorld::new(cfg);
-    let mut bf = probe(&mut w, config);
+    let mut bf = w.probe(config).unwrap_or_else(|e| panic!("probe: {e}"));
     bf.start(&mut w.xs).expect("start");
     pump(&mut w, &mut bf);
     assert!(
@@ -126,15 +115,7 @@ fn writes_and_reads_of_every_shape_reach_the_disk() {
             .enumerate()
         {
             let data = pattern(len, k as u8);
-            let r = run(
-                &mut w,
-                &mut bf,
-                at,
-                Op::Write {
-                    data: data.clone(),
-                    fua: false,
-                },
-            );
+            let r = run(&mut w, &mut bf, at, write(data.clone()));
             assert_eq!(
                 r,
                 Ok(Vec::new()),
@@ -151,11 +132,7 @@ fn writes_and_reads_of_every_shape_reach_the_disk() {
             assert_eq!(back.as_deref(), Ok(&data[..]), "{len}");
             at += len as u64;
         }
-        assert!(
-            w.back.audit_failures().is_empty(),
-            "{:?}",
-            w.back.audit_failures()
-        );
+        assert_eq!(w.back.audit_failures(), &[]);
         if cfg.max_indirect_segments > 0 {
             assert!(bf.stats().indirect > 0 && w.back.stats().indirect > 0);
         } else {
@@ -172,13 +149,7 @@ fn many_requests_in_flight_complete_out_of_order() {
     for k in 0..24u64 {
         let data = pattern(12 * 1024, k as u8);
         let id = bf
-            .submit(
-                k * 16 * 1024,
-                Op::Write {
-                    data: data.clone(),
-                    fua: false,
-                },
-            )
+            .submit(k * 16 * 1024, write(data.clone()))
             .expect("submit");
         ids.push((id, k * 16 * 1024, data));
     }
@@ -206,35 +177,26 @@ fn what_the_back_end_cannot_do_is_refused_before_the_ring() {
         Config::default(),
     );
     let posted = bf.stats().posted;
-    let write = Op::Write {
-        data: vec![1; 512],
-        fua: false,
-    };
-    assert_eq!(bf.submit(0, write), Err(SubmitError::ReadOnly));
-    assert_eq!(
-        bf.submit(0, Op::Discard { len: 4096 }),
-        Err(SubmitError::ReadOnly)
-    );
-    assert_eq!(
-        bf.submit(100, Op::Read { len: 512 }),
-        Err(SubmitError::OutOfRange)
-    );
-    assert_eq!(
-        bf.submit(0, Op::Read { len: 100 }),
-        Err(SubmitError::OutOfRange)
-    );
-    assert_eq!(
-        bf.submit(0, Op::Read { len: 0 }),
-        Err(SubmitError::OutOfRange)
-    );
-    assert_eq!(
-        bf.submit(2048 * 512 - 512, Op::Read { len: 1024 }),
-        Err(SubmitError::OutOfRange)
-    );
-    assert_eq!(
-        bf.submit(u64::MAX - 511, Op::Read { len: 512 }),
-        Err(SubmitError::OutOfRange)
-    );
+    let refused = [
+        (0, write(vec![1; 512]), SubmitError::ReadOnly),
+        (0, Op::Discard { len: 4096 }, SubmitError::ReadOnly),
+        (100, Op::Read { len: 512 }, SubmitError::OutOfRange),
+        (0, Op::Read { len: 100 }, SubmitError::OutOfRange),
+        (0, Op::Read { len: 0 }, SubmitError::OutOfRange),
+        (
+            2048 * 512 - 512,
+            Op::Read { len: 1024 },
+            SubmitError::OutOfRange,
+        ),
+        (
+            u64::MAX - 511,
+            Op::Read { len: 512 },
+            SubmitError::OutOfRange,
+        ),
+    ];
+    for (offset, op, err) in refused {
+        assert_eq!(bf.submit(offset, op), Err(err), "at {offset}");
+    }
     assert_eq!(bf.stats().posted, posted, "nothing reached the ring");
     // Reads work; a flush on a disk without a cache completes at once.
     assert!(run(&mut w, &mut bf, 0, Op::Read { len: 4096 }).is_ok());
@@ -246,10 +208,7 @@ fn what_the_back_end_cannot_do_is_refused_before_the_ring() {
         bf.submit(0, Op::Discard { len: 4096 }),
         Err(SubmitError::Unsupported)
     );
-    let big = Op::Write {
-        data: vec![0; 2 * 1024 * 1024],
-        fua: false,
-    };
+    let big = write(vec![0; 2 * 1024 * 1024]);
     assert_eq!(bf.submit(0, big), Err(SubmitError::OutOfRange));
     let (_w, mut bf) = connect(
         SimBlkConfig {
@@ -258,10 +217,7 @@ fn what_the_back_end_cannot_do_is_refused_before_the_ring() {
         },
         Config::default(),
     );
-    let big = Op::Write {
-        data: vec![0; 2 * 1024 * 1024],
-        fua: false,
-    };
+    let big = write(vec![0; 2 * 1024 * 1024]);
     assert_eq!(bf.submit(0, big), Err(SubmitError::TooLarge));
 }
 
@@ -269,26 +225,10 @@ fn what_the_back_end_cannot_do_is_refused_before_the_ring() {
 fn error_responses_fail_their_request_only() {
     let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
     w.back.fail_next(1);
-    let r = run(
-        &mut w,
-        &mut bf,
-        0,
-        Op::Write {
-            data: vec![7; 4096],
-            fua: false,
-        },
-    );
+    let r = run(&mut w, &mut bf, 0, write(vec![7; 4096]));
     assert_eq!(r, Err(BlkError::Io));
     assert!(bf.is_up() && bf.fault().is_none());
-    let r = run(
-        &mut w,
-        &mut bf,
-        0,
-        Op::Write {
-            data: vec![7; 4096],
-            fua: false,
-        },
-    );
+    let r = run(&mut w, &mut bf, 0, write(vec![7; 4096]));
     assert_eq!(r, Ok(Vec::new()));
 }
 
@@ -324,26 +264,13 @@ fn fua_writes_and_flushes_reach_the_cache_flush() {
     );
     assert_eq!(run(&mut w, &mut bf, 0, Op::Flush), Ok(Vec::new()));
     assert_eq!(w.back.stats().barriers, 1);
-    assert!(
-        w.back.audit_failures().is_empty(),
-        "{:?}",
-        w.back.audit_failures()
-    );
+    assert_eq!(w.back.audit_failures(), &[]);
 }
 
 #[test]
 fn discard_follows_granularity() {
     let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
-    run(
-        &mut w,
-        &mut bf,
-        0,
-        Op::Write {
-            data: vec![5; 16384],
-            fua: false,
-        },
-    )
-    .expect("write");
+    run(&mut w, &mut bf, 0, write(vec![5; 16384])).expect("write");
     assert_eq!(
         bf.submit(512, Op::Discard { len: 4096 }),
         Err(SubmitError::OutOfRange)
@@ -361,15 +288,7 @@ fn discard_follows_granularity() {
 fn cancelled_suspend_lets_requests_in_flight_complete() {
     let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
     w.back.hold(true);
-    let id = bf
-        .submit(
-            0,
-            Op::Write {
-                data: pattern(64 * 1024, 3),
-                fua: false,
-            },
-        )
-        .expect("submit");
+    let id = bf.submit(0, write(pattern(64 * 1024, 3))).expect("submit");
     pump(&mut w, &mut bf);
     assert!(bf.in_flight() > 0);
     let publishes = w.grants.publishes();
@@ -454,10 +373,10 @@ fn new_domain_resume_reissues_in_flight_requests_under_the_new_limits() {
         indirect_before,
         "re-split into direct requests"
     );
-    assert!(
-        w.back.audit_failures().is_empty(),
-        "no grant of the old domain reached the new ring: {:?}",
-        w.back.audit_failures()
+    assert_eq!(
+        w.back.audit_failures(),
+        &[],
+        "no grant of the old domain reached the new ring"
     );
     assert!(bf.stats().reposted > 0);
 }
@@ -469,15 +388,7 @@ fn back_end_closing_with_io_in_flight_fails_it_and_leaks_nothing() {
         let baseline = (active_grants(&w), w.pages.live());
         w.back.set_in_flight_on_disconnect(policy);
         w.back.hold(true);
-        let a = bf
-            .submit(
-                0,
-                Op::Write {
-                    data: pattern(32 * 1024, 1),
-                    fua: false,
-                },
-            )
-            .expect("submit");
+        let a = bf.submit(0, write(pattern(32 * 1024, 1))).expect("submit");
         let b = bf.submit(65536, Op::Read { len: 8192 }).expect("submit");
         pump(&mut w, &mut bf);
         assert_eq!(bf.in_flight(), 2);
@@ -510,16 +421,7 @@ fn back_end_closing_with_io_in_flight_fails_it_and_leaks_nothing() {
 #[test]
 fn a_back_end_that_comes_back_gets_the_disk_again() {
     let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
-    run(
-        &mut w,
-        &mut bf,
-        0,
-        Op::Write {
-            data: vec![3; 4096],
-            fua: false,
-        },
-    )
-    .expect("write");
+    run(&mut w, &mut bf, 0, write(vec![3; 4096])).expect("write");
     w.back.reload();
     pump(&mut w, &mut bf);
     assert!(bf.is_up(), "{:?}", bf.phase());
@@ -543,14 +445,8 @@ fn hostile_responses_fault_reconnect_and_leak_nothing() {
         let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
         w.back.corrupt_next(c);
         for k in 0..3u64 {
-            bf.submit(
-                k * 4096,
-                Op::Write {
-                    data: vec![k as u8; 4096],
-                    fua: false,
-                },
-            )
-            .expect("submit");
+            bf.submit(k * 4096, write(vec![k as u8; 4096]))
+                .expect("submit");
         }
         pump(&mut w, &mut bf);
         let fault = bf.fault();
@@ -600,18 +496,12 @@ mod hostile_session;
 /// plain `cargo test` exercises it without cargo-fuzz).
 #[test]
 fn hostile_sessions_from_pseudo_random_bytes() {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    for len in 0..250usize {
-        let data: Vec<u8> = (0..len * 4)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        hostile_session::hostile_session(&data);
-    }
+    pseudo_random_corpus(
+        0x2545_F491_4F6C_DD1D,
+        250,
+        4,
+        hostile_session::hostile_session,
+    );
 }
 
 #[test]
@@ -645,11 +535,7 @@ fn write_zeroes_past_the_request_limit_is_split_and_refusals_hand_the_op_back() 
     );
     assert_eq!(&disk[(512 + 3072) * 1024..], &data[(512 + 3072) * 1024..]);
     assert!(w.back.stats().flush_requests + w.back.stats().barriers > 0);
-    assert!(
-        w.back.audit_failures().is_empty(),
-        "{:?}",
-        w.back.audit_failures()
-    );
+    assert_eq!(w.back.audit_failures(), &[]);
 
     // A discard has no data and no size limit either.
     assert_eq!(
@@ -658,10 +544,7 @@ fn write_zeroes_past_the_request_limit_is_split_and_refusals_hand_the_op_back() 
     );
 
     // A refused write comes back whole, with its data.
-    let big = Op::Write {
-        data: pattern(2 << 20, 3),
-        fua: false,
-    };
+    let big = write(pattern(2 << 20, 3));
     match bf.try_submit(0, big.clone()) {
         Err((SubmitError::TooLarge, op)) => assert_eq!(op, big),
         other => panic!("expected TooLarge with the op, got {other:?}"),

@@ -12,14 +12,13 @@
 //! and sizes, bad or endless extra-info chains, `rsp_prod` jumps, holding tx,
 //! closing or reloading mid-traffic, keeping mappings after close, and
 //! save/restore into a new domain with a possibly different back-end domain.
-//! [`SimWorld`] wires all of it to a `SimXenstored` for tests. The fuzz
-//! target's session body lives in `fuzz/src/netfront.rs`.
+//! [`SimWorld`] pairs it with a `SimGuest` (one `SimXenstored`) for tests.
+//! The fuzz target's session body lives in `fuzz/src/netfront.rs`.
 //!
 //! This is test support: it may panic to fail a test.
 
 use alloc::collections::VecDeque;
 use alloc::format;
-use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -32,13 +31,13 @@ use xen_abi::netif::{
     NetifExtraInfo, NetifRxResponse, NetifTxRequest, NetifTxResponse, XEN_NETIF_EXTRA_FLAG_MORE,
     XEN_NETIF_EXTRA_TYPE_HASH,
 };
+use xen_frontend::sim::SimXenbusDevice;
 use xen_ring::sim::SimBackend;
 use xenbus::XenbusState;
-use xenstore::Xenstore;
-use xenstore::sim::{SimPage as XsPage, SimPlatform, SimRing, SimXenstored};
 
 pub use xen_frontend::sim::{
-    POISON, SimEvtchn, SimGrantMem, SimGrants, SimMapping, SimMemory, SimPage, SimPages, SimTable,
+    POISON, SimEvtchn, SimGrantMem, SimGrants, SimGuest, SimMapping, SimMemory, SimPage, SimPages,
+    SimTable, pseudo_random_corpus,
 };
 
 use crate::driver::{Config, NetFront};
@@ -224,14 +223,11 @@ struct Posted {
 /// The simulated netback. See the module docs.
 #[derive(Debug)]
 pub struct SimNetback {
-    xs: SimRing,
+    dev: SimXenbusDevice,
     grants: SimGrants,
     mem: SimMemory,
     evt: SimEvtchn,
     cfg: SimNetConfig,
-    front_dir: String,
-    back_dir: String,
-    state: XenbusState,
     conn: Option<BackConn>,
     /// Ring mappings kept after a close (knob), unmapped by `release_mappings`.
     kept: Vec<GrantRef>,
@@ -254,27 +250,23 @@ fn parse_u32(v: &[u8]) -> Option<u32> {
 }
 
 impl SimNetback {
-    /// Creates the vif as the toolstack does (front-end nodes `backend`,
-    /// `backend-id`, `mac`, `state`=Initialising; back-end nodes) and probes
-    /// the back end: features published, state InitWait.
-    pub fn new(
-        xs: SimRing,
-        grants: SimGrants,
-        mem: SimMemory,
-        evt: SimEvtchn,
-        cfg: SimNetConfig,
-    ) -> Self {
-        let front_dir = format!("/local/domain/{}/device/vif/{}", cfg.front_domid, cfg.devid);
-        let back_dir = Self::back_dir_for(&cfg);
+    /// Creates the vif of `guest` as the toolstack does (front-end nodes
+    /// `backend`, `backend-id`, `mac`, `state`=Initialising; back-end nodes)
+    /// and probes the back end: features published, state InitWait.
+    pub fn new(guest: &SimGuest, cfg: SimNetConfig) -> Self {
+        let dev = SimXenbusDevice::new(
+            guest.xs_ring.clone(),
+            "vif",
+            cfg.front_domid,
+            cfg.backend_domid,
+            cfg.devid,
+        );
         let mut b = Self {
-            xs,
-            grants,
-            mem,
-            evt,
+            dev,
+            grants: guest.grants.clone(),
+            mem: guest.mem.clone(),
+            evt: guest.evt.clone(),
             cfg,
-            front_dir,
-            back_dir,
-            state: XenbusState::Initialising,
             conn: None,
             kept: Vec::new(),
             rx_queue: VecDeque::new(),
@@ -294,67 +286,40 @@ impl SimNetback {
         b
     }
 
-    fn back_dir_for(cfg: &SimNetConfig) -> String {
-        format!(
-            "/local/domain/{}/backend/vif/{}/{}",
-            cfg.backend_domid, cfg.front_domid, cfg.devid
-        )
-    }
-
     fn toolstack_create(&mut self) {
-        let (fd, bd) = (self.front_dir.clone(), self.back_dir.clone());
-        let cfg = self.cfg.clone();
-        self.xs.with_sim(|s| {
-            s.write(&format!("{fd}/backend"), bd.as_bytes());
-            s.write(
-                &format!("{fd}/backend-id"),
-                format!("{}", cfg.backend_domid).as_bytes(),
-            );
-            s.write(&format!("{fd}/mac"), &cfg.mac);
-            if let Some(mtu) = &cfg.mtu {
-                s.write(&format!("{fd}/mtu"), mtu);
-            }
-            s.write(&format!("{fd}/handle"), format!("{}", cfg.devid).as_bytes());
-            s.write(&format!("{fd}/state"), b"1");
-            s.write(&format!("{bd}/frontend"), fd.as_bytes());
-            s.write(
-                &format!("{bd}/frontend-id"),
-                format!("{}", cfg.front_domid).as_bytes(),
-            );
-            s.write(&format!("{bd}/mac"), b"fe:ff:ff:ff:ff:ff");
-            let flag = |on: bool| if on { &b"1"[..] } else { &b"0"[..] };
-            s.write(&format!("{bd}/feature-rx-copy"), flag(cfg.rx_copy));
-            s.write(&format!("{bd}/feature-rx-flip"), b"0");
-            s.write(&format!("{bd}/feature-sg"), flag(cfg.sg));
-            s.write(&format!("{bd}/feature-gso-tcpv4"), b"1");
-            s.write(&format!("{bd}/feature-gso-tcpv6"), b"1");
-            s.write(&format!("{bd}/feature-ipv6-csum-offload"), b"1");
-            s.write(&format!("{bd}/feature-split-event-channels"), b"1");
-            s.write(&format!("{bd}/multi-queue-max-queues"), b"2");
-        });
-        self.set_state(XenbusState::InitWait);
-    }
-
-    fn set_state(&mut self, s: XenbusState) {
-        self.state = s;
-        let bd = self.back_dir.clone();
-        self.xs
-            .with_sim(|x| x.write(&format!("{bd}/state"), s.as_str().as_bytes()));
-    }
-
-    fn front_node(&self, leaf: &str) -> Option<Vec<u8>> {
-        let p = format!("{}/{leaf}", self.front_dir);
-        self.xs.with_sim(|s| s.read(&p))
+        let cfg = &self.cfg;
+        let handle = format!("{}", cfg.devid);
+        let flag = |on: bool| if on { &b"1"[..] } else { &b"0"[..] };
+        let mut front: Vec<(&str, &[u8])> = vec![("mac", &cfg.mac)];
+        if let Some(mtu) = &cfg.mtu {
+            front.push(("mtu", mtu));
+        }
+        front.push(("handle", handle.as_bytes()));
+        self.dev.create(
+            &front,
+            &[
+                ("mac", b"fe:ff:ff:ff:ff:ff"),
+                ("feature-rx-copy", flag(cfg.rx_copy)),
+                ("feature-rx-flip", b"0"),
+                ("feature-sg", flag(cfg.sg)),
+                ("feature-gso-tcpv4", b"1"),
+                ("feature-gso-tcpv6", b"1"),
+                ("feature-ipv6-csum-offload", b"1"),
+                ("feature-split-event-channels", b"1"),
+                ("multi-queue-max-queues", b"2"),
+            ],
+        );
+        self.dev.set_state(XenbusState::InitWait);
     }
 
     /// The back end's state.
     pub fn state(&self) -> XenbusState {
-        self.state
+        self.dev.state()
     }
 
     /// The back end's directory.
     pub fn backend_dir(&self) -> &str {
-        &self.back_dir
+        self.dev.back_dir()
     }
 
     /// Whether the rings are mapped.
@@ -424,12 +389,14 @@ impl SimNetback {
 
     /// Drops mappings kept by [`keep_mappings_on_close`](Self::keep_mappings_on_close).
     pub fn release_mappings(&mut self) {
-        let domid = self.cfg.backend_domid;
         for gref in core::mem::take(&mut self.kept) {
-            let _ = self
-                .grants
-                .with_mem(|m| m.inner.backend_unmap(domid, gref, Access::ReadWrite));
+            self.unmap_ring(gref);
         }
+    }
+
+    fn unmap_ring(&self, gref: GrantRef) {
+        let domid = self.cfg.backend_domid;
+        let _ = self.grants.backend_unmap(domid, gref, Access::ReadWrite);
     }
 
     /// Writes raw bytes as the next rx response slots (each takes the slot
@@ -480,14 +447,14 @@ impl SimNetback {
     /// (Closing or Closed) and unmaps (unless told to keep mappings).
     pub fn drop_connection(&mut self, state: XenbusState) {
         self.disconnect();
-        self.set_state(state);
+        self.dev.set_state(state);
     }
 
     /// The back end is reloaded (unbound and probed again): it forgets the
     /// connection and shows InitWait while the front end is still connected.
     pub fn reload(&mut self) {
         self.disconnect();
-        self.set_state(XenbusState::InitWait);
+        self.dev.set_state(XenbusState::InitWait);
     }
 
     /// Save/restore into a new domain: Xen's grant table and event channels
@@ -504,29 +471,22 @@ impl SimNetback {
         self.tx_partial.clear();
         self.last_rx_id = None;
         self.tx_replay = None;
-        let (fd, bd) = (self.front_dir.clone(), self.back_dir.clone());
-        self.xs.with_sim(|s| {
-            s.rm(&fd);
-            s.rm(&bd);
-        });
+        self.dev.destroy();
         if let Some(d) = new_backend {
             self.cfg.backend_domid = d;
-            self.back_dir = Self::back_dir_for(&self.cfg);
+            self.dev.move_backend(d, self.cfg.devid);
         }
         self.toolstack_create();
     }
 
     fn disconnect(&mut self) {
-        let domid = self.cfg.backend_domid;
         if let Some(c) = self.conn.take() {
             self.evt.unbind(c.port);
             for gref in [c.tx_ref, c.rx_ref] {
                 if self.keep_mappings {
                     self.kept.push(gref);
                 } else {
-                    let _ = self
-                        .grants
-                        .with_mem(|m| m.inner.backend_unmap(domid, gref, Access::ReadWrite));
+                    self.unmap_ring(gref);
                 }
             }
         }
@@ -536,17 +496,18 @@ impl SimNetback {
 
     fn connect(&mut self) -> Result<(), SimNetError> {
         let num = |b: &Self, leaf: &'static str| {
-            b.front_node(leaf)
+            b.dev
+                .front_node(leaf)
                 .and_then(|v| parse_u32(&v))
                 .ok_or(SimNetError::BadNode(leaf))
         };
         let tx_ref = num(self, "tx-ring-ref")?;
         let rx_ref = num(self, "rx-ring-ref")?;
         let port = num(self, "event-channel")?;
-        if self.front_node("request-rx-copy").as_deref() != Some(b"1") {
+        if self.dev.front_node("request-rx-copy").as_deref() != Some(b"1") {
             return Err(SimNetError::NoRxCopy);
         }
-        if self.front_node("feature-rx-notify").as_deref() != Some(b"1") {
+        if self.dev.front_node("feature-rx-notify").as_deref() != Some(b"1") {
             return Err(SimNetError::NoRxNotify);
         }
         let domid = self.cfg.backend_domid;
@@ -554,17 +515,15 @@ impl SimNetback {
         let rx_gfn = match self.map_ring(rx_ref) {
             Ok(g) => g,
             Err(e) => {
-                let _ = self
-                    .grants
-                    .with_mem(|m| m.inner.backend_unmap(domid, tx_ref, Access::ReadWrite));
+                self.unmap_ring(tx_ref);
                 return Err(e);
             }
         };
         if let Err(e) = self.evt.bind(port, domid).map_err(SimNetError::BadPort) {
-            let _ = self.grants.with_mem(|m| {
-                m.inner.backend_unmap(domid, tx_ref, Access::ReadWrite)?;
-                m.inner.backend_unmap(domid, rx_ref, Access::ReadWrite)
-            });
+            let g = &self.grants;
+            let _ = g
+                .backend_unmap(domid, tx_ref, Access::ReadWrite)
+                .and_then(|()| g.backend_unmap(domid, rx_ref, Access::ReadWrite));
             return Err(e);
         }
         let tx_layout = wire::tx_layout().map_err(|_| SimNetError::BadNode("tx-ring-ref"))?;
@@ -584,15 +543,9 @@ impl SimNetback {
 
     fn map_ring(&mut self, gref: GrantRef) -> Result<u64, SimNetError> {
         let domid = self.cfg.backend_domid;
-        self.grants.with_mem(|m| {
-            m.inner
-                .backend_map(domid, gref, Access::ReadWrite)
-                .map_err(SimNetError::Map)?;
-            m.inner
-                .entry(gref)
-                .map(|e| u64::from(e.frame))
-                .ok_or(SimNetError::Map(SimError::BadRef))
-        })
+        self.grants
+            .backend_map(domid, gref, Access::ReadWrite)
+            .map_err(SimNetError::Map)
     }
 
     /// Maps `gref` with `access`, runs `f` on its frame, unmaps (a grant copy).
@@ -603,16 +556,9 @@ impl SimNetback {
         f: impl FnOnce(&SimMemory, u64) -> R,
     ) -> Result<R, SimError> {
         let domid = self.cfg.backend_domid;
-        let frame = self.grants.with_mem(|m| {
-            m.inner.backend_map(domid, gref, access)?;
-            m.inner
-                .entry(gref)
-                .map(|e| u64::from(e.frame))
-                .ok_or(SimError::BadRef)
-        })?;
+        let frame = self.grants.backend_map(domid, gref, access)?;
         let r = f(&self.mem, frame);
-        self.grants
-            .with_mem(|m| m.inner.backend_unmap(domid, gref, access))?;
+        self.grants.backend_unmap(domid, gref, access)?;
         Ok(r)
     }
 
@@ -621,41 +567,38 @@ impl SimNetback {
     /// whether anything changed or moved.
     pub fn step(&mut self) -> bool {
         use XenbusState as S;
-        let before = (self.state, self.stats.clone());
-        let front = self
-            .front_node("state")
-            .and_then(|v| XenbusState::parse(&v).ok())
-            .unwrap_or(S::Unknown);
+        let before = (self.state(), self.stats.clone());
+        let front = self.dev.front_state();
         match front {
-            S::Initialising | S::Initialised if self.state == S::Closed => {
+            S::Initialising | S::Initialised if self.state() == S::Closed => {
                 // "prepare for reconnect"
-                self.set_state(S::InitWait);
+                self.dev.set_state(S::InitWait);
             }
-            S::Connected if matches!(self.state, S::InitWait | S::Initialised) => {
+            S::Connected if matches!(self.state(), S::InitWait | S::Initialised) => {
                 match self.connect() {
-                    Ok(()) => self.set_state(S::Connected),
+                    Ok(()) => self.dev.set_state(S::Connected),
                     Err(e) => {
                         self.stats.connect_error = Some(e);
-                        self.set_state(S::Closing);
+                        self.dev.set_state(S::Closing);
                     }
                 }
             }
-            S::Closing if !matches!(self.state, S::Closing | S::Closed) => {
+            S::Closing if !matches!(self.state(), S::Closing | S::Closed) => {
                 self.disconnect();
-                self.set_state(S::Closing);
+                self.dev.set_state(S::Closing);
             }
-            S::Closed | S::Unknown if self.state != S::Closed => {
+            S::Closed | S::Unknown if self.state() != S::Closed => {
                 self.disconnect();
-                self.set_state(S::Closed);
+                self.dev.set_state(S::Closed);
             }
             _ => {}
         }
-        let moved = if self.state == S::Connected && self.conn.is_some() {
+        let moved = if self.state() == S::Connected && self.conn.is_some() {
             self.service()
         } else {
             false
         };
-        moved || before != (self.state, self.stats.clone())
+        moved || before != (self.state(), self.stats.clone())
     }
 
     /// Services both rings once; returns whether anything moved.
@@ -941,68 +884,48 @@ impl SimNetback {
     }
 }
 
+// --- test data ----------------------------------------------------------------------
+
+/// A test frame of `len` (at least 14) bytes: byte `i` is `i * step + seed`
+/// (mod 256), but the EtherType is 0x88b5 (local experimental).
+pub fn test_frame(len: usize, step: u8, seed: u8) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(step).wrapping_add(seed))
+        .collect();
+    f[12] = 0x88;
+    f[13] = 0xb5;
+    f
+}
+
+/// A driver configuration with `rx` rx buffers refilled `batch` at a time
+/// and `tx` tx buffers; the rest default.
+pub fn buffer_config(rx: u16, tx: u16, batch: u16) -> Config {
+    Config {
+        rx_buffers: rx,
+        tx_buffers: tx,
+        rx_refill_batch: batch,
+        ..Config::default()
+    }
+}
+
 // --- the whole world ------------------------------------------------------------------
 
 /// The driver type the simulation plugs into.
 pub type SimNetFront = NetFront<SimPages, SimGrants, SimEvtchn>;
 
-/// A guest (xenstore client, memory, grant table, event channels) and a
-/// [`SimNetback`], all wired to one `SimXenstored`.
-#[derive(Debug)]
-pub struct SimWorld {
-    /// The daemon and its ring.
-    pub xs_ring: SimRing,
-    /// The guest's xenstore connection (what the driver is given).
-    pub xs: Xenstore<XsPage, SimPlatform>,
-    /// Guest memory.
-    pub mem: SimMemory,
-    /// The guest's page provider.
-    pub pages: SimPages,
-    /// The guest's grant table.
-    pub grants: SimGrants,
-    /// Event channels.
-    pub evt: SimEvtchn,
-    /// The back end.
-    pub back: SimNetback,
+xen_frontend::sim_world! {
+    /// A guest (xenstore client, memory, pages, grant table, event channels)
+    /// and a [`SimNetback`], all wired to one `SimXenstored`.
+    pub struct SimWorld(SimNetback, SimNetConfig, grant_frames = 4);
 }
 
 impl SimWorld {
-    /// A world with the vif created as `cfg` says.
-    pub fn new(cfg: SimNetConfig) -> Self {
-        let xs_ring = SimRing::new(SimXenstored::new(cfg.front_domid), 0);
-        let xs = xs_ring.connect();
-        let mem = SimMemory::new();
-        let pages = SimPages::new(mem.clone());
-        let grants = SimGrants::new(mem.clone(), 4);
-        let evt = SimEvtchn::new();
-        let back = SimNetback::new(
-            xs_ring.clone(),
-            grants.clone(),
-            mem.clone(),
-            evt.clone(),
-            cfg,
-        );
-        Self {
-            xs_ring,
-            xs,
-            mem,
-            pages,
-            grants,
-            evt,
-            back,
-        }
-    }
-
     /// Probes the vif with the driver.
     pub fn probe(&mut self, config: Config) -> Result<SimNetFront, ProbeError> {
-        NetFront::new(
-            &mut self.xs,
-            self.back.cfg.devid,
-            self.pages.clone(),
-            self.grants.clone(),
-            self.evt.clone(),
-            config,
-        )
+        let devid = self.back.cfg.devid;
+        self.guest.probe_with(|xs, pages, grants, evt| {
+            NetFront::new(xs, devid, pages, grants, evt, config)
+        })
     }
 
     /// Alternates back-end steps and `on_backend_state` until nothing

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
 use netfront::csum::{blank_checksum, checksum_ok};
-use netfront::sim::{SimNetConfig, SimRxPacket, SimWorld};
+use netfront::sim::{SimNetConfig, SimRxPacket, SimWorld, buffer_config};
 use netfront::{Config, NetError, TxError};
 use xen_abi::netif::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NetifExtraInfo, XEN_NETIF_EXTRA_TYPE_GSO,
@@ -301,12 +301,7 @@ fn tx_pool_exhaustion_is_busy_until_completions() {
 #[test]
 fn steady_state_issues_no_grant_and_allocates_no_page() {
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config {
-        rx_buffers: 32,
-        tx_buffers: 16,
-        rx_refill_batch: 8,
-        ..Config::default()
-    });
+    let mut nf = w.connect(buffer_config(32, 16, 8));
     // Warm up, then measure across several ring wraps in both directions.
     let publishes = w.grants.publishes();
     let allocs = w.pages.allocs();

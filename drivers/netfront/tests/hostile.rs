@@ -6,6 +6,7 @@
 
 use netfront::sim::{
     POISON, RingSel, RxCorruption, SimNetConfig, SimRxPacket, SimWorld, TxCorruption,
+    buffer_config, pseudo_random_corpus, test_frame,
 };
 use netfront::{Config, Fault, NetError, RxError};
 use xen_abi::netif::{NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_NULL};
@@ -13,19 +14,11 @@ use xen_ring::BackendFault;
 use xenbus::{Phase, XenbusState};
 
 fn frame(len: usize, seed: u8) -> Vec<u8> {
-    let mut f: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_add(seed)).collect();
-    f[12] = 0x88;
-    f[13] = 0xb5;
-    f
+    test_frame(len, 1, seed)
 }
 
 fn small() -> Config {
-    Config {
-        rx_buffers: 32,
-        tx_buffers: 8,
-        rx_refill_batch: 4,
-        ..Config::default()
-    }
+    buffer_config(32, 8, 4)
 }
 
 /// Reconnects after a fault (as the kernel does) and checks that it is the
@@ -104,24 +97,15 @@ fn rx_negative_status_is_dropped() {
 
 #[test]
 fn rx_size_or_offset_beyond_the_page_is_dropped() {
-    let (frames, errors, _) = rx_case(RxCorruption::Status(4097), 100);
-    assert_eq!(
-        errors,
-        vec![NetError::Rx(RxError::OutOfPage {
-            offset: 0,
-            size: 4097
-        })]
-    );
-    assert_eq!(frames.len(), 3);
-    let (frames, errors, _) = rx_case(RxCorruption::Offset(4000), 200);
-    assert_eq!(
-        errors,
-        vec![NetError::Rx(RxError::OutOfPage {
-            offset: 4000,
-            size: 200
-        })]
-    );
-    assert_eq!(frames.len(), 3);
+    for (c, len, offset, size) in [
+        (RxCorruption::Status(4097), 100, 0, 4097),
+        (RxCorruption::Offset(4000), 200, 4000, 200),
+    ] {
+        let (frames, errors, _) = rx_case(c, len);
+        let want = RxError::OutOfPage { offset, size };
+        assert_eq!(errors, vec![NetError::Rx(want)]);
+        assert_eq!(frames.len(), 3);
+    }
     let (frames, errors, _) = rx_case(RxCorruption::Offset(u16::MAX), 14);
     assert!(matches!(
         errors.as_slice(),
@@ -404,18 +388,12 @@ mod hostile_session;
 /// plain `cargo test` exercises it without cargo-fuzz).
 #[test]
 fn hostile_sessions_from_pseudo_random_bytes() {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    for len in 0..300usize {
-        let data: Vec<u8> = (0..len * 3)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        hostile_session::hostile_session(&data);
-    }
+    pseudo_random_corpus(
+        0x9E37_79B9_7F4A_7C15,
+        300,
+        3,
+        hostile_session::hostile_session,
+    );
 }
 
 #[test]

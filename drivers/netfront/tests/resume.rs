@@ -3,26 +3,18 @@
 //! back end; cancelled suspend touches nothing.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
-use netfront::sim::{AuditError, SimNetConfig, SimNetFront, SimRxPacket, SimWorld};
+use netfront::sim::{
+    AuditError, SimNetConfig, SimNetFront, SimRxPacket, SimWorld, buffer_config, test_frame,
+};
 use netfront::{Config, NetError};
 use xenbus::Phase;
 
 fn frame(len: usize, seed: u8) -> Vec<u8> {
-    let mut f: Vec<u8> = (0..len)
-        .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
-        .collect();
-    f[12] = 0x88;
-    f[13] = 0xb5;
-    f
+    test_frame(len, 7, seed)
 }
 
 fn cfg() -> Config {
-    Config {
-        rx_buffers: 48,
-        tx_buffers: 16,
-        rx_refill_batch: 8,
-        ..Config::default()
-    }
+    buffer_config(48, 16, 8)
 }
 
 /// Some traffic both ways so that indices and grants are far from initial.
@@ -47,12 +39,13 @@ fn save_restore(w: &mut SimWorld, nf: &mut SimNetFront, new_backend: Option<u16>
     assert_eq!(nf.transmit(60, |_| ()), Err(NetError::Suspended));
     // The toolstack saves and restores the domain: Xen's tables are new.
     w.back.new_domain(new_backend);
-    // The kernel: grant table first, then xenstore, then the drivers.
+    // The kernel: grant table first, then xenstore, then the drivers
+    // (without `reset`: a kernel that forgets the grant table).
     if reset {
-        w.grants.reset_for_resume(&w.pages);
+        w.restore().unwrap();
+    } else {
+        w.resume_xenstore().unwrap();
     }
-    w.xs_ring.reconnect(0);
-    w.xs.resume().unwrap();
     nf.resume(&mut w.xs, true).unwrap();
 }
 
@@ -195,9 +188,7 @@ fn resume_before_the_backend_is_back() {
     // The toolstack has not re-created the back end's state node yet.
     let dir = w.back.backend_dir().to_string();
     w.xs_ring.with_sim(|s| s.rm(&format!("{dir}/state")));
-    w.grants.reset_for_resume(&w.pages);
-    w.xs_ring.reconnect(0);
-    w.xs.resume().unwrap();
+    w.restore().unwrap();
     nf.resume(&mut w.xs, true).unwrap();
     assert_eq!(nf.phase(), Phase::Initialising);
     assert!(!nf.is_up());

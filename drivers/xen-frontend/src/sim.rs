@@ -8,26 +8,36 @@
 //!   and can poison a page's contents when access to it ends, so a driver that
 //!   reads a page after ending its grant sees garbage.
 //! - [`SimEvtchn`] allocates ports and counts notifications both ways.
+//! - [`SimGuest`] is all of them plus a xenstore connection;
+//!   [`crate::sim_world!`] pairs one with a class's simulated back end.
+//! - [`SimXenbusDevice`] is a back end's xenstore side of a device (the
+//!   toolstack's directories, its `state`).
 //!
 //! Simulated back ends (`netfront::sim::SimNetback`, ...) map pages through
-//! these. This is test support: it may panic to fail a test.
+//! these. [`pseudo_random_corpus`] runs a fuzz body under `cargo test`. This
+//! is test support: it may panic to fail a test.
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
 use alloc::rc::Rc;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 
-use grant_table::sim::SimGrantTable;
+use grant_table::sim::{SimError, SimGrantTable};
 use grant_table::{
-    Config as GrantConfig, DomId, GrantRef, GrantTable, GrantTableMemory, Grantable, GrowError,
-    InUse, PollReport,
+    Access, Config as GrantConfig, DomId, GrantRef, GrantTable, GrantTableMemory, Grantable,
+    GrowError, InUse, PollReport,
 };
 use xen_abi::PAGE_SIZE;
 use xen_abi::event_channel::EvtchnPort;
 use xen_ring::{RingIdx, RingIndex, SharedRing};
+use xenbus::XenbusState;
+use xenstore::sim::{SimPage as XsPage, SimPlatform, SimRing, SimXenstored};
+use xenstore::{Xenstore, XsError};
 
 use crate::platform::{EventChannel, GrantAccess, PageProvider};
 
@@ -84,10 +94,31 @@ impl SimMemory {
     }
 }
 
-fn ring_load(mem: &SimMemory, gfn: u64, index: RingIndex) -> RingIdx {
-    let mut b = [0u8; 4];
-    mem.read(gfn, index.offset(), &mut b);
-    u32::from_le_bytes(b)
+/// `SharedRing` over one page of a [`SimMemory`], for a type with fields
+/// `gfn` and `mem` (a guest's page and a back end's mapping of one).
+macro_rules! page_shared_ring {
+    ($t:ty) => {
+        impl SharedRing for $t {
+            fn area_len(&self) -> usize {
+                PAGE_SIZE
+            }
+            fn load(&self, index: RingIndex, _order: Ordering) -> RingIdx {
+                let mut b = [0u8; 4];
+                self.mem.read(self.gfn, index.offset(), &mut b);
+                u32::from_le_bytes(b)
+            }
+            fn store(&self, index: RingIndex, value: RingIdx, _order: Ordering) {
+                self.mem
+                    .write(self.gfn, index.offset(), &value.to_le_bytes());
+            }
+            fn read_bytes(&self, offset: usize, out: &mut [u8]) {
+                self.mem.read(self.gfn, offset, out);
+            }
+            fn write_bytes(&self, offset: usize, bytes: &[u8]) {
+                self.mem.write(self.gfn, offset, bytes);
+            }
+        }
+    };
 }
 
 /// An owning handle on one simulated guest page (deliberately not `Clone`).
@@ -110,24 +141,7 @@ impl Grantable for SimPage {
     }
 }
 
-impl SharedRing for SimPage {
-    fn area_len(&self) -> usize {
-        PAGE_SIZE
-    }
-    fn load(&self, index: RingIndex, _order: Ordering) -> RingIdx {
-        ring_load(&self.mem, self.gfn, index)
-    }
-    fn store(&self, index: RingIndex, value: RingIdx, _order: Ordering) {
-        self.mem
-            .write(self.gfn, index.offset(), &value.to_le_bytes());
-    }
-    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        self.mem.read(self.gfn, offset, out);
-    }
-    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        self.mem.write(self.gfn, offset, bytes);
-    }
-}
+page_shared_ring!(SimPage);
 
 /// A back end's mapping of a guest page (for the simulated back ring).
 #[derive(Clone, Debug)]
@@ -151,24 +165,7 @@ impl SimMapping {
     }
 }
 
-impl SharedRing for SimMapping {
-    fn area_len(&self) -> usize {
-        PAGE_SIZE
-    }
-    fn load(&self, index: RingIndex, _order: Ordering) -> RingIdx {
-        ring_load(&self.mem, self.gfn, index)
-    }
-    fn store(&self, index: RingIndex, value: RingIdx, _order: Ordering) {
-        self.mem
-            .write(self.gfn, index.offset(), &value.to_le_bytes());
-    }
-    fn read_bytes(&self, offset: usize, out: &mut [u8]) {
-        self.mem.read(self.gfn, offset, out);
-    }
-    fn write_bytes(&self, offset: usize, bytes: &[u8]) {
-        self.mem.write(self.gfn, offset, bytes);
-    }
-}
+page_shared_ring!(SimMapping);
 
 #[derive(Debug)]
 struct PagesState {
@@ -388,6 +385,33 @@ impl SimGrants {
         });
     }
 
+    /// Back end `domid` maps `gref` with `access` (Xen's checks); the frame
+    /// the entry names.
+    pub fn backend_map(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        access: Access,
+    ) -> Result<u64, SimError> {
+        self.with_mem(|m| {
+            m.inner.backend_map(domid, gref, access)?;
+            m.inner
+                .entry(gref)
+                .map(|e| u64::from(e.frame))
+                .ok_or(SimError::BadRef)
+        })
+    }
+
+    /// Back end `domid` undoes one `access` mapping of `gref`.
+    pub fn backend_unmap(
+        &self,
+        domid: DomId,
+        gref: GrantRef,
+        access: Access,
+    ) -> Result<(), SimError> {
+        self.with_mem(|m| m.inner.backend_unmap(domid, gref, access))
+    }
+
     /// The guest kernel's side of a restore (`GrantTable::reset_for_resume`):
     /// pages the table still held go back to `pages`.
     pub fn reset_for_resume(&self, pages: &SimPages) {
@@ -518,5 +542,273 @@ impl EventChannel for SimEvtchn {
         s.ports.remove(&port);
         s.bound.remove(&port);
         s.closed.push(port);
+    }
+}
+
+// --- fuzz bodies under `cargo test` -----------------------------------------------------
+
+/// Runs `body` over a deterministic pseudo-random corpus: `count` inputs of
+/// 0, `step`, 2 * `step`, ... bytes, all from one xorshift64 stream seeded with
+/// `seed` (a fuzz target's body exercised by a plain `cargo test`).
+pub fn pseudo_random_corpus(seed: u64, count: usize, step: usize, mut body: impl FnMut(&[u8])) {
+    let mut x = seed;
+    for len in 0..count {
+        let data: Vec<u8> = (0..len * step)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        body(&data);
+    }
+}
+
+// --- a guest, and a back end's xenstore side ------------------------------------------
+
+/// A whole simulated guest, shared with one back end: a xenstore connection
+/// to a `SimXenstored`, memory, pages, a grant table and event channels. A
+/// test hands the pieces to the driver; a simulated back end keeps handles
+/// on them.
+#[derive(Debug)]
+pub struct SimGuest {
+    /// The daemon and its ring.
+    pub xs_ring: SimRing,
+    /// The guest's xenstore connection (what the driver is given).
+    pub xs: Xenstore<XsPage, SimPlatform>,
+    /// Guest memory.
+    pub mem: SimMemory,
+    /// The guest's page provider.
+    pub pages: SimPages,
+    /// The guest's grant table.
+    pub grants: SimGrants,
+    /// Event channels.
+    pub evt: SimEvtchn,
+}
+
+impl SimGuest {
+    /// Domain `domid` connected to a fresh `SimXenstored`, with a grant table
+    /// that may grow to `max_grant_frames`.
+    pub fn new(domid: u16, max_grant_frames: u32) -> Self {
+        let xs_ring = SimRing::new(SimXenstored::new(domid), 0);
+        let xs = xs_ring.connect();
+        let mem = SimMemory::new();
+        Self {
+            xs_ring,
+            xs,
+            pages: SimPages::new(mem.clone()),
+            grants: SimGrants::new(mem.clone(), max_grant_frames),
+            mem,
+            evt: SimEvtchn::new(),
+        }
+    }
+
+    /// Runs a driver's constructor on the guest's xenstore connection and
+    /// (clones of) its pages, grant table and event channels.
+    pub fn probe_with<T>(
+        &mut self,
+        new: impl FnOnce(&mut Xenstore<XsPage, SimPlatform>, SimPages, SimGrants, SimEvtchn) -> T,
+    ) -> T {
+        new(
+            &mut self.xs,
+            self.pages.clone(),
+            self.grants.clone(),
+            self.evt.clone(),
+        )
+    }
+
+    /// The guest kernel's side of a restore into a new domain, once Xen's is
+    /// done: `SimGrants::reset_for_resume`, the xenstore ring reconnected
+    /// and the client resumed. The drivers' resume comes next.
+    pub fn restore(&mut self) -> Result<(), XsError> {
+        self.grants.reset_for_resume(&self.pages);
+        self.resume_xenstore()
+    }
+
+    /// The xenstore ring reconnected and the client resumed (a restore's
+    /// step after the grant table's).
+    pub fn resume_xenstore(&mut self) -> Result<(), XsError> {
+        self.xs_ring.reconnect(0);
+        self.xs.resume()
+    }
+}
+
+/// Defines a simulation world: a public [`SimGuest`] `guest`, whose pieces
+/// are the world's through `Deref` (`w.xs`, `w.pages`, ...), and a public
+/// back end `back`, with `new(cfg)` creating the guest (domain
+/// `cfg.front_domid`, a grant table of up to `grant_frames` frames) and the
+/// back end (`Back::new(&guest, cfg)`).
+#[macro_export]
+macro_rules! sim_world {
+    ($(#[$doc:meta])* $vis:vis struct $name:ident($back:ty, $cfg:ty, grant_frames = $frames:expr);) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        $vis struct $name {
+            /// The guest.
+            pub guest: $crate::sim::SimGuest,
+            /// The back end.
+            pub back: $back,
+        }
+
+        impl core::ops::Deref for $name {
+            type Target = $crate::sim::SimGuest;
+            fn deref(&self) -> &Self::Target {
+                &self.guest
+            }
+        }
+
+        impl core::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.guest
+            }
+        }
+
+        impl $name {
+            /// A world with the device created as `cfg` says.
+            pub fn new(cfg: $cfg) -> Self {
+                let guest = $crate::sim::SimGuest::new(cfg.front_domid, $frames);
+                let back = <$back>::new(&guest, cfg);
+                Self { guest, back }
+            }
+        }
+    };
+}
+
+/// A simulated back end's xenstore side of one device: the front- and
+/// back-end directories the toolstack creates, and the back end's `state`.
+#[derive(Debug)]
+pub struct SimXenbusDevice {
+    xs: SimRing,
+    class: &'static str,
+    front_domid: u16,
+    backend_domid: DomId,
+    front_dir: String,
+    back_dir: String,
+    state: XenbusState,
+}
+
+impl SimXenbusDevice {
+    /// Device `devid` of `class` (`vif`, `vbd`) of domain `front_domid`,
+    /// served from `backend_domid`; nothing written yet, state Initialising.
+    pub fn new(
+        xs: SimRing,
+        class: &'static str,
+        front_domid: u16,
+        backend_domid: DomId,
+        devid: u32,
+    ) -> Self {
+        let mut d = Self {
+            xs,
+            class,
+            front_domid,
+            backend_domid,
+            front_dir: format!("/local/domain/{front_domid}/device/{class}/{devid}"),
+            back_dir: String::new(),
+            state: XenbusState::Initialising,
+        };
+        d.move_backend(backend_domid, devid);
+        d
+    }
+
+    /// The back-end directory moves to `backend_domid`'s tree, device `devid`
+    /// (after [`destroy`](Self::destroy), before [`create`](Self::create)).
+    pub fn move_backend(&mut self, backend_domid: DomId, devid: u32) {
+        self.backend_domid = backend_domid;
+        self.back_dir = format!(
+            "/local/domain/{backend_domid}/backend/{}/{}/{devid}",
+            self.class, self.front_domid
+        );
+    }
+
+    /// The toolstack creates the device: the front end's `backend`,
+    /// `backend-id`, the `front` nodes, `state` Initialising; the back end's
+    /// `frontend`, `frontend-id`, the `back` nodes.
+    pub fn create(&self, front: &[(&str, &[u8])], back: &[(&str, &[u8])]) {
+        let (fd, bd) = (&self.front_dir, &self.back_dir);
+        self.xs.with_sim(|s| {
+            s.write(&format!("{fd}/backend"), bd.as_bytes());
+            s.write(
+                &format!("{fd}/backend-id"),
+                format!("{}", self.backend_domid).as_bytes(),
+            );
+            for (leaf, v) in front {
+                s.write(&format!("{fd}/{leaf}"), v);
+            }
+            s.write(&format!("{fd}/state"), b"1");
+            s.write(&format!("{bd}/frontend"), fd.as_bytes());
+            s.write(
+                &format!("{bd}/frontend-id"),
+                format!("{}", self.front_domid).as_bytes(),
+            );
+            for (leaf, v) in back {
+                s.write(&format!("{bd}/{leaf}"), v);
+            }
+        });
+    }
+
+    /// The toolstack removes both directories.
+    pub fn destroy(&self) {
+        self.xs.with_sim(|s| {
+            s.rm(&self.front_dir);
+            s.rm(&self.back_dir);
+        });
+    }
+
+    /// The daemon.
+    pub fn xs(&self) -> &SimRing {
+        &self.xs
+    }
+
+    /// The front end's directory.
+    pub fn front_dir(&self) -> &str {
+        &self.front_dir
+    }
+
+    /// The back end's directory.
+    pub fn back_dir(&self) -> &str {
+        &self.back_dir
+    }
+
+    /// The back end's state (as last written).
+    pub fn state(&self) -> XenbusState {
+        self.state
+    }
+
+    /// Writes the back end's `state`.
+    pub fn set_state(&mut self, s: XenbusState) {
+        self.state = s;
+        self.write_back("state", s.as_str().as_bytes());
+    }
+
+    /// A front-end node's value.
+    pub fn front_node(&self, leaf: &str) -> Option<Vec<u8>> {
+        self.xs
+            .with_sim(|s| s.read(&format!("{}/{leaf}", self.front_dir)))
+    }
+
+    /// The front end's `state` (Unknown if absent or malformed).
+    pub fn front_state(&self) -> XenbusState {
+        self.front_node("state")
+            .and_then(|v| XenbusState::parse(&v).ok())
+            .unwrap_or(XenbusState::Unknown)
+    }
+
+    /// A back-end node's value.
+    pub fn back_node(&self, leaf: &str) -> Option<Vec<u8>> {
+        self.xs
+            .with_sim(|s| s.read(&format!("{}/{leaf}", self.back_dir)))
+    }
+
+    /// Writes a back-end node.
+    pub fn write_back(&self, leaf: &str, value: &[u8]) {
+        self.xs
+            .with_sim(|s| s.write(&format!("{}/{leaf}", self.back_dir), value));
+    }
+
+    /// Removes a back-end node.
+    pub fn rm_back(&self, leaf: &str) {
+        self.xs
+            .with_sim(|s| s.rm(&format!("{}/{leaf}", self.back_dir)));
     }
 }
