@@ -76,17 +76,24 @@ struct Front {
 }
 
 impl Front {
-    /// Sets a ring of `2^order` pages up and publishes it (`ring-ref` for
-    /// order 0 unless `ref0`), `persistent` as `feature-persistent`, then
-    /// Initialised.
-    fn publish(w: &mut SimBlkWorld, order: u32, ref0: bool, persistent: bool) -> Front {
+    /// Sets a ring of `2^order` pages up for a back end in `domid` and
+    /// publishes it (`ring-ref` for order 0 unless `ref0`), its
+    /// `event-channel` and, if `persistent` is given, `protocol` and
+    /// `feature-persistent`; then Initialised.
+    fn publish_to(
+        w: &mut SimBlkWorld,
+        domid: DomId,
+        order: u32,
+        ref0: bool,
+        persistent: Option<bool>,
+    ) -> Front {
         let ring_grants: Vec<_> = (0..1 << order)
-            .map(|_| grant(w, BACKEND, Access::ReadWrite))
+            .map(|_| grant(w, domid, Access::ReadWrite))
             .collect();
         let gfns: Vec<u64> = ring_grants.iter().map(gfn).collect();
         let area = SimRingPages::new(&w.mem, &gfns);
         let ring = FrontRing::init(blk_ring_layout(order).expect("layout"), &area).expect("init");
-        let port = w.evt.alloc_unbound(BACKEND).expect("port");
+        let port = w.evt.alloc_unbound(domid).expect("port");
         let fd = w.back.frontend_dir().to_string();
         let refs: Vec<u32> = ring_grants.iter().map(Grant::gref).collect();
         w.xs_ring.with_sim(|s| {
@@ -104,11 +111,13 @@ impl Front {
                 );
             }
             s.write(&format!("{fd}/event-channel"), port.to_string().as_bytes());
-            s.write(&format!("{fd}/protocol"), b"x86_64-abi");
-            s.write(
-                &format!("{fd}/feature-persistent"),
-                if persistent { b"1" } else { b"0" },
-            );
+            if let Some(persistent) = persistent {
+                s.write(&format!("{fd}/protocol"), b"x86_64-abi");
+                s.write(
+                    &format!("{fd}/feature-persistent"),
+                    if persistent { b"1" } else { b"0" },
+                );
+            }
         });
         set_front_state(w, XenbusState::Initialised);
         Front {
@@ -119,17 +128,25 @@ impl Front {
         }
     }
 
+    /// [`Front::publish_to`] the default back end, with `protocol` and
+    /// `persistent` as `feature-persistent`.
+    fn publish(w: &mut SimBlkWorld, order: u32, ref0: bool, persistent: bool) -> Front {
+        Self::publish_to(w, BACKEND, order, ref0, Some(persistent))
+    }
+
+    /// Publishes, and the back end connects.
     fn connect(w: &mut SimBlkWorld, order: u32, persistent: bool) -> Front {
         let f = Self::publish(w, order, false, persistent);
-        w.settle();
-        assert_eq!(
-            w.back.state(),
-            XenbusState::Connected,
-            "{:?}",
-            w.back.stats().connect_error
-        );
+        settle_connected(w);
         set_front_state(w, XenbusState::Connected);
         w.settle();
+        f
+    }
+
+    /// A ring of `ring-ref<i>` nodes only, for a back end in `domid`, which connects.
+    fn connect_for(w: &mut SimBlkWorld, order: u32, domid: DomId) -> Front {
+        let f = Self::publish_to(w, domid, order, true, None);
+        settle_connected(w);
         f
     }
 
@@ -164,6 +181,43 @@ impl Front {
         assert_eq!(r.len(), 1, "{r:?}");
         r[0]
     }
+}
+
+/// A default back end connected to a ring of `2^order` pages (`persistent`:
+/// the front end's `feature-persistent`), and a page granted to it.
+fn connected(order: u32, persistent: bool, access: Access) -> (SimBlkWorld, Front, Grant<SimPage>) {
+    let mut w = SimBlkWorld::new(SimBlkConfig::default());
+    let f = Front::connect(&mut w, order, persistent);
+    let p = grant(&mut w, BACKEND, access);
+    (w, f, p)
+}
+
+/// Ends every grant of `grants`: none may still be mapped.
+fn end_all(w: &SimBlkWorld, grants: impl IntoIterator<Item = Grant<SimPage>>) {
+    for g in grants {
+        assert!(end(w, g).is_ok());
+    }
+}
+
+/// A one-page ring with a one-sector READ (id 1) into the page taken and
+/// held by the back end.
+fn held_read() -> (SimBlkWorld, Front, Grant<SimPage>) {
+    let (mut w, mut f, p) = connected(0, false, Access::ReadWrite);
+    w.back.hold(true);
+    f.post(&mut w, rw(BLKIF_OP_READ, 1, 0, &[seg(&p, 0, 0)]));
+    w.settle();
+    (w, f, p)
+}
+
+/// Lets the back end run; it must be Connected.
+fn settle_connected(w: &mut SimBlkWorld) {
+    w.settle();
+    assert_eq!(
+        w.back.state(),
+        XenbusState::Connected,
+        "{:?}",
+        w.back.stats().connect_error
+    );
 }
 
 fn set_front_state(w: &mut SimBlkWorld, s: XenbusState) {
@@ -395,9 +449,7 @@ fn a_ring_order_above_the_advertised_maximum_is_fatal() {
 
 #[test]
 fn write_then_read_with_direct_segments_on_a_one_page_ring() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let a = grant(&mut w, BACKEND, Access::ReadOnly);
+    let (mut w, mut f, a) = connected(0, false, Access::ReadOnly);
     let b = grant(&mut w, BACKEND, Access::ReadOnly);
     let data_a = pattern(PAGE_SIZE, 1);
     let data_b = pattern(PAGE_SIZE, 2);
@@ -426,15 +478,9 @@ fn write_then_read_with_direct_segments_on_a_one_page_ring() {
     let s = w.back.stats();
     assert_eq!((s.reads, s.writes, s.segments), (1, 1, 3));
     assert_eq!((s.bytes_written, s.bytes_read), (5 * 1024, 2048));
-    assert!(
-        w.back.audit_failures().is_empty(),
-        "{:?}",
-        w.back.audit_failures()
-    );
+    assert_eq!(w.back.audit_failures(), &[]);
     // Not persistent: nothing stays mapped after the answers.
-    for g in [a, b, c] {
-        assert!(end(&w, g).is_ok());
-    }
+    end_all(&w, [a, b, c]);
     assert!(w.evt.to_guest() > 0, "the back end notified the guest");
 }
 
@@ -476,9 +522,7 @@ fn multi_page_rings_of_order_0_and_2_carry_many_requests() {
 
 #[test]
 fn requests_spanning_page_boundaries_of_the_ring_are_read_whole() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 2, false);
-    let page = grant(&mut w, BACKEND, Access::ReadOnly);
+    let (mut w, mut f, page) = connected(2, false, Access::ReadOnly);
     w.mem.write(gfn(&page), 0, &pattern(PAGE_SIZE, 9));
     // Advance to entry 72 (bytes 8128..8240 of the ring area).
     for i in 0..72 {
@@ -545,11 +589,7 @@ fn indirect_requests_up_to_the_advertised_maximum() {
     }
     let s = w.back.stats();
     assert_eq!((s.indirect, s.reads, s.writes, s.segments), (2, 1, 1, 80));
-    assert!(
-        w.back.audit_failures().is_empty(),
-        "{:?}",
-        w.back.audit_failures()
-    );
+    assert_eq!(w.back.audit_failures(), &[]);
 
     // Past the maximum, and a bad indirect_op: errors.
     req.nr_segments = 257;
@@ -678,9 +718,7 @@ fn flush_barrier_and_discard() {
 
 #[test]
 fn invalid_requests_get_errors_and_unknown_operations_eopnotsupp() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
+    let (mut w, mut f, p) = connected(0, false, Access::ReadWrite);
     let bad_seg = BlkifRequestSegment {
         gref: p.gref(),
         first_sect: 5,
@@ -731,11 +769,7 @@ fn invalid_requests_get_errors_and_unknown_operations_eopnotsupp() {
     );
     assert_eq!(w.back.stats().unknown_ops, 1);
     assert_eq!(w.back.stats().errors, 6);
-    assert!(
-        w.back.audit_failures().is_empty(),
-        "{:?}",
-        w.back.audit_failures()
-    );
+    assert_eq!(w.back.audit_failures(), &[]);
 }
 
 #[test]
@@ -852,9 +886,7 @@ fn the_audit_catches_bad_grants() {
 
 #[test]
 fn the_audit_catches_a_stale_grant_after_a_restore() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
+    let (mut w, mut f, p) = connected(0, false, Access::ReadWrite);
     let stale = seg(&p, 0, 0);
     assert_eq!(
         f.call_one(&mut w, rw(BLKIF_OP_READ, 1, 0, &[stale])).status,
@@ -894,9 +926,7 @@ fn the_audit_catches_a_stale_grant_after_a_restore() {
 
 #[test]
 fn two_outstanding_requests_on_one_grant_are_duplicates() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
+    let (mut w, mut f, p) = connected(0, false, Access::ReadWrite);
     w.back.hold(true);
     f.post(&mut w, rw(BLKIF_OP_READ, 1, 0, &[seg(&p, 0, 0)]));
     f.post(&mut w, rw(BLKIF_OP_READ, 2, 8, &[seg(&p, 1, 1)]));
@@ -942,16 +972,12 @@ fn persistent_grants_stay_mapped_until_disconnect() {
     assert_eq!(w.back.state(), XenbusState::Closed);
     assert!(w.back.persistent_grants().is_empty());
     assert!(end(&w, p).is_ok());
-    for g in f.ring_grants.drain(..) {
-        assert!(end(&w, g).is_ok());
-    }
+    end_all(&w, f.ring_grants.drain(..));
 }
 
 #[test]
 fn without_persistent_grants_each_request_maps_and_unmaps() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadOnly);
+    let (mut w, mut f, p) = connected(0, false, Access::ReadOnly);
     assert_eq!(
         f.call_one(&mut w, rw(BLKIF_OP_WRITE, 1, 0, &[seg(&p, 0, 0)]))
             .status,
@@ -991,9 +1017,7 @@ fn a_persistent_grant_reissued_under_the_back_end_is_audited() {
 
 #[test]
 fn held_requests_wait_until_released_and_may_be_answered_out_of_order() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
+    let (mut w, mut f, p) = connected(0, false, Access::ReadWrite);
     w.back.hold(true);
     for id in 1..=3 {
         f.post(
@@ -1029,9 +1053,7 @@ fn held_requests_wait_until_released_and_may_be_answered_out_of_order() {
 
 #[test]
 fn corrupted_responses() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
+    let (mut w, mut f, p) = connected(0, false, Access::ReadWrite);
     let read = |id| rw(BLKIF_OP_READ, id, 0, &[seg(&p, 0, 0)]);
 
     w.back.corrupt_next(RspCorruption::Id(999));
@@ -1076,24 +1098,14 @@ fn corrupted_responses() {
 
 #[test]
 fn jump_rsp_prod_is_a_ring_fault() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
-    w.back.hold(true);
-    f.post(&mut w, rw(BLKIF_OP_READ, 1, 0, &[seg(&p, 0, 0)]));
-    w.settle();
+    let (mut w, mut f, _p) = held_read();
     w.back.jump_rsp_prod(5);
     assert!(matches!(f.responses(), Err(RingError::Backend(_))));
 }
 
 #[test]
 fn close_with_requests_in_flight_drops_them() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
-    w.back.hold(true);
-    f.post(&mut w, rw(BLKIF_OP_READ, 1, 0, &[seg(&p, 0, 0)]));
-    w.settle();
+    let (mut w, mut f, p) = held_read();
     w.back.close();
     w.settle();
     assert_eq!(w.back.state(), XenbusState::Closing);
@@ -1109,9 +1121,7 @@ fn close_with_requests_in_flight_drops_them() {
     assert_eq!(w.back.stats().lost, 1);
     assert!(f.responses().expect("ring").is_empty());
     assert!(end(&w, p).is_ok());
-    for g in f.ring_grants.drain(..) {
-        assert!(end(&w, g).is_ok());
-    }
+    end_all(&w, f.ring_grants.drain(..));
     // A new Initialising brings InitWait back, and a new ring connects.
     set_front_state(&mut w, XenbusState::Initialising);
     w.settle();
@@ -1127,14 +1137,9 @@ fn close_with_requests_in_flight_drops_them() {
 
 #[test]
 fn keep_busy_answers_in_flight_io_on_the_old_ring_and_refuses_a_reconnect_meanwhile() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
+    let (mut w, mut f, p) = held_read();
     w.back
         .set_in_flight_on_disconnect(InFlightOnDisconnect::KeepBusy);
-    let mut f = Front::connect(&mut w, 0, false);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
-    w.back.hold(true);
-    f.post(&mut w, rw(BLKIF_OP_READ, 1, 0, &[seg(&p, 0, 0)]));
-    w.settle();
     set_front_state(&mut w, XenbusState::Closing);
     w.settle();
     assert_eq!(w.back.state(), XenbusState::Closed);
@@ -1216,16 +1221,12 @@ fn keep_mappings_after_close_until_released() {
     w.back.release_mappings();
     assert_eq!(w.back.kept_mappings(), 0);
     assert!(end(&w, p).is_ok());
-    for g in ring {
-        assert!(end(&w, g).is_ok());
-    }
+    end_all(&w, ring);
 }
 
 #[test]
 fn new_domain_with_fewer_features_loses_held_requests_and_keeps_the_disk() {
-    let mut w = SimBlkWorld::new(SimBlkConfig::default());
-    let mut f = Front::connect(&mut w, 2, true);
-    let p = grant(&mut w, BACKEND, Access::ReadWrite);
+    let (mut w, mut f, p) = connected(2, true, Access::ReadWrite);
     w.mem.write(gfn(&p), 0, &[0x3c; 4096]);
     assert_eq!(
         f.call_one(&mut w, rw(BLKIF_OP_WRITE, 1, 16, &[seg(&p, 0, 7)]))
@@ -1260,7 +1261,7 @@ fn new_domain_with_fewer_features_loses_held_requests_and_keeps_the_disk() {
     drop(f);
     // A front end that insists on its old order-2 ring cannot connect any more.
     let fd = w.back.frontend_dir().to_string();
-    let old = Front::publish_for(&mut w, 2, 3);
+    let old = Front::publish_to(&mut w, 3, 2, true, None);
     w.settle();
     assert_eq!(
         w.back.stats().connect_error,
@@ -1285,54 +1286,6 @@ fn new_domain_with_fewer_features_loses_held_requests_and_keeps_the_disk() {
         ok(4, BLKIF_OP_WRITE)
     );
     assert!(w.disk()[..8 * 512].iter().all(|x| *x == 0x4d));
-}
-
-impl Front {
-    /// [`Front::publish`] for a back end in `domid`.
-    fn publish_for(w: &mut SimBlkWorld, order: u32, domid: DomId) -> Front {
-        let ring_grants: Vec<_> = (0..1 << order)
-            .map(|_| grant(w, domid, Access::ReadWrite))
-            .collect();
-        let gfns: Vec<u64> = ring_grants.iter().map(gfn).collect();
-        let area = SimRingPages::new(&w.mem, &gfns);
-        let ring = FrontRing::init(blk_ring_layout(order).expect("layout"), &area).expect("init");
-        let port = w.evt.alloc_unbound(domid).expect("port");
-        let fd = w.back.frontend_dir().to_string();
-        w.xs_ring.with_sim(|s| {
-            for (i, g) in ring_grants.iter().enumerate() {
-                s.write(
-                    &format!("{fd}/ring-ref{i}"),
-                    g.gref().to_string().as_bytes(),
-                );
-            }
-            if order > 0 {
-                s.write(
-                    &format!("{fd}/ring-page-order"),
-                    order.to_string().as_bytes(),
-                );
-            }
-            s.write(&format!("{fd}/event-channel"), port.to_string().as_bytes());
-        });
-        set_front_state(w, XenbusState::Initialised);
-        Front {
-            ring_grants,
-            area,
-            ring,
-            port,
-        }
-    }
-
-    fn connect_for(w: &mut SimBlkWorld, order: u32, domid: DomId) -> Front {
-        let f = Self::publish_for(w, order, domid);
-        w.settle();
-        assert_eq!(
-            w.back.state(),
-            XenbusState::Connected,
-            "{:?}",
-            w.back.stats().connect_error
-        );
-        f
-    }
 }
 
 #[test]
