@@ -663,14 +663,22 @@ where
                 return Err(SubmitError::Unsupported);
             };
             let g = u64::from(d.granularity.max(info.sector_size));
-            if (offset.wrapping_sub(u64::from(d.alignment))) % g != 0 || len % g != 0 {
+            if !offset
+                .wrapping_sub(u64::from(d.alignment))
+                .is_multiple_of(g)
+                || !len.is_multiple_of(g)
+            {
                 return Err(SubmitError::OutOfRange);
             }
         }
         if !matches!(op, Op::Flush) {
             let ss = u64::from(info.sector_size);
             let end = offset.checked_add(len).ok_or(SubmitError::OutOfRange)?;
-            if len == 0 || offset % ss != 0 || len % ss != 0 || end > info.size_bytes() {
+            if len == 0
+                || !offset.is_multiple_of(ss)
+                || !len.is_multiple_of(ss)
+                || end > info.size_bytes()
+            {
                 return Err(SubmitError::OutOfRange);
             }
             if matches!(op, Op::Read { .. } | Op::Write { .. })
