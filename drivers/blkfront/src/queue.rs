@@ -460,17 +460,7 @@ impl<Pg: SharedRing> Queue<Pg> {
             op.next = 1;
         }
         op.in_flight += 1;
-        self.place(
-            slot,
-            op_id,
-            0,
-            0,
-            Vec::new(),
-            None,
-            operation,
-            operation,
-            fua_flush,
-        );
+        self.place(slot, Self::bare(op_id, 0, operation, fua_flush));
         self.stats.flushes += 1;
         self.produce(req);
     }
@@ -494,17 +484,7 @@ impl<Pg: SharedRing> Queue<Pg> {
         op.next = 1;
         op.in_flight += 1;
         let (op_id, len) = (op.id, op.len);
-        self.place(
-            slot,
-            op_id,
-            0,
-            len,
-            Vec::new(),
-            None,
-            BLKIF_OP_DISCARD,
-            BLKIF_OP_DISCARD,
-            false,
-        );
+        self.place(slot, Self::bare(op_id, len, BLKIF_OP_DISCARD, false));
         self.produce(req);
     }
 
@@ -638,40 +618,39 @@ impl<Pg: SharedRing> Queue<Pg> {
             self.stats.indirect += 1;
             (req, ind, BLKIF_OP_INDIRECT)
         };
-        self.place(
-            slot, op_id, start, len, pages, indirect, operation, inner, false,
-        );
+        let shadow = Shadow {
+            op: op_id,
+            start,
+            len,
+            pages,
+            indirect,
+            operation,
+            inner,
+            fua_flush: false,
+        };
+        self.place(slot, shadow);
         self.produce(req);
         true
     }
 
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "one shadow's fields, set in one place"
-    )]
-    fn place(
-        &mut self,
-        slot: u16,
-        op: ReqId,
-        start: u32,
-        len: u32,
-        pages: Vec<u16>,
-        indirect: Option<u16>,
-        operation: u8,
-        inner: u8,
-        fua_flush: bool,
-    ) {
+    /// Records what ring slot `slot` carries.
+    fn place(&mut self, slot: u16, shadow: Shadow) {
         if let Some(s) = self.shadows.get_mut(usize::from(slot)) {
-            *s = Some(Shadow {
-                op,
-                start,
-                len,
-                pages,
-                indirect,
-                operation,
-                inner,
-                fua_flush,
-            });
+            *s = Some(shadow);
+        }
+    }
+
+    /// The shadow of a request without data pages (flush, barrier, discard).
+    fn bare(op: ReqId, len: u32, operation: u8, fua_flush: bool) -> Shadow {
+        Shadow {
+            op,
+            start: 0,
+            len,
+            pages: Vec::new(),
+            indirect: None,
+            operation,
+            inner: operation,
+            fua_flush,
         }
     }
 
