@@ -256,7 +256,7 @@ blk_writer_start() {
 		while :; do
 			pass=$((pass + 1))
 			echo "RUNNING pass=$pass" >"$st"
-			timeout 1200 nbdcopy --flush --progress=3 "$src" "$uri" >"$XT_RUN/blk-writer.out" 2>&1 \
+			timeout 600 nbdcopy --flush --progress=3 "$src" "$uri" >"$XT_RUN/blk-writer.out" 2>&1 \
 				3>>"$XT_RUN/blk-writer.progress"
 			rc=$?
 			if [ $rc -ne 0 ]; then
@@ -297,9 +297,15 @@ blk_writer_wait_progress() {
 	done
 }
 
-# blk_writer_stop: let the writer finish its current pass and wait for it; sets BLK_WSTATE.
+# blk_writer_stop [now]: let the writer finish its current pass and wait for it; with "now" (a
+# round failed, the guest may be gone) end it at once instead of waiting up to nbdcopy's timeout.
+# Sets BLK_WSTATE.
 blk_writer_stop() {
 	touch "$XT_RUN/blk-writer.stop"
+	if [ "${1:-}" = now ]; then
+		pkill -P "$BLK_WRITER" 2>/dev/null
+		kill "$BLK_WRITER" 2>/dev/null
+	fi
 	wait "$BLK_WRITER"
 	blk_writer_state
 }
@@ -392,7 +398,11 @@ blk_io_across() {
 		times+="${BLK_ROUND_SECS}s, "
 		case "$kind" in C) nc=$((nc + 1)) ;; *) nd=$((nd + 1)) ;; esac
 	done
-	blk_writer_stop
+	if [ -n "$problems" ] || [ "$(xt_triple_faults)" != 0 ]; then
+		blk_writer_stop now
+	else
+		blk_writer_stop
+	fi
 	case "$BLK_WSTATE" in
 	DONE*) ;;
 	*) problems+="the writer ended with '$BLK_WSTATE'; " ;;
