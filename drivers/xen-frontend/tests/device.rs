@@ -429,7 +429,11 @@ impl World {
     /// Every reference the driver holds granted (ring page and buffers).
     fn grefs(&self) -> Vec<grant_table::GrantRef> {
         let d = self.dev.driver();
-        let mut v: Vec<_> = d.bufs.iter().filter_map(|b| b.grant().map(|g| g.gref())).collect();
+        let mut v: Vec<_> = d
+            .bufs
+            .iter()
+            .filter_map(|b| b.grant().map(|g| g.gref()))
+            .collect();
         if let Some(r) = &d.ring {
             v.push(r.page.gref());
         }

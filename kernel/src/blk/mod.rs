@@ -12,6 +12,13 @@
 //! completions routed to whoever submitted them. When nothing moved the rings are
 //! re-armed; the back end's event wakes the loop.
 //!
+//! **Hotplug** ([`sync`], when the runtime saw `device/` change): a disk removed
+//! by `xl block-detach` closes with its back end; the requests it still held
+//! fail with an I/O error (never a hang, never a false success) and it is
+//! dropped once its back end vanished, so its export goes away; a disk added by
+//! `xl block-attach` is brought up as at boot and exported again. See
+//! `docs/BLK.md`.
+//!
 //! **The NBD service's view** ([`with_disks`]): the disks as `nbd_server::Disks`
 //! (export id = device id). Requests a disk cannot take now are `Busy` (the service
 //! retries); answers come back per owner.
@@ -83,6 +90,7 @@ static BLK: Mutex<Option<Blk>> = Mutex::new(None);
 /// Brings every `device/vbd/<id>` up and registers the suspend hook. Prints
 /// `xenrs blk error: ...` for each disk that cannot be used. `nbd`: the NBD
 /// service runs, so each disk's export is announced when it first connects.
+/// With no disk yet the (empty) set is kept for disks added later ([`sync`]).
 pub fn start(nbd: bool) {
     let ids = match crate::xenbus::devices::ids("vbd") {
         Ok(ids) => ids,
@@ -93,7 +101,6 @@ pub fn start(nbd: bool) {
     };
     if ids.is_empty() {
         log::info!("blk: no disk");
-        return;
     }
     if ids.len() > MAX_DISKS {
         crate::println!(
@@ -108,15 +115,76 @@ pub fn start(nbd: bool) {
             Err(e) => crate::println!("xenrs blk error: vbd/{id}: {e}"),
         }
     }
-    if disks.is_empty() {
-        return;
-    }
     *BLK.lock() = Some(Blk {
         disks,
         done: BTreeMap::new(),
         nbd,
     });
     suspend::register(Box::new(BlkHook));
+}
+
+/// The device directory changed: `ids` are the `device/vbd/<id>` listed now.
+/// A disk no longer listed acts on its back end's state at its next pass (its
+/// back end is gone: the device ends Removed, every request it still held
+/// fails with an I/O error, and [`poll`] drops it); an id listed for the first
+/// time becomes a disk (`xenrs xenbus: device vbd/<id> added`), exported again
+/// once it connects.
+pub fn sync(ids: &[u32]) {
+    let mut guard = BLK.lock();
+    let Some(blk) = guard.as_mut() else {
+        return;
+    };
+    for d in &mut blk.disks {
+        if !ids.contains(&d.bf.devid())
+            && let Some(w) = d.watch.as_ref()
+        {
+            w.again();
+        }
+    }
+    for &id in ids {
+        if blk.disks.iter().any(|d| d.bf.devid() == id) {
+            continue;
+        }
+        if blk.disks.len() >= MAX_DISKS {
+            log::warn!("blk: vbd/{id} added, but {MAX_DISKS} disks are driven already");
+            continue;
+        }
+        crate::println!("xenrs xenbus: device vbd/{id} added");
+        match Disk::new(id) {
+            Ok(d) => blk.disks.push(d),
+            Err(e) => crate::println!("xenrs blk error: vbd/{id}: {e}"),
+        }
+    }
+}
+
+impl Blk {
+    /// Drops the disks whose device was removed (after their last
+    /// completions were routed); true if there was one.
+    fn reap(&mut self) -> bool {
+        let mut reaped = false;
+        let mut i = 0;
+        while i < self.disks.len() {
+            let removed = self
+                .disks
+                .get(i)
+                .is_some_and(|d| d.bf.phase() == ::xenbus::Phase::Removed);
+            if removed {
+                let mut d = self.disks.remove(i);
+                if let Some(w) = d.watch.take() {
+                    w.cancel();
+                }
+                crate::println!(
+                    "xenrs xenbus: device vbd/{} removed ({} requests failed)",
+                    d.bf.devid(),
+                    d.bf.stats().failed
+                );
+                reaped = true;
+            } else {
+                i += 1;
+            }
+        }
+        reaped
+    }
 }
 
 /// Why a disk could not be brought up.
@@ -396,6 +464,11 @@ pub fn poll() -> bool {
     let nbd = blk.nbd;
     for d in &mut blk.disks {
         busy |= d.pump(nbd, &mut blk.done);
+    }
+    if blk.reap() {
+        // A removed disk's id may be listed again already (a quick re-attach).
+        crate::xenbus::hotplug::again();
+        busy = true;
     }
     if !busy {
         for d in &mut blk.disks {
