@@ -53,6 +53,11 @@ const HEAP_RESERVE: usize = 512 * 1024;
 /// (the NBD service bounds what it submits; this is a second bound).
 const MAX_DONE_PER_OWNER: usize = 1024;
 
+/// How long a disk whose back end shows Closing keeps its connection for the
+/// answers to the requests in flight (blkback, told nothing yet, answers
+/// them; libxl gives the whole close 10 s).
+const CLOSING_GRACE_NS: u64 = 5 * crate::xen::time::NS_PER_SEC;
+
 /// One virtual disk.
 struct Disk {
     /// The front end.
@@ -73,6 +78,9 @@ struct Disk {
     routes: BTreeMap<ReqId, (u16, u64)>,
     /// Times the connection came up.
     connects: u64,
+    /// Since when the back end shows Closing while requests are in flight
+    /// (their answers are awaited, see [`Disk::await_answers`]).
+    closing_since: Option<u64>,
 }
 
 /// The disks.
@@ -242,6 +250,7 @@ impl Disk {
             exported: false,
             routes: BTreeMap::new(),
             connects: 0,
+            closing_since: None,
         };
         let started = store::with(|xs| disk.bf.start(xs))
             .map_err(DiskSetupError::Store)
@@ -264,15 +273,20 @@ impl Disk {
     ) -> bool {
         let mut busy = false;
         let name = alloc::string::String::from(self.bf.name());
-        if let Some(watch) = self.watch.as_ref()
-            && watch.take()
-        {
+        if self.watch.as_ref().is_some_and(StateWatch::take) {
             busy = true;
-            match store::with(|xs| self.bf.on_backend_state(xs)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => crate::println!("xenrs blk error: {name}: back-end state: {e}"),
-                Err(StoreError::Busy) => watch.again(),
-                Err(e) => crate::println!("xenrs blk error: {name}: xenstore: {e}"),
+            if !self.await_answers() {
+                self.closing_since = None;
+                match store::with(|xs| self.bf.on_backend_state(xs)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => crate::println!("xenrs blk error: {name}: back-end state: {e}"),
+                    Err(StoreError::Busy) => {
+                        if let Some(w) = self.watch.as_ref() {
+                            w.again();
+                        }
+                    }
+                    Err(e) => crate::println!("xenrs blk error: {name}: xenstore: {e}"),
+                }
             }
         }
         self.check_connection(nbd);
@@ -296,6 +310,15 @@ impl Disk {
                 q.push_back((tag, result));
             }
         }
+        if let Some(since) = self.closing_since
+            && (self.bf.in_flight() == 0
+                || crate::xen::time::now_ns().saturating_sub(since) >= CLOSING_GRACE_NS)
+            && let Some(w) = self.watch.as_ref()
+        {
+            // Answered (or waited long enough): act on the Closing now.
+            w.again();
+            busy = true;
+        }
         // Relaxed: a statistic.
         let failures = self.counters.failures.load(Ordering::Relaxed);
         if failures > self.failures_reported {
@@ -307,6 +330,45 @@ impl Disk {
             self.failures_reported = failures;
         }
         busy
+    }
+
+    /// Whether to hold off acting on the back end's state: it shows Closing
+    /// while requests are in flight on a live connection. `xl block-detach`
+    /// writes blkback's state Closing, but blkback learns of the close only
+    /// from our Closed and goes on answering what it took, so the disk keeps
+    /// its connection (and every page granted) for those answers, for at most
+    /// [`CLOSING_GRACE_NS`]; it posts nothing new meanwhile (the NBD service
+    /// sees `Busy`). Then the close goes on and what is still unanswered fails
+    /// with an I/O error (its pages stay granted until blkback let go).
+    fn await_answers(&mut self) -> bool {
+        if !self.bf.is_up() || self.bf.in_flight() == 0 {
+            return false;
+        }
+        let closing = store::read(&self.bf.backend_state_path())
+            .ok()
+            .and_then(|v| ::xenbus::XenbusState::parse(&v).ok())
+            == Some(::xenbus::XenbusState::Closing);
+        if !closing {
+            return false;
+        }
+        let now = crate::xen::time::now_ns();
+        match self.closing_since {
+            None => {
+                self.closing_since = Some(now);
+                // A wake-up at the end of the grace (the callback does nothing).
+                let _ = crate::xen::time::schedule_at(
+                    now.saturating_add(CLOSING_GRACE_NS),
+                    Box::new(|| {}),
+                );
+                log::info!(
+                    "blk: {}: back end closing; awaiting {} requests in flight",
+                    self.bf.name(),
+                    self.bf.in_flight()
+                );
+                true
+            }
+            Some(since) => now.saturating_sub(since) < CLOSING_GRACE_NS,
+        }
     }
 
     /// Notices the connection coming up or going down; recovers from faults.
@@ -403,6 +465,10 @@ impl Disks for Blk {
         else {
             return Err((DiskError::Gone, op));
         };
+        if disk.closing_since.is_some() {
+            // Nothing new while the answers to what is in flight are awaited.
+            return Err((DiskError::Busy, op));
+        }
         let op = match op {
             DiskOp::Read { len } => Op::Read { len },
             DiskOp::Write { data, fua } => Op::Write { data, fua },
