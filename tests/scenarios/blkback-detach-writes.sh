@@ -5,7 +5,7 @@
 # write the client had in flight gets a reply (an acknowledgement or an error, none is left
 # hanging), some get errors (the disk went away under them), and every acknowledged write is in
 # dom0's backing file afterwards. Then `xl block-attach` brings the disk back: the guest prints
-# `xenrs xenbus: device vbd/51712 added` and exports xvda again; nbdinfo sees its size, a 1 MiB
+# `xenrs xenbus: device vbd/51712 added` and exports xvda again; nbdinfo sees its size, a 256 KiB
 # write + flush + read-back works and lands in the backing file. The guest's grant counters
 # (data/grants) are back at their boot baseline once the disk is connected again. No guest error
 # line other than the NBD service's reports of the failed writes.
@@ -89,7 +89,7 @@ if [ -z "$problems" ]; then
 	else
 		problems+="after the attach: $BLK_WHY; "
 	fi
-	rw=$(timeout 300 python3 "$HP_WRITER" rw "$IP" "$BLK_NBD_PORT" xvda $((SEED + 7)) $((8 << 20)) $((1 << 20)) "$file" 2>&1) ||
+	rw=$(timeout 300 python3 "$HP_WRITER" rw "$IP" "$BLK_NBD_PORT" xvda $((SEED + 7)) $((8 << 20)) $((256 << 10)) "$file" 2>&1) ||
 		problems+="write/read-back after the attach: $(tr '\n' ' ' <<<"$rw"); "
 	hp_grants_back "$G" "$base" 60 ||
 		problems+="grant counters not back at their baseline 60 s after the attach: baseline '$base', now '$HP_GRANTS'; "

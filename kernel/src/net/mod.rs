@@ -291,6 +291,12 @@ pub fn sync(ids: &[u32]) {
         }
         crate::println!("xenrs xenbus: device vif/{id} added");
         net.add_vif(id);
+        if let Some(v) = net.vifs.last_mut()
+            && v.id() == id
+        {
+            // Its bridge port is new: tell the bridge and dom0 where we are.
+            v.announce_when_up();
+        }
     }
 }
 

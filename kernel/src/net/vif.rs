@@ -260,6 +260,12 @@ impl Vif {
         self.nf.phase() == ::xenbus::Phase::Removed
     }
 
+    /// Sends an ARP announcement of our address once connected (a vif added
+    /// while the guest runs sits on a new bridge port).
+    pub fn announce_when_up(&mut self) {
+        self.announce = true;
+    }
+
     /// Acts on the back end's state now (the device directory changed: a
     /// removed device's back end is gone too).
     pub fn refresh(&mut self) {
