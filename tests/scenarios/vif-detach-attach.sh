@@ -13,7 +13,8 @@ IP=169.254.77.61
 ROUNDS=20
 net_start "$G" "$IP" || xt_fail "$NET_WHY"
 mac=$(net_cfg_mac "$G")
-spec="bridge=$XT_BRIDGE,mac=$mac,script=/etc/xen/scripts/xt-vif"
+# xl network-attach takes the vif spec as separate key=value arguments.
+spec=(bridge="$XT_BRIDGE" mac="$mac" script=/etc/xen/scripts/xt-vif)
 net_ping "$IP" 2 || xt_fail "ping before the first round: $NET_PING"
 hp_echo "$IP" "before" || xt_fail "TCP echo before the first round: $HP_WHY"
 hp_grants_settled "$G" 30 || xt_fail "the grant counters did not settle after boot: $HP_WHY"
@@ -36,7 +37,7 @@ for r in $(seq 1 $ROUNDS); do
 		problems+="round $r: $HP_WHY; "
 		break
 	fi
-	if ! hp_xl network-attach "$G" "$spec"; then
+	if ! hp_xl network-attach "$G" "${spec[@]}"; then
 		problems+="round $r: $HP_WHY; "
 		break
 	fi
