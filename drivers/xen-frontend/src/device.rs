@@ -390,8 +390,7 @@ where
             for action in &actions {
                 match *action {
                     Action::WriteOwnState(s) => {
-                        let path = format!("{}/state", self.own_dir);
-                        if let Err(e) = xs.write(TxId::NONE, &path, s.as_str().as_bytes()) {
+                        if let Err(e) = self.write_own_state(xs, s) {
                             first_err.get_or_insert(Error::Xenstore(e));
                         }
                     }
@@ -440,6 +439,31 @@ where
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Writes our `state` node, but only while it exists (Linux's
+    /// `xenbus_switch_state` checks the same): once the toolstack has removed
+    /// our device directory (`xl network-detach`, `xl block-detach`), a late
+    /// write (the Initialising that follows the back end's Closed) would
+    /// create `device/<class>/<id>/state` again, a stray node that looks like
+    /// a device and makes libxl pick another id for the next attach. A removed
+    /// directory is not an error: the back end's state node vanishes with it,
+    /// and that input ends the device. The check and the write are two
+    /// requests, not one transaction (a transaction per state change would
+    /// contend with the toolstack's): libxl removes the directories only
+    /// after the back end reached Closed and its hotplug script ran, long
+    /// after we wrote what follows the Closed.
+    fn write_own_state(
+        &mut self,
+        xs: &mut impl XenstoreAccess,
+        state: XenbusState,
+    ) -> Result<(), XsError> {
+        let path = format!("{}/state", self.own_dir);
+        match xs.read(TxId::NONE, &path) {
+            Ok(_) => xs.write(TxId::NONE, &path, state.as_str().as_bytes()),
+            Err(XsError::Enoent) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// `Action::SetupRings`: the back end is read again, the event channel

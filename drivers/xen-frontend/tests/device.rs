@@ -424,3 +424,104 @@ fn errors_display_what_went_wrong() {
         "connection setup: the xenstore transaction kept conflicting (EAGAIN)"
     );
 }
+
+impl World {
+    /// Every reference the driver holds granted (ring page and buffers).
+    fn grefs(&self) -> Vec<grant_table::GrantRef> {
+        let d = self.dev.driver();
+        let mut v: Vec<_> = d
+            .bufs
+            .iter()
+            .filter_map(|b| b.grant().map(|g| g.gref()))
+            .collect();
+        if let Some(r) = &d.ring {
+            v.push(r.page.gref());
+        }
+        v
+    }
+
+    /// The back end (dom0) maps every reference read-write.
+    fn backend_maps(&self, grefs: &[grant_table::GrantRef]) {
+        for &g in grefs {
+            self.grants
+                .with_mem(|m| m.inner.backend_map(0, g, Access::ReadWrite))
+                .expect("map");
+        }
+    }
+
+    /// The back end unmaps every reference.
+    fn backend_unmaps(&self, grefs: &[grant_table::GrantRef]) {
+        for &g in grefs {
+            self.grants
+                .with_mem(|m| m.inner.backend_unmap(0, g, Access::ReadWrite))
+                .expect("unmap");
+        }
+    }
+
+    fn deferred_grants(&self) -> u32 {
+        self.grants.with_table(|t| t.stats().deferred)
+    }
+}
+
+/// `xl network-detach` / `xl block-detach`: libxl writes the BACK END's state
+/// Closing while the back end still maps everything (it only learns of the
+/// close from our Closed), waits for its Closed, then removes both
+/// directories. Every grant ends: deferred while mapped, released once the
+/// back end unmapped; nothing leaks and the device ends Removed.
+#[test]
+fn toolstack_detach_ends_every_grant_and_removes_the_device() {
+    let mut w = World::connected();
+    let grefs = w.grefs();
+    assert_eq!(grefs.len(), 4, "ring page and three buffers");
+    w.backend_maps(&grefs);
+    // libxl: backend state = Closing (the back end itself has not noticed).
+    w.backend("5").expect("toolstack's Closing");
+    assert_eq!(w.take_trace(), [Call::Disconnected, Call::Release]);
+    assert_eq!(w.node("state").as_deref(), Some("6"), "we answer Closed");
+    assert_eq!(w.active_grants(), 0);
+    assert_eq!(
+        w.deferred_grants(),
+        4,
+        "still mapped: deferred, not freed under the back end"
+    );
+    // The back end sees our Closed, unmaps, says Closed.
+    w.backend_unmaps(&grefs);
+    w.backend("6").expect("back end Closed");
+    assert_eq!(w.take_trace(), [Call::Reinitialise]);
+    assert_eq!(w.node("state").as_deref(), Some("1"), "Initialising again");
+    // libxl removes both directories.
+    w.xs_ring.with_sim(|s| {
+        s.rm(FRONT_DIR);
+        s.rm(BACK_DIR);
+    });
+    w.dev.on_backend_state(&mut w.xs).expect("vanished");
+    assert_eq!(w.take_trace(), [Call::Free]);
+    assert_eq!(w.dev.phase(), Phase::Removed);
+    assert!(w.dev.is_gone());
+    assert_eq!(w.node("state"), None);
+    let report = w.grants.poll_deferred(&w.pages);
+    assert_eq!(report.released, 4);
+    assert_eq!((w.active_grants(), w.deferred_grants()), (0, 0));
+    assert_eq!(w.pages.live(), 0, "every page back with the provider");
+}
+
+/// The toolstack removed our directory before we acted on the back end's
+/// Closed: the Initialising that follows must not create
+/// `device/<class>/<id>/state` again (a stray node that looks like a device).
+#[test]
+fn no_state_write_recreates_a_removed_device_directory() {
+    let mut w = World::connected();
+    w.backend("5").expect("toolstack's Closing");
+    w.xs_ring.with_sim(|s| {
+        s.write(&format!("{BACK_DIR}/state"), b"6");
+        s.rm(FRONT_DIR);
+    });
+    w.dev.on_backend_state(&mut w.xs).expect("back end Closed");
+    assert_eq!(w.node("state"), None, "no stray state node");
+    assert_eq!(w.node("backend"), None);
+    w.xs_ring.with_sim(|s| s.rm(BACK_DIR));
+    w.dev.on_backend_state(&mut w.xs).expect("vanished");
+    assert!(w.dev.is_gone());
+    assert_eq!(w.node("state"), None);
+    assert_eq!(w.pages.live(), 0);
+}

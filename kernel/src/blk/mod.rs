@@ -12,6 +12,13 @@
 //! completions routed to whoever submitted them. When nothing moved the rings are
 //! re-armed; the back end's event wakes the loop.
 //!
+//! **Hotplug** ([`sync`], when the runtime saw `device/` change): a disk removed
+//! by `xl block-detach` closes with its back end; the requests it still held
+//! fail with an I/O error (never a hang, never a false success) and it is
+//! dropped once its back end vanished, so its export goes away; a disk added by
+//! `xl block-attach` is brought up as at boot and exported again. See
+//! `docs/BLK.md`.
+//!
 //! **The NBD service's view** ([`with_disks`]): the disks as `nbd_server::Disks`
 //! (export id = device id). Requests a disk cannot take now are `Busy` (the service
 //! retries); answers come back per owner.
@@ -46,6 +53,11 @@ const HEAP_RESERVE: usize = 512 * 1024;
 /// (the NBD service bounds what it submits; this is a second bound).
 const MAX_DONE_PER_OWNER: usize = 1024;
 
+/// How long a disk whose back end shows Closing keeps its connection for the
+/// answers to the requests in flight (blkback, told nothing yet, answers
+/// them; libxl gives the whole close 10 s).
+const CLOSING_GRACE_NS: u64 = 5 * crate::xen::time::NS_PER_SEC;
+
 /// One virtual disk.
 struct Disk {
     /// The front end.
@@ -66,6 +78,9 @@ struct Disk {
     routes: BTreeMap<ReqId, (u16, u64)>,
     /// Times the connection came up.
     connects: u64,
+    /// Since when the back end shows Closing while requests are in flight
+    /// (their answers are awaited, see [`Disk::await_answers`]).
+    closing_since: Option<u64>,
 }
 
 /// The disks.
@@ -83,6 +98,7 @@ static BLK: Mutex<Option<Blk>> = Mutex::new(None);
 /// Brings every `device/vbd/<id>` up and registers the suspend hook. Prints
 /// `xenrs blk error: ...` for each disk that cannot be used. `nbd`: the NBD
 /// service runs, so each disk's export is announced when it first connects.
+/// With no disk yet the (empty) set is kept for disks added later ([`sync`]).
 pub fn start(nbd: bool) {
     let ids = match crate::xenbus::devices::ids("vbd") {
         Ok(ids) => ids,
@@ -93,7 +109,6 @@ pub fn start(nbd: bool) {
     };
     if ids.is_empty() {
         log::info!("blk: no disk");
-        return;
     }
     if ids.len() > MAX_DISKS {
         crate::println!(
@@ -108,15 +123,76 @@ pub fn start(nbd: bool) {
             Err(e) => crate::println!("xenrs blk error: vbd/{id}: {e}"),
         }
     }
-    if disks.is_empty() {
-        return;
-    }
     *BLK.lock() = Some(Blk {
         disks,
         done: BTreeMap::new(),
         nbd,
     });
     suspend::register(Box::new(BlkHook));
+}
+
+/// The device directory changed: `ids` are the `device/vbd/<id>` listed now.
+/// A disk no longer listed acts on its back end's state at its next pass (its
+/// back end is gone: the device ends Removed, every request it still held
+/// fails with an I/O error, and [`poll`] drops it); an id listed for the first
+/// time becomes a disk (`xenrs xenbus: device vbd/<id> added`), exported again
+/// once it connects.
+pub fn sync(ids: &[u32]) {
+    let mut guard = BLK.lock();
+    let Some(blk) = guard.as_mut() else {
+        return;
+    };
+    for d in &mut blk.disks {
+        if !ids.contains(&d.bf.devid())
+            && let Some(w) = d.watch.as_ref()
+        {
+            w.again();
+        }
+    }
+    for &id in ids {
+        if blk.disks.iter().any(|d| d.bf.devid() == id) {
+            continue;
+        }
+        if blk.disks.len() >= MAX_DISKS {
+            log::warn!("blk: vbd/{id} added, but {MAX_DISKS} disks are driven already");
+            continue;
+        }
+        crate::println!("xenrs xenbus: device vbd/{id} added");
+        match Disk::new(id) {
+            Ok(d) => blk.disks.push(d),
+            Err(e) => crate::println!("xenrs blk error: vbd/{id}: {e}"),
+        }
+    }
+}
+
+impl Blk {
+    /// Drops the disks whose device was removed (after their last
+    /// completions were routed); true if there was one.
+    fn reap(&mut self) -> bool {
+        let mut reaped = false;
+        let mut i = 0;
+        while i < self.disks.len() {
+            let removed = self
+                .disks
+                .get(i)
+                .is_some_and(|d| d.bf.phase() == ::xenbus::Phase::Removed);
+            if removed {
+                let mut d = self.disks.remove(i);
+                if let Some(w) = d.watch.take() {
+                    w.cancel();
+                }
+                crate::println!(
+                    "xenrs xenbus: device vbd/{} removed ({} requests failed)",
+                    d.bf.devid(),
+                    d.bf.stats().failed
+                );
+                reaped = true;
+            } else {
+                i += 1;
+            }
+        }
+        reaped
+    }
 }
 
 /// Why a disk could not be brought up.
@@ -174,6 +250,7 @@ impl Disk {
             exported: false,
             routes: BTreeMap::new(),
             connects: 0,
+            closing_since: None,
         };
         let started = store::with(|xs| disk.bf.start(xs))
             .map_err(DiskSetupError::Store)
@@ -196,15 +273,20 @@ impl Disk {
     ) -> bool {
         let mut busy = false;
         let name = alloc::string::String::from(self.bf.name());
-        if let Some(watch) = self.watch.as_ref()
-            && watch.take()
-        {
+        if self.watch.as_ref().is_some_and(StateWatch::take) {
             busy = true;
-            match store::with(|xs| self.bf.on_backend_state(xs)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => crate::println!("xenrs blk error: {name}: back-end state: {e}"),
-                Err(StoreError::Busy) => watch.again(),
-                Err(e) => crate::println!("xenrs blk error: {name}: xenstore: {e}"),
+            if !self.await_answers() {
+                self.closing_since = None;
+                match store::with(|xs| self.bf.on_backend_state(xs)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => crate::println!("xenrs blk error: {name}: back-end state: {e}"),
+                    Err(StoreError::Busy) => {
+                        if let Some(w) = self.watch.as_ref() {
+                            w.again();
+                        }
+                    }
+                    Err(e) => crate::println!("xenrs blk error: {name}: xenstore: {e}"),
+                }
             }
         }
         self.check_connection(nbd);
@@ -228,6 +310,15 @@ impl Disk {
                 q.push_back((tag, result));
             }
         }
+        if let Some(since) = self.closing_since
+            && (self.bf.in_flight() == 0
+                || crate::xen::time::now_ns().saturating_sub(since) >= CLOSING_GRACE_NS)
+            && let Some(w) = self.watch.as_ref()
+        {
+            // Answered (or waited long enough): act on the Closing now.
+            w.again();
+            busy = true;
+        }
         // Relaxed: a statistic.
         let failures = self.counters.failures.load(Ordering::Relaxed);
         if failures > self.failures_reported {
@@ -239,6 +330,45 @@ impl Disk {
             self.failures_reported = failures;
         }
         busy
+    }
+
+    /// Whether to hold off acting on the back end's state: it shows Closing
+    /// while requests are in flight on a live connection. `xl block-detach`
+    /// writes blkback's state Closing, but blkback learns of the close only
+    /// from our Closed and goes on answering what it took, so the disk keeps
+    /// its connection (and every page granted) for those answers, for at most
+    /// [`CLOSING_GRACE_NS`]; it posts nothing new meanwhile (the NBD service
+    /// sees `Busy`). Then the close goes on and what is still unanswered fails
+    /// with an I/O error (its pages stay granted until blkback let go).
+    fn await_answers(&mut self) -> bool {
+        if !self.bf.is_up() || self.bf.in_flight() == 0 {
+            return false;
+        }
+        let closing = store::read(&self.bf.backend_state_path())
+            .ok()
+            .and_then(|v| ::xenbus::XenbusState::parse(&v).ok())
+            == Some(::xenbus::XenbusState::Closing);
+        if !closing {
+            return false;
+        }
+        let now = crate::xen::time::now_ns();
+        match self.closing_since {
+            None => {
+                self.closing_since = Some(now);
+                // A wake-up at the end of the grace (the callback does nothing).
+                let _ = crate::xen::time::schedule_at(
+                    now.saturating_add(CLOSING_GRACE_NS),
+                    Box::new(|| {}),
+                );
+                log::info!(
+                    "blk: {}: back end closing; awaiting {} requests in flight",
+                    self.bf.name(),
+                    self.bf.in_flight()
+                );
+                true
+            }
+            Some(since) => now.saturating_sub(since) < CLOSING_GRACE_NS,
+        }
     }
 
     /// Notices the connection coming up or going down; recovers from faults.
@@ -335,6 +465,10 @@ impl Disks for Blk {
         else {
             return Err((DiskError::Gone, op));
         };
+        if disk.closing_since.is_some() {
+            // Nothing new while the answers to what is in flight are awaited.
+            return Err((DiskError::Busy, op));
+        }
         let op = match op {
             DiskOp::Read { len } => Op::Read { len },
             DiskOp::Write { data, fua } => Op::Write { data, fua },
@@ -396,6 +530,11 @@ pub fn poll() -> bool {
     let nbd = blk.nbd;
     for d in &mut blk.disks {
         busy |= d.pump(nbd, &mut blk.done);
+    }
+    if blk.reap() {
+        // A removed disk's id may be listed again already (a quick re-attach).
+        crate::xenbus::hotplug::again();
+        busy = true;
     }
     if !busy {
         for d in &mut blk.disks {

@@ -11,6 +11,12 @@
 //! (`ip=A.B.C.D/N` [+ `gw=`], or `dhcp`) and the default route; further vifs ask for
 //! an address by DHCP if `dhcp` was given and stay unaddressed otherwise.
 //!
+//! **Hotplug** ([`sync`], when the runtime saw `device/` change): a vif removed by
+//! `xl network-detach` closes with its back end (grants end once it let go, see
+//! `docs/NET.md`) and is dropped once its back end vanished; a vif added by `xl
+//! network-attach` is brought up as at boot, the primary one with the command
+//! line's address (a new interface and sockets over the new device).
+//!
 //! **Driving** ([`poll`], from the main loop after every wake-up): each vif's
 //! [`Vif::pump`] (back-end state, packets, services, DHCP). When nothing moved, the
 //! vifs re-arm their rings' response events (`RING_FINAL_CHECK_FOR_RESPONSES`); only if
@@ -60,6 +66,12 @@ const CLOCK_REUSE: u32 = 8;
 struct Net {
     /// The vifs, first = primary.
     vifs: Vec<Vif>,
+    /// The command line's network configuration (for vifs added later).
+    cfg: NetConfig,
+    /// The services each vif runs.
+    services: ServicesConfig,
+    /// The console's list of those services.
+    listening: String,
     /// The programmed wake-up: (deadline ns, handle).
     timer: Option<(u64, TimerHandle)>,
     /// When the deferred grants were last retried.
@@ -160,7 +172,8 @@ fn addressing(cfg: &NetConfig, index: usize) -> Result<Addressing, u8> {
 }
 
 /// Brings every vif up (see the module docs) and registers the suspend hook.
-/// Prints `xenrs net error: ...` for each vif that cannot be used.
+/// Prints `xenrs net error: ...` for each vif that cannot be used. With no vif
+/// yet the (empty) network is kept for vifs added later ([`sync`]).
 pub fn start(cfg: &NetConfig) {
     let ids = match crate::xenbus::devices::ids("vif") {
         Ok(ids) => ids,
@@ -171,7 +184,6 @@ pub fn start(cfg: &NetConfig) {
     };
     if ids.is_empty() {
         log::info!("net: no vif");
-        return;
     }
     if ids.len() > MAX_VIFS {
         crate::println!(
@@ -180,17 +192,37 @@ pub fn start(cfg: &NetConfig) {
         );
     }
     let services = services_config(cfg.services);
-    let listening = services_listening(&services.selection);
-    let mut vifs = Vec::new();
+    let mut net = Net {
+        vifs: Vec::new(),
+        cfg: *cfg,
+        services,
+        listening: services_listening(&services.selection),
+        timer: None,
+        deferred_at: time::now_ns(),
+        clock_at: vif::instant_now(),
+        clock_reused: 0,
+        last_busy: false,
+    };
     for &id in ids.iter().take(MAX_VIFS) {
-        let primary = vifs.is_empty();
-        let addressing = match addressing(cfg, usize::from(!primary)) {
+        net.add_vif(id);
+    }
+    *NET.lock() = Some(net);
+    suspend::register(Box::new(NetHook));
+}
+
+impl Net {
+    /// Brings up `device/vif/<id>` (the primary if no vif is) and adds it.
+    /// Prints `xenrs net error: ...` if it cannot be used.
+    fn add_vif(&mut self, id: u32) {
+        let primary = !self.vifs.iter().any(Vif::is_primary);
+        let addressing = match addressing(&self.cfg, usize::from(!primary)) {
             Ok(a) => a,
             Err(prefix) => {
                 crate::println!("xenrs net error: ip= prefix /{prefix} is over 32");
                 Addressing::None
             }
         };
+        let services = &self.services;
         let (_, heap_free) = crate::mm::memory::heap_usage();
         let with_services = heap_free >= services.buffer_bytes().saturating_add(HEAP_RESERVE);
         if !with_services {
@@ -199,32 +231,73 @@ pub fn start(cfg: &NetConfig) {
                 services.buffer_bytes()
             );
         }
-        match Vif::new(id, primary, addressing, with_services.then_some(&services)) {
+        match Vif::new(id, primary, addressing, with_services.then_some(services)) {
             Ok(v) => {
                 if v.has_services() {
                     if primary {
-                        crate::println!("xenrs net: services {listening}");
+                        crate::println!("xenrs net: services {}", self.listening);
                     } else {
-                        crate::println!("xenrs net: vif/{} services {listening}", v.id());
+                        crate::println!("xenrs net: vif/{} services {}", v.id(), self.listening);
                     }
                 }
-                vifs.push(v);
+                self.vifs.push(v);
             }
             Err(e) => crate::println!("xenrs net error: vif/{id}: {e}"),
         }
     }
-    if vifs.is_empty() {
-        return;
+
+    /// Drops the vifs whose device was removed; true if there was one.
+    fn reap(&mut self) -> bool {
+        let mut reaped = false;
+        let mut i = 0;
+        while i < self.vifs.len() {
+            if self.vifs.get(i).is_some_and(Vif::is_removed) {
+                let v = self.vifs.remove(i);
+                let id = v.id();
+                v.retire();
+                crate::println!("xenrs xenbus: device vif/{id} removed");
+                reaped = true;
+            } else {
+                i += 1;
+            }
+        }
+        reaped
     }
-    *NET.lock() = Some(Net {
-        vifs,
-        timer: None,
-        deferred_at: time::now_ns(),
-        clock_at: vif::instant_now(),
-        clock_reused: 0,
-        last_busy: false,
-    });
-    suspend::register(Box::new(NetHook));
+}
+
+/// The device directory changed: `ids` are the `device/vif/<id>` listed now.
+/// A vif no longer listed acts on its back end's state at its next pump (its
+/// back end is gone: the device ends Removed and [`poll`] drops it); an id
+/// listed for the first time becomes a vif (`xenrs xenbus: device vif/<id>
+/// added`), announcing Initialising; the primary (the one that owns `ip=`, the
+/// default route and `gw=`) is rebuilt with the command line's address.
+pub fn sync(ids: &[u32]) {
+    let mut guard = NET.lock();
+    let Some(net) = guard.as_mut() else {
+        return;
+    };
+    for v in &mut net.vifs {
+        if !ids.contains(&v.id()) {
+            v.refresh();
+        }
+    }
+    for &id in ids {
+        if net.vifs.iter().any(|v| v.id() == id) {
+            continue;
+        }
+        if net.vifs.len() >= MAX_VIFS {
+            log::warn!("net: vif/{id} added, but {MAX_VIFS} vifs are driven already");
+            continue;
+        }
+        crate::println!("xenrs xenbus: device vif/{id} added");
+        net.add_vif(id);
+        if let Some(v) = net.vifs.last_mut()
+            && v.id() == id
+        {
+            // Its bridge port is new: tell the bridge and dom0 where we are.
+            v.announce_when_up();
+        }
+    }
 }
 
 /// One pass of the network work; called by the main loop after every wake-up.
@@ -250,6 +323,11 @@ pub fn poll() -> bool {
             let t = vif::instant_ns(t);
             next = Some(next.map_or(t, |n| n.min(t)));
         }
+    }
+    if net.reap() {
+        // A removed vif's id may be listed again already (a quick re-attach).
+        crate::xenbus::hotplug::again();
+        busy = true;
     }
     if now_ns.saturating_sub(net.deferred_at) >= DEFERRED_POLL_NS {
         net.deferred_at = now_ns;

@@ -249,6 +249,40 @@ impl Vif {
         self.id
     }
 
+    /// Whether this vif owns the command line's address and the default route.
+    pub fn is_primary(&self) -> bool {
+        self.primary
+    }
+
+    /// Whether the device was removed (its back end vanished): only dropping
+    /// it is left ([`Vif::retire`]).
+    pub fn is_removed(&self) -> bool {
+        self.nf.phase() == ::xenbus::Phase::Removed
+    }
+
+    /// Sends an ARP announcement of our address once connected (a vif added
+    /// while the guest runs sits on a new bridge port).
+    pub fn announce_when_up(&mut self) {
+        self.announce = true;
+    }
+
+    /// Acts on the back end's state now (the device directory changed: a
+    /// removed device's back end is gone too).
+    pub fn refresh(&mut self) {
+        if let Some(w) = self.watch.as_ref() {
+            w.again();
+        }
+    }
+
+    /// Drops a removed vif: its watch goes; its pages went back when it was
+    /// removed (those the back end still mapped wait on the grant table's
+    /// deferred list).
+    pub fn retire(mut self) {
+        if let Some(w) = self.watch.take() {
+            w.cancel();
+        }
+    }
+
     /// Whether the services run on this vif.
     pub fn has_services(&self) -> bool {
         self.services.is_some()

@@ -8,6 +8,7 @@
 //! asks: the main loop ([`run`]) or power off. The console lines are the contract of
 //! `docs/CONSOLE.md`.
 
+mod counters;
 mod panic;
 mod services;
 mod suspend;
@@ -30,6 +31,7 @@ use crate::xen::control::{self, Request};
 use crate::xen::events;
 use crate::xen::logger;
 use crate::xen::store;
+use crate::xenbus::{devices, hotplug};
 
 /// The kernel's version, printed in the banner.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -147,6 +149,9 @@ pub fn kernel_main(info: BootInfo) -> ! {
     if services_up {
         blk::start(config.net.services.nbd);
         net::start(&config.net);
+        if let Err(e) = hotplug::start() {
+            crate::println!("xenrs xenbus error: watching device/ for hotplug: {e}");
+        }
     }
 
     crate::println!("xenrs boot complete");
@@ -259,15 +264,21 @@ impl fmt::Display for XenVersion {
 /// The main event loop (services up): never returns; leaves through a control request.
 ///
 /// Each pass dispatches marked event-channel ports, then queued watch events (bounded
-/// per watch), then one pass of the disks ([`blk::poll`]) and of the network ([`net::poll`]; each re-arms its rings and
+/// per watch), then a device sync if `device/` changed (hotplug), then one pass of the disks ([`blk::poll`]) and of the network ([`net::poll`]; each re-arms its rings and
 /// wake-up timer when it is idle), then a pending control request; with nothing to do
-/// it idles (`sti; hlt`, race-free, see [`events::idle`]).
+/// it idles (`sti; hlt`, race-free, see [`events::idle`]). The grant counters go to
+/// `data/grants` when they changed ([`counters::publish`]).
 fn run() -> ! {
     loop {
         let mut busy = events::dispatch(None) > 0;
         busy |= store::service_watches() > 0;
+        if hotplug::take() {
+            sync_devices();
+            busy = true;
+        }
         busy |= blk::poll();
         busy |= net::poll();
+        counters::publish();
         if let Some(request) = control::take_request() {
             act(request);
             busy = true;
@@ -275,6 +286,20 @@ fn run() -> ! {
         if !busy && !store::events_queued() {
             events::idle();
         }
+    }
+}
+
+/// `device/` changed (hotplug): each class compares the ids listed now with
+/// the devices it drives. A class whose listing fails is left as it is (the
+/// next change looks again).
+fn sync_devices() {
+    match devices::ids("vbd") {
+        Ok(ids) => blk::sync(&ids),
+        Err(e) => crate::println!("xenrs xenbus error: listing device/vbd: {e}"),
+    }
+    match devices::ids("vif") {
+        Ok(ids) => net::sync(&ids),
+        Err(e) => crate::println!("xenrs xenbus error: listing device/vif: {e}"),
     }
 }
 
