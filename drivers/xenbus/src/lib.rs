@@ -32,6 +32,6 @@ pub use device::{
     BackendPath, DeviceClass, DeviceError, DeviceId, FrontendDevice, parse_backend_id,
 };
 pub use frontend::{
-    Action, Actions, DriverEvent, Frontend, FrontendError, Handshake, Input, Phase,
+    Action, Actions, DriverEvent, Frontend, FrontendError, Handshake, Input, Phase, Rebind,
 };
 pub use xen_abi::xenbus::{StateParseError, XenbusState};
