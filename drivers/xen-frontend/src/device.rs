@@ -196,6 +196,7 @@ pub struct Device<D, P, G, E> {
     reopen: bool,
     last_setup_error: Option<SetupError>,
     setups: u64,
+    reattaches: u64,
     xs_attempts: usize,
 }
 
@@ -226,6 +227,7 @@ where
             reopen: false,
             last_setup_error: None,
             setups: 0,
+            reattaches: 0,
             xs_attempts: xs_attempts.max(1),
         })
     }
@@ -294,7 +296,7 @@ where
     /// Times the back end re-attached to our rings (see
     /// [`is_reattaching`](Self::is_reattaching)).
     pub fn reattaches(&self) -> u64 {
-        self.xenbus.reattaches()
+        self.reattaches
     }
 
     /// Whether a connected device's back end is away: it closed its end of
@@ -423,6 +425,8 @@ where
         let mut next = Some(input);
         let mut first_err: Option<Error> = None;
         while let Some(input) = next.take() {
+            // Connected again while connected: the back end re-attached.
+            let was_connected = self.xenbus.phase() == Phase::Connected;
             let actions = self.xenbus.handle(input)?;
             for action in &actions {
                 match *action {
@@ -447,7 +451,12 @@ where
                         };
                         next = Some(Input::Driver(event));
                     }
-                    Action::Connected => self.driver.connected(&mut self.io, xs, &self.backend),
+                    Action::Connected => {
+                        if was_connected {
+                            self.reattaches += 1;
+                        }
+                        self.driver.connected(&mut self.io, xs, &self.backend)
+                    }
                     Action::Disconnected => self.driver.disconnected(),
                     Action::ReleaseGrants => {
                         self.io.kick_mut().close();

@@ -269,7 +269,6 @@ pub struct Frontend {
     close_requested: bool,
     rebind: Rebind,
     reattaching: bool,
-    reattaches: u64,
 }
 
 impl Frontend {
@@ -287,7 +286,6 @@ impl Frontend {
             close_requested: false,
             rebind: Rebind::Reset,
             reattaching: false,
-            reattaches: 0,
         }
     }
 
@@ -309,11 +307,6 @@ impl Frontend {
         self.reattaching
     }
 
-    /// Times a back end re-attached to our rings (showed Connected again after
-    /// InitWait/Initialised while we stayed connected).
-    pub fn reattaches(&self) -> u64 {
-        self.reattaches
-    }
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
@@ -521,7 +514,6 @@ impl Frontend {
                     if self.reattaching {
                         // It mapped our rings again: I/O flows once more.
                         self.reattaching = false;
-                        self.reattaches = self.reattaches.saturating_add(1);
                         out.push(Action::Connected);
                     }
                 }
