@@ -3,8 +3,8 @@
 //! away, and loses, duplicates or corrupts no frame when it re-attaches.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
-use netfront::sim::{SimNetConfig, SimNetFront, SimRxPacket, SimWorld};
 use netfront::Config;
+use netfront::sim::{SimNetConfig, SimNetFront, SimRxPacket, SimWorld};
 use xenbus::{Phase, XenbusState};
 
 fn frame(len: usize, seed: u8) -> Vec<u8> {
@@ -89,7 +89,8 @@ fn unbind_then_bind_reattaches_to_the_same_rings() {
 
     // Both directions work on the re-attached rings.
     for i in 0..40u8 {
-        w.back.inject(SimRxPacket::new(&frame(60 + usize::from(i), i)));
+        w.back
+            .inject(SimRxPacket::new(&frame(60 + usize::from(i), i)));
     }
     let (got, errors) = w.receive_all(&mut nf);
     assert!(errors.is_empty(), "{errors:?}");
@@ -138,7 +139,11 @@ fn the_tx_watchdog_waits_while_the_back_end_is_away() {
     }
     assert_eq!(nf.fault(), None);
     assert!(nf.is_up());
-    assert!(nf.watchdog_away_waits() >= 10, "{}", nf.watchdog_away_waits());
+    assert!(
+        nf.watchdog_away_waits() >= 10,
+        "{}",
+        nf.watchdog_away_waits()
+    );
     assert_eq!(nf.stats().watchdog_stalls, 0);
     assert_eq!(nf.stats().notifies, notifies);
     // While it waits, the next deadline is half a limit away: one wake-up

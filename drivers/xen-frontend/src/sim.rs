@@ -521,8 +521,6 @@ impl EventChannel for SimEvtchn {
     }
     fn peer_bound(&mut self, port: EvtchnPort) -> Option<bool> {
         let s = self.0.borrow();
-        s.ports
-            .contains_key(&port)
-            .then(|| s.bound.contains(&port))
+        s.ports.contains_key(&port).then(|| s.bound.contains(&port))
     }
 }

@@ -7,6 +7,8 @@
 //! of times. Watch B's events still arrive, every one, in order, and A's queue
 //! stays bounded (the surplus is coalesced: a state watch only needs "changed").
 
+#![allow(clippy::unwrap_used)] // in tests a panic is the failure report
+
 use xenstore::sim::{SimRing, SimXenstored};
 
 const A_PATH: &str = "/local/domain/0/backend/vif/7/5/state";

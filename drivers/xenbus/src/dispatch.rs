@@ -26,7 +26,12 @@ impl RoundRobin {
     /// at most one queued event of watch `i` to its handler and returns whether
     /// there was one; it is called until it returns false or `batch` times per
     /// watch. Returns the number of events handed over.
-    pub fn pass(&mut self, watches: usize, batch: usize, mut take: impl FnMut(usize) -> bool) -> usize {
+    pub fn pass(
+        &mut self,
+        watches: usize,
+        batch: usize,
+        mut take: impl FnMut(usize) -> bool,
+    ) -> usize {
         if watches == 0 {
             return 0;
         }
@@ -47,10 +52,10 @@ impl RoundRobin {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // in tests a panic is the failure report
 mod tests {
     extern crate std;
     use super::RoundRobin;
-    use std::vec;
     use std::vec::Vec;
 
     /// Watch 0's handler never gets its work done: its queue is never empty
@@ -59,8 +64,8 @@ mod tests {
     #[test]
     fn a_watch_that_never_empties_does_not_delay_the_others() {
         let mut rr = RoundRobin::new();
-        let mut queued = vec![usize::MAX, 0, 0, 0];
-        let mut handed = vec![0usize; 4];
+        let mut queued = [usize::MAX, 0, 0, 0];
+        let mut handed = [0usize; 4];
         for pass in 0..50 {
             queued[1 + pass % 3] += 2;
             let n = rr.pass(4, 4, |i| {
@@ -74,7 +79,11 @@ mod tests {
             assert!(n <= 4 * 4);
             assert_eq!(&queued[1..], &[0, 0, 0], "pass {pass}");
         }
-        assert_eq!(handed[0], 50 * 4, "the stuck watch gets at most a batch per pass");
+        assert_eq!(
+            handed[0],
+            50 * 4,
+            "the stuck watch gets at most a batch per pass"
+        );
         assert_eq!(handed[1..].iter().sum::<usize>(), 100);
     }
 

@@ -307,7 +307,6 @@ impl Frontend {
         self.reattaching
     }
 
-
     /// The current phase.
     pub fn phase(&self) -> Phase {
         self.phase

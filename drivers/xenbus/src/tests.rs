@@ -257,7 +257,11 @@ fn reattach_policy_still_resets_a_fresh_or_closing_backend() {
     backend(&mut fe, S::InitWait);
     assert_eq!(
         backend(&mut fe, S::Closing),
-        [A::Disconnected, A::ReleaseGrants, A::WriteOwnState(S::Closed)]
+        [
+            A::Disconnected,
+            A::ReleaseGrants,
+            A::WriteOwnState(S::Closed)
+        ]
     );
     assert!(!fe.is_reattaching());
     assert_eq!(
