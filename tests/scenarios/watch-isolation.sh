@@ -32,10 +32,14 @@ xenstore-write "$fd5/backend" "$bd5" "$fd5/backend-id" 0 "$fd5/state" 1 \
 xenstore-write "$fd6/backend" "$bd6" "$fd6/backend-id" 0 "$fd6/state" 1 \
 	"$fd6/mac" 00:16:3e:77:01:06 "$fd6/handle" 6 || xt_fail "cannot write $fd6"
 # The guest owns its device directories (dom0 reads them); it reads the back end's.
-if ! xenstore-chmod -r "$fd5" "n$id" r0 || ! xenstore-chmod -r "$fd6" "n$id" r0 ||
-	! xenstore-chmod -r "$bd5" n0 "r$id"; then
-	xt_fail "xenstore-chmod failed"
-fi
+for p in "$fd5" "$fd6"; do
+	for n in "" /backend /backend-id /state /mac /handle; do
+		xenstore-chmod "$p$n" "n$id" r0 || xt_fail "xenstore-chmod $p$n failed"
+	done
+done
+for n in "" /state /frontend /frontend-id /mac /feature-rx-copy /feature-sg /handle; do
+	xenstore-chmod "$bd5$n" n0 "r$id" || xt_fail "xenstore-chmod $bd5$n failed"
+done
 xl unpause "$G" || xt_fail "xl unpause failed"
 xt_log "created $G domid=$id paused, added vif/5 (back end held in InitWait) and vif/6 (no back end), unpaused"
 net_wait_up "$G" "^xenrs net: ip=${IP//./\\.}/24 \\(static\\) gw=none\$" || xt_fail "$NET_WHY"
