@@ -2,13 +2,15 @@
 # dom0 unbinds the guest's vif from /sys/bus/xen-backend/drivers/vif and binds it again, then does
 # what the hotplug script does (re-enslaves vif<id>.0 to the bridge, writes hotplug-status), 10
 # times. Round 1 keeps the back end away for AWAY seconds (less than the guest iperf3 server's
-# 20 s stall limit, TCP back-off included): the guest's CPU time (xl list) stays flat meanwhile. Round 2 also reloads the module (rmmod xen-netback; modprobe xen-netback)
-# between unbind and bind where that works (the result says if it did not). Linux netback (>= 5.1,
-# allow_rebind) leaves its state node as it was on unbind and re-attaches to the front end's rings
-# on bind; the guest keeps its rings (docs/NET.md "Back-end unbind and bind"): its tx watchdog
-# waits while the back end's end of the event channel is closed, it never resets the connection
-# (one `state=Connected` line), and the echo stream loses, repeats or corrupts nothing. The back
-# end's states (dom0's reads, and the guest's `back end A -> B` lines) are in the details.
+# 20 s stall limit, TCP back-off included): the guest's CPU time (xl list) stays flat meanwhile.
+# Round 2 also reloads the module (rmmod xen-netback; modprobe xen-netback) between unbind and
+# bind where that works (the result says if it did not). Linux netback's dynamic unbind/bind
+# (allow_rebind) leaves its state node as it was on unbind and re-attaches to the front end's
+# rings on bind; the guest keeps its rings (docs/NET.md "Back-end unbind and bind"): its tx
+# watchdog waits while the back end's end of the event channel is closed, it never resets the
+# connection (one `state=Connected` line), and the echo stream loses, repeats or corrupts
+# nothing. The back end's states (dom0's reads, and the guest's `back end A -> B` lines) are in
+# the details.
 # xt-timeout: 1200
 # Helpers net_*: tests/scenarios/lib/net.sh; stream_*, iperf_bg_*, guest_cpu_tenths:
 # tests/scenarios/lib/stream.sh.

@@ -185,7 +185,7 @@ where
 {
     const CLASS: &'static str = "vif";
     const HANDSHAKE: Handshake = Handshake::ConnectedAfterSetup;
-    /// Linux netback (≥ 5.1) re-attaches to the rings we published after an
+    /// Linux netback (with dynamic unbind/bind) re-attaches to the rings we published after an
     /// unbind/bind, as Linux netfront expects: keep them (docs/NET.md).
     const REBIND: Rebind = Rebind::Reattach;
 

@@ -591,7 +591,7 @@ impl SimNetback {
         let rx_layout = wire::rx_layout().map_err(|_| SimNetError::BadNode("rx-ring-ref"))?;
         let tx_map = SimMapping::new(&self.mem, tx_gfn);
         let rx_map = SimMapping::new(&self.mem, rx_gfn);
-        // Linux netback (since 5.1) attaches at the shared `rsp_prod`
+        // Linux netback (since its dynamic unbind/bind support) attaches at the shared `rsp_prod`
         // (`BACK_RING_ATTACH`): 0 on a fresh ring; after an unbind/bind it
         // continues where the old back end stopped (see `unbind`).
         let tx_start = tx_map.load(RingIndex::RspProd, core::sync::atomic::Ordering::Acquire);

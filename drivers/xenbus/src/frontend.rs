@@ -23,7 +23,7 @@
 //!   state (InitWait or Initialised); what follows is the driver's
 //!   [`Rebind`] policy: [`Rebind::Reset`] walks it through Closing/Closed so
 //!   that nothing of the old connection survives, then reconnects;
-//!   [`Rebind::Reattach`] keeps the rings and grants, because a Linux ≥ 5.1
+//!   [`Rebind::Reattach`] keeps the rings and grants, because a Linux
 //!   netback (`allow_rebind`) maps the rings we published again when it sees us
 //!   Connected and picks the indices up from the shared page
 //!   (`BACK_RING_ATTACH`), then shows Connected again ([`Action::Connected`] is
