@@ -7,7 +7,8 @@
 # receiving domain is first called <name>--incoming, so its console may go to
 # guest-<name>--incoming.log: both logs are searched.
 # xt-timeout: 1200
-# Helpers net_*: tests/scenarios/lib/net.sh; stream_*, iperf_bg_*: tests/scenarios/lib/stream.sh.
+# Helpers net_*: tests/scenarios/lib/net.sh; stream_*, iperf_bg_*: lib/stream.sh; mig_find:
+# lib/migrate.sh.
 G=xt-migtraffic
 IP=169.254.77.45
 ROUNDS=3
@@ -30,7 +31,6 @@ for r in $(seq 1 "$ROUNDS"); do
 	[ -z "$problems" ] || break
 	stream_recv
 	before=$STREAM_RECV
-	conns=$(mt_count "$CONN_RE")
 	xt_id "$G"
 	old=$XT_ID
 	xt_up
@@ -49,11 +49,11 @@ for r in $(seq 1 "$ROUNDS"); do
 	want="^xenrs resumed n=$r mode=new-domain mono_ns=[0-9]+\$"
 	xt_up
 	dl=$((XT_UP + 60))
-	while [ "$(mt_count "$want")" -lt 1 ] || [ "$(mt_count "$CONN_RE")" -le "$conns" ]; do
+	until mig_find "$want" >/dev/null; do
 		xt_up
 		if [ "$XT_UP" -ge "$dl" ]; then
-			problems+="round $r: within 60 s no '$want' line or no new vif Connected line; "
-			net_diag "$G" "$IP"
+			problems+="round $r: within 60 s no '$want' line; "
+			net_hang_diag "$G"
 			break 2
 		fi
 		sleep 0.5
@@ -85,11 +85,12 @@ bad=$(cat "$XT_CONSOLE_DIR/guest-$G.log" "$XT_CONSOLE_DIR/guest-$G--incoming.log
 [ -z "$bad" ] || problems+="guest printed: $bad; "
 [ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
 stalls=$(mt_count 'the back end took no tx request')
+conns=$(mt_count "$CONN_RE")
 if [ -n "$problems" ]; then
 	result FAIL "after $r rounds: $problems $(xt_errors "$G")"
 elif [ "$(xt_state "$G")" != running ]; then
 	result FAIL "guest not running after the migrations (state $(xt_state "$G")); $(xt_errors "$G")"
 else
-	result PASS "$ROUNDS live migrations (domid $ids) with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received, never reset), $IPERF_BG_SUMMARY ($iperf_during); ping after every round; tx-stall reconnects: $stalls; per round: $times"
+	result PASS "$ROUNDS live migrations (domid $ids) with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received, never reset), $IPERF_BG_SUMMARY ($iperf_during); ping after every round; vif Connected lines in the console logs: $conns; tx-stall reconnects: $stalls; per round: $times"
 fi
 xt_destroy "$G"
