@@ -6,33 +6,10 @@
 # <name>--incoming, so its console may go to guest-<name>--incoming.log: every
 # guest-<name>*.log and `xl dmesg` (the port 0xE9 mirror) are searched.
 # xt-timeout: 600
-# Helpers core_*: tests/scenarios/lib/core.sh.
+# Helpers core_*: tests/scenarios/lib/core.sh; mig_find: tests/scenarios/lib/migrate.sh.
 G=xt-migrate
 ROUNDS=3
 core_start "$G" memory=16 || xt_fail "$CORE_WHY"
-# mig_find ERE: print the first matching line of any console log of $G or of xl dmesg.
-mig_find() {
-	local f line
-	for f in "$XT_CONSOLE_DIR"/guest-"$G"*.log; do
-		[ -r "$f" ] || continue
-		while IFS= read -r line || [ -n "$line" ]; do
-			line=${line%$'\r'}
-			if [[ $line =~ $1 ]]; then
-				echo "$line"
-				return 0
-			fi
-		done <"$f"
-	done
-	while IFS= read -r line; do
-		line=${line%$'\r'}
-		[[ $line =~ ^\(d[0-9]+\)\ (.*)$ ]] && line=${BASH_REMATCH[1]}
-		if [[ $line =~ $1 ]]; then
-			echo "$line"
-			return 0
-		fi
-	done < <(xl dmesg 2>/dev/null)
-	return 1
-}
 prev=0
 times=""
 xt_id "$G"

@@ -4,92 +4,14 @@
 # line is the next one expected, bytes received == bytes sent at the end, ping works after each
 # round, and the console shows 10 new-domain and 3 cancelled resumes.
 # xt-timeout: 2400
-# Helpers net_*: tests/scenarios/lib/net.sh.
+# Helpers net_*: tests/scenarios/lib/net.sh; stream_*: tests/scenarios/lib/stream.sh.
 G=xt-srtraffic
 IP=169.254.77.37
 SAVES=10
 CHECKPOINTS=3
 WINDOW=8
 net_start "$G" "$IP" || xt_fail "$NET_WHY"
-st=$XT_RUN/srt.status
-stop=$XT_RUN/srt.stop
-rm -f "$stop"
-: >"$st"
-printf -v PAD '%04x' $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM \
-	$RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM
-# stream_client: ONE TCP connection to the guest's echo port (bash /dev/tcp). Keeps WINDOW lines in
-# flight, each `seq=<n> <PAD>`; every echoed line must be the next one expected. Writes
-# `OK sent=<bytes> recv=<bytes> seq=<n>` to $st as it goes, `DONE ...` after $stop appeared and
-# everything came back (then closes), or `ERROR ...` (a failed write, an echo missing for 180 s -
-# e.g. a reset connection - or a wrong line).
-stream_client() {
-	local fd seq=0 rseq=0 sent=0 recv=0 line got n=0
-	if ! exec {fd}<>"/dev/tcp/$IP/7"; then
-		echo "ERROR connect failed" >"$st"
-		return 1
-	fi
-	while :; do
-		if [ ! -e "$stop" ]; then
-			while [ $((seq - rseq)) -lt "$WINDOW" ]; do
-				seq=$((seq + 1))
-				line="seq=$seq $PAD"
-				if ! printf '%s\n' "$line" >&"$fd"; then
-					echo "ERROR write of seq=$seq failed (sent=$sent recv=$recv)" >"$st"
-					return 1
-				fi
-				sent=$((sent + ${#line} + 1))
-			done
-		elif [ "$rseq" -eq "$seq" ]; then
-			break
-		fi
-		if ! read -r -t 180 -u "$fd" got; then
-			echo "ERROR no echo of seq=$((rseq + 1)) within 180 s or connection closed (sent=$sent recv=$recv)" >"$st"
-			return 1
-		fi
-		rseq=$((rseq + 1))
-		if [ "$got" != "seq=$rseq $PAD" ]; then
-			echo "ERROR expected seq=$rseq, got '${got:0:40}' (sent=$sent recv=$recv)" >"$st"
-			return 1
-		fi
-		recv=$((recv + ${#got} + 1))
-		n=$((n + 1))
-		if [ $((n % 16)) -eq 0 ]; then
-			echo "OK sent=$sent recv=$recv seq=$rseq" >"$st"
-		fi
-	done
-	exec {fd}>&-
-	echo "DONE sent=$sent recv=$recv seq=$rseq" >"$st"
-}
-# srt_recv: set SRT_RECV to the bytes received so far (from $st; -1 if it reports an error).
-srt_recv() {
-	local line=""
-	read -r line <"$st" 2>/dev/null
-	SRT_RECV=0
-	case "$line" in
-	ERROR*) SRT_RECV=-1 ;;
-	*recv=*)
-		SRT_RECV=${line#*recv=}
-		SRT_RECV=${SRT_RECV%% *}
-		;;
-	esac
-	SRT_LINE=$line
-}
-# srt_wait_progress BYTES SECS: wait until more than BYTES were received.
-srt_wait_progress() {
-	local dl
-	xt_up
-	dl=$((XT_UP + $2))
-	while [ "$XT_UP" -lt "$dl" ]; do
-		srt_recv
-		[ "$SRT_RECV" -lt 0 ] && return 1
-		[ "$SRT_RECV" -gt "$1" ] && return 0
-		sleep 0.5
-		xt_up
-	done
-	return 1
-}
-stream_client &
-cpid=$!
+stream_start "$IP" "$WINDOW"
 f="$XT_RUN/$G.save"
 problems=""
 notes=""
@@ -100,16 +22,16 @@ times=""
 n=0
 saves=0
 cps=0
-if ! srt_wait_progress 0 60; then
-	problems+="the stream did not start: $SRT_LINE; "
+if ! stream_wait_progress 0 60; then
+	problems+="the stream did not start: $STREAM_LINE; "
 fi
 # 13 rounds: a checkpoint (xl save -c) after every third save+restore.
 plan="S S S C S S S C S S S C S"
 for kind in $plan; do
 	[ -z "$problems" ] || break
 	n=$((n + 1))
-	srt_recv
-	before=$SRT_RECV
+	stream_recv
+	before=$STREAM_RECV
 	xt_up
 	t0=$XT_UP
 	conns=$(xt_console_count "$G" "$CONN_RE")
@@ -168,26 +90,17 @@ for kind in $plan; do
 		fi
 	fi
 	stalls_seen=$(xt_console_count "$G" "$STALL_RE")
-	if ! srt_wait_progress "$before" 240; then
-		problems+="round $n ($kind): the stream made no progress within 240 s: $SRT_LINE; "
+	if ! stream_wait_progress "$before" 240; then
+		problems+="round $n ($kind): the stream made no progress within 240 s: $STREAM_LINE; "
 		net_diag "$G" "$IP"
 		break
 	fi
 	xt_up
 	times+="$kind$((XT_UP - t0))s "
 done
-touch "$stop"
 # The client drains its window and closes (bounded by its own 180 s read timeout).
-wait "$cpid"
-srt_recv
-final=$SRT_LINE
-if [[ $final =~ ^DONE\ sent=([0-9]+)\ recv=([0-9]+)\ seq=([0-9]+) ]]; then
-	sent=${BASH_REMATCH[1]}
-	recv=${BASH_REMATCH[2]}
-	[ "$sent" = "$recv" ] || problems+="bytes sent $sent != bytes received $recv; "
-else
-	problems+="stream client ended with '$final'; "
-fi
+stream_stop || problems+="$STREAM_WHY; "
+final=$STREAM_FINAL
 nd=$(xt_console_count "$G" 'mode=new-domain')
 nc=$(xt_console_count "$G" 'mode=cancelled')
 if [ -z "$problems" ] && { [ "$nd" != "$SAVES" ] || [ "$nc" != "$CHECKPOINTS" ]; }; then

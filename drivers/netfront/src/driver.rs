@@ -9,7 +9,7 @@ use xen_frontend::{
     nodes::read_u32_or,
 };
 use xen_ring::RingError;
-use xenbus::{Handshake, Phase};
+use xenbus::{Handshake, Phase, Rebind, XenbusState};
 use xenstore::{TxId, XsError};
 
 use crate::ETH_HLEN;
@@ -116,6 +116,8 @@ pub struct Netif<Pg> {
     tx_watch: TxWatch,
     watchdog_notifies: u64,
     watchdog_stalls: u64,
+    /// Times the tx watchdog found the back end away and waited.
+    watchdog_away_waits: u64,
 }
 
 impl<Pg: xen_frontend::DevicePage> Netif<Pg> {
@@ -183,6 +185,9 @@ where
 {
     const CLASS: &'static str = "vif";
     const HANDSHAKE: Handshake = Handshake::ConnectedAfterSetup;
+    /// Linux netback (with dynamic unbind/bind) re-attaches to the rings we published after an
+    /// unbind/bind, as Linux netfront expects: keep them (docs/NET.md).
+    const REBIND: Rebind = Rebind::Reattach;
 
     /// Reads the features (`feature-rx-copy` required), initialises and
     /// grants the two rings, grants every rx buffer and tx pool page to this
@@ -347,6 +352,7 @@ where
             tx_watch: TxWatch::default(),
             watchdog_notifies: 0,
             watchdog_stalls: 0,
+            watchdog_away_waits: 0,
         };
         let io = Resources::new(pages, grants, evtchn);
         let attempts = usize::try_from(config.xs_attempts).unwrap_or(usize::MAX);
@@ -420,6 +426,28 @@ where
     /// suspended).
     pub fn is_up(&self) -> bool {
         self.dev.is_connected() && self.nif().fault.is_none()
+    }
+
+    /// Whether the back end is away while we stay connected (unbound and
+    /// bound again; it has not re-attached to our rings yet).
+    pub fn is_reattaching(&self) -> bool {
+        self.dev.is_reattaching()
+    }
+
+    /// Times the back end re-attached to our rings after an unbind/bind.
+    pub fn reattaches(&self) -> u64 {
+        self.dev.reattaches()
+    }
+
+    /// The back end's state as last read.
+    pub fn backend_state(&self) -> Option<XenbusState> {
+        self.dev.backend_state()
+    }
+
+    /// Times the tx watchdog found the back end away (its end of the event
+    /// channel closed: unbound) and waited instead of failing the connection.
+    pub fn watchdog_away_waits(&self) -> u64 {
+        self.nif().watchdog_away_waits
     }
 
     /// The fault that stopped the connection, if any.
@@ -666,6 +694,11 @@ where
     /// once more; after all of it, the connection fails with
     /// [`Fault::TxStalled`] and the caller reconnects as for any fault
     /// ([`reconnect`](Self::reconnect)). Suspend and resume restart the clock.
+    /// Before acting, it asks whether the back end is away (its end of the
+    /// event channel closed: unbound from its driver, e.g. Linux netback's
+    /// dynamic unbind, which leaves its `state` node at Connected): then it
+    /// waits, restarting the clock, for the back end to come back and
+    /// re-attach to the rings (see [`watchdog_away_waits`](Self::watchdog_away_waits)).
     pub fn check_tx_progress(&mut self, now_ms: u64) -> Result<(), NetError> {
         let limit = self.nif().config.tx_stall_ms;
         if limit == 0 || self.check_io().is_err() {
@@ -673,7 +706,7 @@ where
             return Ok(());
         }
         self.poll_tx()?;
-        let (n, io) = self.dev.parts_mut();
+        let n = self.nif_mut();
         let Some(ring) = n.tx.ring.as_ref() else {
             n.tx_watch = TxWatch::default();
             return Ok(());
@@ -693,6 +726,18 @@ where
             }
         };
         let waited = now_ms.saturating_sub(since);
+        let due = waited >= limit || (waited >= limit / 2 && !n.tx_watch.renotified);
+        if due && self.dev.backend_away() {
+            // The back end closed its end of the event channel (unbound from
+            // its driver): it is away, not stalled. Wait for it to come back
+            // and re-attach to the rings; check again after another half.
+            let n = self.nif_mut();
+            n.watchdog_away_waits += 1;
+            n.tx_watch.since_ms = Some(now_ms);
+            n.tx_watch.renotified = false;
+            return Ok(());
+        }
+        let (n, io) = self.dev.parts_mut();
         if waited >= limit {
             n.tx_watch = TxWatch::default();
             n.watchdog_stalls += 1;

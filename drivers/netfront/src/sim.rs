@@ -33,6 +33,7 @@ use xen_abi::netif::{
 };
 use xen_frontend::sim::SimXenbusDevice;
 use xen_ring::sim::SimBackend;
+use xen_ring::{RingIndex, SharedRing};
 use xenbus::XenbusState;
 
 pub use xen_frontend::sim::{
@@ -457,6 +458,25 @@ impl SimNetback {
         self.dev.set_state(XenbusState::InitWait);
     }
 
+    /// Linux netback's dynamic unbind (`echo vif-<dom>-<id> >
+    /// /sys/bus/xen-backend/drivers/vif/unbind`; the driver sets
+    /// `allow_rebind`): it unmaps the rings and closes its end of the event
+    /// channel, but its `state` node stays as it was (Connected), so the front
+    /// end sees nothing in xenstore while the back end is away. Requests it had
+    /// taken and not answered are forgotten (they are taken again on re-attach).
+    pub fn unbind(&mut self) {
+        self.disconnect();
+    }
+
+    /// Linux netback's bind after [`unbind`](Self::unbind): the probe shows
+    /// InitWait; the next [`step`](Self::step) that finds the front end still
+    /// Connected re-attaches to the rings it published, at the shared indices
+    /// (`BACK_RING_ATTACH`), re-binds the event channel and shows Connected.
+    /// A front end that reset in the meantime is followed as usual.
+    pub fn bind(&mut self) {
+        self.set_state(XenbusState::InitWait);
+    }
+
     /// Save/restore into a new domain: Xen's grant table and event channels
     /// are new, the old connection is gone (no unmap needed), and the
     /// toolstack re-creates the vif, with the back end in `new_backend` if
@@ -528,14 +548,42 @@ impl SimNetback {
         }
         let tx_layout = wire::tx_layout().map_err(|_| SimNetError::BadNode("tx-ring-ref"))?;
         let rx_layout = wire::rx_layout().map_err(|_| SimNetError::BadNode("rx-ring-ref"))?;
+        let tx_map = SimMapping::new(&self.mem, tx_gfn);
+        let rx_map = SimMapping::new(&self.mem, rx_gfn);
+        // Linux netback (since its dynamic unbind/bind support) attaches at the shared `rsp_prod`
+        // (`BACK_RING_ATTACH`): 0 on a fresh ring; after an unbind/bind it
+        // continues where the old back end stopped (see `unbind`).
+        let tx_start = tx_map.load(RingIndex::RspProd, core::sync::atomic::Ordering::Acquire);
+        let rx_start = rx_map.load(RingIndex::RspProd, core::sync::atomic::Ordering::Acquire);
+        // And refuses indices that cannot be (`req_prod - rsp_prod > RING_SIZE`).
+        let bogus = |map: &SimMapping, start: u32, entries: u32| {
+            map.load(RingIndex::ReqProd, core::sync::atomic::Ordering::Acquire)
+                .wrapping_sub(start)
+                > entries
+        };
+        let ring_error = if bogus(&tx_map, tx_start, tx_layout.entries()) {
+            Some("tx-ring-ref")
+        } else if bogus(&rx_map, rx_start, rx_layout.entries()) {
+            Some("rx-ring-ref")
+        } else {
+            None
+        };
+        if let Some(node) = ring_error {
+            self.evt.unbind(port);
+            let _ = self.grants.with_mem(|m| {
+                m.inner.backend_unmap(domid, tx_ref, Access::ReadWrite)?;
+                m.inner.backend_unmap(domid, rx_ref, Access::ReadWrite)
+            });
+            return Err(SimNetError::BadNode(node));
+        }
         self.conn = Some(BackConn {
-            tx_map: SimMapping::new(&self.mem, tx_gfn),
-            rx_map: SimMapping::new(&self.mem, rx_gfn),
+            tx_map,
+            rx_map,
             tx_ref,
             rx_ref,
             port,
-            tx: SimBackend::new(tx_layout),
-            rx: SimBackend::new(rx_layout),
+            tx: SimBackend::attach(tx_layout, tx_start),
+            rx: SimBackend::attach(rx_layout, rx_start),
         });
         self.stats.connects += 1;
         Ok(())

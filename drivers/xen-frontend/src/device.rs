@@ -25,7 +25,7 @@ use xen_abi::DomId;
 use xen_abi::event_channel::EvtchnPort;
 use xenbus::{
     Action, BackendPath, DeviceClass, DeviceId, DriverEvent, Frontend, FrontendDevice, Handshake,
-    Input, Phase, XenbusState, parse_backend_id,
+    Input, Phase, Rebind, XenbusState, parse_backend_id,
 };
 use xenstore::{TxId, XsError};
 
@@ -128,6 +128,11 @@ where
     /// Who announces first (netfront: Connected after setup; blkfront:
     /// Initialised first).
     const HANDSHAKE: Handshake;
+    /// What to do when the back end shows InitWait/Initialised while we are
+    /// connected (it was unbound and bound again): reset the connection (the
+    /// default) or keep the rings for it to re-attach ([`Rebind::Reattach`],
+    /// Linux netback's dynamic unbind/bind; see the `xenbus` crate).
+    const REBIND: Rebind = Rebind::Reset;
 
     /// Sets up a connection to `backend`: reads its features, creates and
     /// grants the rings, grants every page a request names BEFORE posting it
@@ -191,6 +196,7 @@ pub struct Device<D, P, G, E> {
     reopen: bool,
     last_setup_error: Option<SetupError>,
     setups: u64,
+    reattaches: u64,
     xs_attempts: usize,
 }
 
@@ -214,13 +220,14 @@ where
         Ok(Self {
             driver,
             io,
-            xenbus: Frontend::new(D::HANDSHAKE),
+            xenbus: Frontend::new(D::HANDSHAKE).with_rebind(D::REBIND),
             devid,
             own_dir: device_dir(D::CLASS, devid),
             backend,
             reopen: false,
             last_setup_error: None,
             setups: 0,
+            reattaches: 0,
             xs_attempts: xs_attempts.max(1),
         })
     }
@@ -277,6 +284,38 @@ where
     /// suspended): the one source of "may I/O flow".
     pub fn is_connected(&self) -> bool {
         self.xenbus.phase() == Phase::Connected
+    }
+
+    /// Whether the back end is away while we stay connected: it showed
+    /// InitWait/Initialised after Connected ([`Rebind::Reattach`]) and has not
+    /// re-attached yet. Requests posted meanwhile wait in the rings for it.
+    pub fn is_reattaching(&self) -> bool {
+        self.xenbus.is_reattaching()
+    }
+
+    /// Times the back end re-attached to our rings (see
+    /// [`is_reattaching`](Self::is_reattaching)).
+    pub fn reattaches(&self) -> u64 {
+        self.reattaches
+    }
+
+    /// Whether a connected device's back end is away: it closed its end of
+    /// the event channel (unbound from its driver) while its `state` node may
+    /// still say Connected. Requests wait in the rings for it to come back
+    /// (and re-attach, [`Rebind::Reattach`]); a watchdog should not count this
+    /// time as a stall. Asks the platform (a hypercall in the guest): call it
+    /// only when a watchdog is about to act.
+    pub fn backend_away(&mut self) -> bool {
+        self.is_connected() && self.io.kick_mut().peer_bound() == Some(false)
+    }
+
+    /// The back end's state as last read (None: not read yet, or its node
+    /// was missing).
+    pub fn backend_state(&self) -> Option<XenbusState> {
+        match self.xenbus.backend() {
+            xenbus::frontend::BackendSeen::State(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Whether the domain is between [`suspend`](Self::suspend) and
@@ -386,6 +425,8 @@ where
         let mut next = Some(input);
         let mut first_err: Option<Error> = None;
         while let Some(input) = next.take() {
+            // Connected again while connected: the back end re-attached.
+            let was_connected = self.xenbus.phase() == Phase::Connected;
             let actions = self.xenbus.handle(input)?;
             for action in &actions {
                 match *action {
@@ -409,7 +450,12 @@ where
                         };
                         next = Some(Input::Driver(event));
                     }
-                    Action::Connected => self.driver.connected(&mut self.io, xs, &self.backend),
+                    Action::Connected => {
+                        if was_connected {
+                            self.reattaches += 1;
+                        }
+                        self.driver.connected(&mut self.io, xs, &self.backend)
+                    }
                     Action::Disconnected => self.driver.disconnected(),
                     Action::ReleaseGrants => {
                         self.io.kick_mut().close();

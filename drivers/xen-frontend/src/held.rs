@@ -155,6 +155,13 @@ impl<E: EventChannel> Kick<E> {
         self.port
     }
 
+    /// Whether the back end's end of the channel is bound (None: no channel,
+    /// or the platform cannot tell); see [`EventChannel::peer_bound`].
+    pub fn peer_bound(&mut self) -> Option<bool> {
+        let port = self.port?;
+        self.evtchn.peer_bound(port)
+    }
+
     /// Notifications sent so far.
     pub fn notifies(&self) -> u64 {
         self.notifies

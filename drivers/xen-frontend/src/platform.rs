@@ -73,6 +73,14 @@ pub trait EventChannel {
     fn notify(&mut self, port: EvtchnPort);
     /// `EVTCHNOP_close` of `port` (after the back end has disconnected).
     fn close(&mut self, port: EvtchnPort);
+    /// Whether the back end's end of `port` is bound (`EVTCHNOP_status`
+    /// says interdomain). A back end that closed its end (unbound from its
+    /// driver, e.g. Linux netback's dynamic unbind) leaves ours unbound,
+    /// waiting for it: `Some(false)`. `None` when unknown (the default).
+    fn peer_bound(&mut self, port: EvtchnPort) -> Option<bool> {
+        let _ = port;
+        None
+    }
 }
 
 /// The xenstore operations a driver uses (`docs/misc/xenstore.txt`).

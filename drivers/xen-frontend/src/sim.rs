@@ -543,6 +543,10 @@ impl EventChannel for SimEvtchn {
         s.bound.remove(&port);
         s.closed.push(port);
     }
+    fn peer_bound(&mut self, port: EvtchnPort) -> Option<bool> {
+        let s = self.0.borrow();
+        s.ports.contains_key(&port).then(|| s.bound.contains(&port))
+    }
 }
 
 // --- fuzz bodies under `cargo test` -----------------------------------------------------

@@ -18,10 +18,18 @@
 //!   A close this side starts therefore writes Closing and waits.
 //! - After the back end closes or is reloaded, the front end announces
 //!   Initialising again ([`Action::Reinitialise`], then `WriteOwnState(Initialising)`),
-//!   which is what makes a Closed back end re-enter InitWait; a back end that
-//!   was unbound and rebound while we were connected (it shows up in an earlier
-//!   state) is first walked through Closing/Closed so that nothing of the old
-//!   connection survives, then reconnected.
+//!   which is what makes a Closed back end re-enter InitWait. A back end that
+//!   was unbound and rebound while we were connected shows up in an earlier
+//!   state (InitWait or Initialised); what follows is the driver's
+//!   [`Rebind`] policy: [`Rebind::Reset`] walks it through Closing/Closed so
+//!   that nothing of the old connection survives, then reconnects;
+//!   [`Rebind::Reattach`] keeps the rings and grants, because a Linux
+//!   netback (`allow_rebind`) maps the rings we published again when it sees us
+//!   Connected and picks the indices up from the shared page
+//!   (`BACK_RING_ATTACH`), then shows Connected again ([`Action::Connected`] is
+//!   repeated: the driver notifies it). Linux netfront does the same (it ignores
+//!   InitWait once connected). A back end in Initialising/Unknown is a fresh one
+//!   and is reset either way.
 //! - A back end that is Connected while we have not connected (left over from a
 //!   previous instance of this driver) is reset the same way.
 //! - Suspend/resume: `Resume { new_domain }` (see `xen_frontend::device` for the
@@ -45,6 +53,17 @@ pub enum Handshake {
     /// After setup write Connected at once (Linux netfront; netback connects
     /// only on Connected).
     ConnectedAfterSetup,
+}
+
+/// What a connected front end does when its back end shows up again in
+/// InitWait or Initialised (it was unbound and bound again, or reloaded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rebind {
+    /// Walk it through Closing/Closed and reconnect with fresh rings.
+    Reset,
+    /// Keep the rings and grants and wait for it to re-attach and show
+    /// Connected again (Linux netback's dynamic unbind/bind).
+    Reattach,
 }
 
 /// Something the driver tells the machine.
@@ -248,6 +267,8 @@ pub struct Frontend {
     grants: bool,
     goal: Goal,
     close_requested: bool,
+    rebind: Rebind,
+    reattaching: bool,
 }
 
 impl Frontend {
@@ -263,7 +284,27 @@ impl Frontend {
             grants: false,
             goal: Goal::Reconnect,
             close_requested: false,
+            rebind: Rebind::Reset,
+            reattaching: false,
         }
+    }
+
+    /// The same machine with rebind policy `rebind` (the default is
+    /// [`Rebind::Reset`]).
+    pub const fn with_rebind(mut self, rebind: Rebind) -> Self {
+        self.rebind = rebind;
+        self
+    }
+
+    /// The rebind policy.
+    pub fn rebind(&self) -> Rebind {
+        self.rebind
+    }
+
+    /// Whether a connected device's back end is away: it showed InitWait or
+    /// Initialised and has not shown Connected again ([`Rebind::Reattach`]).
+    pub fn is_reattaching(&self) -> bool {
+        self.reattaching
     }
 
     /// The current phase.
@@ -344,6 +385,7 @@ impl Frontend {
     }
 
     fn disconnect(&mut self, out: &mut Actions) {
+        self.reattaching = false;
         if self.phase == Phase::Connected {
             out.push(Action::Disconnected);
         }
@@ -467,9 +509,21 @@ impl Frontend {
                 | S::Reconfigured => {}
             },
             Phase::Connected => match s {
-                S::Connected | S::Reconfiguring | S::Reconfigured => {}
+                S::Connected => {
+                    if self.reattaching {
+                        // It mapped our rings again: I/O flows once more.
+                        self.reattaching = false;
+                        out.push(Action::Connected);
+                    }
+                }
+                S::Reconfiguring | S::Reconfigured => {}
                 S::Closing => self.backend_closing(out, false),
                 S::Closed => self.backend_closing(out, true),
+                // Unbound and bound again: it re-attaches to the rings we
+                // published once it sees us Connected (our node says so).
+                S::InitWait | S::Initialised if self.rebind == Rebind::Reattach => {
+                    self.reattaching = true;
+                }
                 // The back end was reloaded under us: reset, then reconnect.
                 S::Unknown | S::Initialising | S::InitWait | S::Initialised => {
                     self.start_close(out)
@@ -585,6 +639,7 @@ impl Frontend {
 
     /// Resume in a new domain: everything of the old connection is void.
     fn resume_new_domain(&mut self, out: &mut Actions) {
+        self.reattaching = false;
         self.backend = BackendSeen::NotSeen;
         self.backend_at_suspend = BackendSeen::NotSeen;
         if self.grants {

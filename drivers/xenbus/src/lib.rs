@@ -5,6 +5,8 @@
 //!   from xenstore and the driver's own events; outputs are [`Action`]s for the
 //!   driver to carry out (write our `state` node, set up rings, release grants,
 //!   ...). It does no I/O.
+//! - [`dispatch`]: [`RoundRobin`], the order a main loop hands watch events to
+//!   their handlers in, so that one watch never holds up another.
 //! - [`device`]: checked parsing of `device/<class>/<id>` entries, of the
 //!   `backend` path and of `backend-id`, with typed errors.
 //!
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod dispatch;
 pub mod frontend;
 
 #[cfg(test)]
@@ -31,7 +34,8 @@ mod tests;
 pub use device::{
     BackendPath, DeviceClass, DeviceError, DeviceId, FrontendDevice, parse_backend_id,
 };
+pub use dispatch::RoundRobin;
 pub use frontend::{
-    Action, Actions, DriverEvent, Frontend, FrontendError, Handshake, Input, Phase,
+    Action, Actions, DriverEvent, Frontend, FrontendError, Handshake, Input, Phase, Rebind,
 };
 pub use xen_abi::xenbus::{StateParseError, XenbusState};

@@ -206,6 +206,89 @@ fn backend_reloaded_while_connected_is_walked_through_close() {
     assert_eq!(backend(&mut fe, S::InitWait), [A::SetupRings]);
 }
 
+fn connected_reattaching(style: Handshake) -> Frontend {
+    let mut fe = Frontend::new(style).with_rebind(Rebind::Reattach);
+    driver(&mut fe, DriverEvent::Connect);
+    backend(&mut fe, S::InitWait);
+    driver(&mut fe, DriverEvent::SetupDone);
+    backend(&mut fe, S::Connected);
+    assert_eq!(fe.phase(), Phase::Connected);
+    fe
+}
+
+#[test]
+fn reattach_policy_keeps_the_rings_through_an_unbind_and_bind() {
+    // Linux netback's dynamic unbind leaves its state at Connected; the bind
+    // probes (InitWait) and re-attaches to our rings when it sees us Connected.
+    for style in STYLES {
+        let mut fe = connected_reattaching(style);
+        assert_eq!(backend(&mut fe, S::InitWait), []);
+        assert_eq!(fe.phase(), Phase::Connected);
+        assert!(fe.is_reattaching());
+        assert!(fe.holds_grants());
+        assert_eq!(fe.own_state(), Some(S::Connected));
+        // Repeated events change nothing.
+        assert_eq!(backend(&mut fe, S::InitWait), []);
+        assert_eq!(backend(&mut fe, S::Initialised), []);
+        assert_eq!(backend(&mut fe, S::Connected), [A::Connected]);
+        assert!(!fe.is_reattaching());
+        assert_eq!(backend(&mut fe, S::Connected), []);
+        // Ten more rounds.
+        for _ in 0..10 {
+            assert_eq!(backend(&mut fe, S::InitWait), []);
+            assert!(fe.is_reattaching());
+            assert_eq!(backend(&mut fe, S::Connected), [A::Connected]);
+            assert!(!fe.is_reattaching());
+        }
+    }
+}
+
+#[test]
+fn reattach_policy_still_resets_a_fresh_or_closing_backend() {
+    let mut fe = connected_reattaching(Handshake::ConnectedAfterSetup);
+    backend(&mut fe, S::InitWait);
+    // Initialising is a back end created afresh: it knows nothing of our rings.
+    assert_eq!(
+        backend(&mut fe, S::Initialising),
+        [A::Disconnected, A::WriteOwnState(S::Closing)]
+    );
+    assert!(!fe.is_reattaching());
+    let mut fe = connected_reattaching(Handshake::ConnectedAfterSetup);
+    backend(&mut fe, S::InitWait);
+    assert_eq!(
+        backend(&mut fe, S::Closing),
+        [
+            A::Disconnected,
+            A::ReleaseGrants,
+            A::WriteOwnState(S::Closed)
+        ]
+    );
+    assert!(!fe.is_reattaching());
+    assert_eq!(
+        backend(&mut fe, S::Closed),
+        [A::Reinitialise, A::WriteOwnState(S::Initialising)]
+    );
+    // A request to close while it is away starts the close handshake.
+    let mut fe = connected_reattaching(Handshake::ConnectedAfterSetup);
+    backend(&mut fe, S::InitWait);
+    assert_eq!(
+        driver(&mut fe, DriverEvent::RequestClose),
+        [A::Disconnected, A::WriteOwnState(S::Closing)]
+    );
+    assert!(!fe.is_reattaching());
+}
+
+#[test]
+fn reattach_policy_forgets_an_away_back_end_after_a_restore() {
+    let mut fe = connected_reattaching(Handshake::ConnectedAfterSetup);
+    backend(&mut fe, S::InitWait);
+    driver(&mut fe, DriverEvent::Suspend);
+    let acts = driver(&mut fe, DriverEvent::Resume { new_domain: true });
+    assert_eq!(acts.first(), Some(&A::DiscardStaleRings));
+    assert!(!fe.is_reattaching());
+    assert_eq!(fe.phase(), Phase::Initialising);
+}
+
 #[test]
 fn stale_connected_backend_at_start_is_reset() {
     let mut fe = Frontend::new(Handshake::InitialisedFirst);
@@ -753,10 +836,21 @@ fn check_transition(
     }
 }
 
-/// Every state reachable from `Frontend::new` by any input sequence.
-fn reachable(style: Handshake) -> Vec<Frontend> {
+/// Every machine a driver can start with: each handshake with each rebind
+/// policy.
+fn starts() -> Vec<Frontend> {
+    let mut v = Vec::new();
+    for style in STYLES {
+        for rebind in [Rebind::Reset, Rebind::Reattach] {
+            v.push(Frontend::new(style).with_rebind(rebind));
+        }
+    }
+    v
+}
+
+/// Every state reachable from `start` by any input sequence.
+fn reachable(start: Frontend) -> Vec<Frontend> {
     let inputs = all_inputs();
-    let start = Frontend::new(style);
     let mut seen: HashSet<Frontend> = HashSet::new();
     let mut queue = VecDeque::from([start.clone()]);
     seen.insert(start);
@@ -775,8 +869,14 @@ fn reachable(style: Handshake) -> Vec<Frontend> {
 
 #[test]
 fn exhaustive_transitions_are_safe() {
-    for style in STYLES {
-        let states = reachable(style);
+    for start in starts() {
+        let reattach = start.rebind() == Rebind::Reattach;
+        let states = reachable(start);
+        if reattach {
+            assert!(states.iter().any(|s| s.is_reattaching()));
+        } else {
+            assert!(states.iter().all(|s| !s.is_reattaching()));
+        }
         // Every phase is reachable.
         for phase in [
             Phase::Idle,
@@ -805,8 +905,9 @@ fn every_reachable_state_reconnects_with_a_cooperative_backend() {
     // in the state the front end last saw (or a fresh one) ends Connected with
     // the front end, or both Closed if a close was requested.
     let mut checked = 0;
-    for style in STYLES {
-        for start in reachable(style) {
+    for machine in starts() {
+        let style = machine.handshake();
+        for start in reachable(machine) {
             let mut first = Vec::new();
             let mut fe = start.clone();
             // Bring the driver side to a point where it waits on the back end:

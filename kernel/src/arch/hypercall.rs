@@ -20,8 +20,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;
 use xen_abi::event_channel::{
     EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE,
-    EVTCHNOP_SEND, EVTCHNOP_UNMASK, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq,
-    EvtchnClose, EvtchnPort, EvtchnSend, EvtchnUnmask,
+    EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK, EvtchnAllocUnbound, EvtchnBindInterdomain,
+    EvtchnBindVirq, EvtchnClose, EvtchnPort, EvtchnSend, EvtchnStatus, EvtchnUnmask,
 };
 use xen_abi::grant_table::{GNTTABOP_QUERY_SIZE, GnttabQuerySize, GrantStatusError};
 use xen_abi::hvm::{HVMOP_GET_PARAM, HVMOP_SET_PARAM, HvmParam};
@@ -398,6 +398,18 @@ pub fn evtchn_alloc_unbound(remote_dom: DomId) -> Result<EvtchnPort, HypercallEr
     // SAFETY: `EvtchnAllocUnbound` is EVTCHNOP_alloc_unbound's argument.
     unsafe { evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &mut arg) }?;
     Ok(arg.port)
+}
+
+/// `EVTCHNOP_status` of our `port`: its state (`EVTCHNSTAT_*`) and peer.
+pub fn evtchn_status(port: EvtchnPort) -> Result<EvtchnStatus, HypercallError> {
+    let mut arg = EvtchnStatus {
+        dom: DOMID_SELF,
+        port,
+        ..EvtchnStatus::default()
+    };
+    // SAFETY: `EvtchnStatus` is EVTCHNOP_status's argument.
+    unsafe { evtchn_op(EVTCHNOP_STATUS, &mut arg) }?;
+    Ok(arg)
 }
 
 /// `EVTCHNOP_bind_virq`: a new local port for `virq` on `vcpu`.

@@ -22,6 +22,7 @@ use smoltcp::iface::{
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use xenbus::XenbusState;
 
 use super::arp;
 use crate::xen::store::{self, StoreError};
@@ -124,6 +125,14 @@ pub struct Vif {
     stalls: u64,
     /// Times the connection came up.
     connects: u64,
+    /// The back end's state as last logged.
+    backend_state: Option<XenbusState>,
+    /// Re-attaches of the back end already reported.
+    reattaches_seen: u64,
+    /// The tx watchdog's away-waits already seen.
+    away_waits_seen: u64,
+    /// Since when the back end is away (its end of the event channel closed).
+    away_since: Option<Instant>,
 }
 
 /// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
@@ -223,6 +232,10 @@ impl Vif {
             reconnecting: false,
             stalls: 0,
             connects: 0,
+            backend_state: None,
+            reattaches_seen: 0,
+            away_waits_seen: 0,
+            away_since: None,
         };
         vif.watch_backend()?;
         let started = store::with(|xs| vif.nf.start(xs))
@@ -380,12 +393,15 @@ impl Vif {
                 Err(StoreError::Busy) => watch.again(),
                 Err(e) => crate::println!("xenrs net error: vif/{}: xenstore: {e}", self.id),
             }
+            self.log_backend_state();
         }
         // A back end that stopped taking tx requests becomes a fault here, which
         // check_connection answers with a reconnect. Err means exactly that fault
         // (or one found while consuming responses): nothing more to do with it.
+        let before = self.traffic();
         let _ = self.nf.check_tx_progress(now_ms(now));
         self.check_connection();
+        self.check_backend_away(now, before);
 
         let before = self.traffic();
         busy |= self.poll_iface(now);
@@ -494,6 +510,60 @@ impl Vif {
                     crate::println!("xenrs net error: vif/{}: reconnect: xenstore: {e}", self.id)
                 }
             }
+        }
+    }
+
+    /// Logs each change of the back end's state (`xenrs info: net: vif/<id> back
+    /// end <old> -> <new> (phase <p>)`): an unbind/bind of the back end shows here.
+    fn log_backend_state(&mut self) {
+        let state = self.nf.backend_state();
+        if state != self.backend_state {
+            log::info!(
+                "net: vif/{} back end {:?} -> {:?} (phase {:?})",
+                self.id,
+                self.backend_state,
+                state,
+                self.nf.phase()
+            );
+            self.backend_state = state;
+        }
+    }
+
+    /// The back end going away and coming back while we stay connected (Linux
+    /// netback's dynamic unbind/bind; docs/NET.md): the tx watchdog waits
+    /// instead of resetting, and a re-attach is announced (ARP) so that the
+    /// bridge learns the back end's new port.
+    fn check_backend_away(&mut self, now: Instant, before: (u64, u64, u64)) {
+        let waits = self.nf.watchdog_away_waits();
+        if waits > self.away_waits_seen {
+            self.away_waits_seen = waits;
+            if self.away_since.is_none() {
+                self.away_since = Some(now);
+                crate::println!(
+                    "xenrs net: vif/{}: the back end is away (its end of the event channel is closed); waiting for it",
+                    self.id
+                );
+            }
+        }
+        let reattaches = self.nf.reattaches();
+        let reattached = reattaches > self.reattaches_seen;
+        if let Some(since) = self.away_since
+            && (reattached || self.traffic() != before || !self.nf.is_up())
+        {
+            self.away_since = None;
+            crate::println!(
+                "xenrs net: vif/{}: the back end is back after {} ms",
+                self.id,
+                (now - since).total_millis()
+            );
+        }
+        if reattached {
+            self.reattaches_seen = reattaches;
+            crate::println!(
+                "xenrs net: vif/{} back end re-attached to our rings (re-attach {reattaches})",
+                self.id
+            );
+            self.send_announcement();
         }
     }
 
@@ -646,6 +716,7 @@ impl Vif {
         if new_domain {
             self.was_up = false;
             self.announce = true;
+            self.away_since = None;
             // The old path names the old domid; the watch follows the back end, and
             // its raised flag makes the next pump act on the current state.
             let path = self.nf.backend_state_path();

@@ -306,6 +306,13 @@ impl Port {
         hypercall::evtchn_send(self.live()?).map_err(EventError::from)
     }
 
+    /// `EVTCHNOP_status`: whether the remote end is bound (interdomain). After the
+    /// peer closed its end, Xen leaves ours unbound, waiting for it: false.
+    pub fn peer_bound(&self) -> Result<bool, EventError> {
+        let st = hypercall::evtchn_status(self.live()?)?;
+        Ok(st.status == xen_abi::event_channel::EVTCHNSTAT_INTERDOMAIN)
+    }
+
     /// `EVTCHNOP_unmask`: enables delivery (a pending event is delivered at once).
     pub fn unmask(&self) -> Result<(), EventError> {
         hypercall::evtchn_unmask(self.live()?).map_err(EventError::from)

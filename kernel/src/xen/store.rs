@@ -15,7 +15,8 @@
 //!   [`StoreError::Busy`] instead of deadlocking when code that runs while a request is
 //!   waiting (a port handler, a timer callback) tries to use xenstore;
 //! - watch dispatch ([`watch`], [`service_watches`]): each watch has a handler; the
-//!   main loop takes at most [`WATCH_BATCH`] events per watch per pass, round robin, so
+//!   main loop takes at most [`WATCH_BATCH`] events per watch per pass, round robin
+//!   ([`xenbus::RoundRobin`], host-tested there), so
 //!   a busy watch cannot starve the others (each already has its own queue in the
 //!   client, so a slow consumer never delays replies either).
 //!
@@ -25,7 +26,6 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 use xen_abi::DomId;
@@ -238,8 +238,8 @@ struct WatchSlot {
 
 /// Watches with handlers (main loop only).
 static WATCHES: Mutex<Vec<WatchSlot>> = Mutex::new(Vec::new());
-/// Where the next [`service_watches`] pass starts.
-static WATCH_CURSOR: AtomicUsize = AtomicUsize::new(0);
+/// The dispatch order ([`xenbus::RoundRobin`]: where the next pass starts).
+static DISPATCH: Mutex<xenbus::RoundRobin> = Mutex::new(xenbus::RoundRobin::new());
 
 /// Watches `path` (relative paths follow the domain across resumes) with an event
 /// queue of `capacity`; `handler` runs in the main loop for each event.
@@ -263,35 +263,30 @@ pub fn unwatch(id: WatchId) -> Result<(), StoreError> {
 /// events handled (more may be queued when it equals the batch limit somewhere).
 pub fn service_watches() -> usize {
     let ids: Vec<WatchId> = WATCHES.lock().iter().map(|w| w.id).collect();
-    if ids.is_empty() {
-        return 0;
-    }
-    // Relaxed: main-loop private.
-    let start = WATCH_CURSOR.fetch_add(1, Ordering::Relaxed) % ids.len();
-    let mut handled = 0;
-    for i in 0..ids.len() {
-        let Some(&id) = ids.get((start + i) % ids.len()) else {
-            continue;
+    // Copied out: handlers run without the lock (they may add or remove watches).
+    let mut order = *DISPATCH.lock();
+    let handled = order.pass(ids.len(), WATCH_BATCH, |i| {
+        let Some(&id) = ids.get(i) else {
+            return false;
         };
-        for _ in 0..WATCH_BATCH {
-            let Ok(Some(path)) = with(|xs| xs.client_mut().next_event(id)) else {
-                break;
-            };
-            let taken = WATCHES
-                .lock()
-                .iter_mut()
-                .find(|w| w.id == id)
-                .and_then(|w| w.handler.take());
-            let Some(mut handler) = taken else {
-                break;
-            };
-            handler(&path);
-            handled += 1;
-            if let Some(slot) = WATCHES.lock().iter_mut().find(|w| w.id == id) {
-                slot.handler.get_or_insert(handler);
-            }
+        let Ok(Some(path)) = with(|xs| xs.client_mut().next_event(id)) else {
+            return false;
+        };
+        let taken = WATCHES
+            .lock()
+            .iter_mut()
+            .find(|w| w.id == id)
+            .and_then(|w| w.handler.take());
+        let Some(mut handler) = taken else {
+            return false;
+        };
+        handler(&path);
+        if let Some(slot) = WATCHES.lock().iter_mut().find(|w| w.id == id) {
+            slot.handler.get_or_insert(handler);
         }
-    }
+        true
+    });
+    *DISPATCH.lock() = order;
     handled
 }
 

@@ -168,6 +168,16 @@ impl EventChannel for KernelEvtchn {
         }
     }
 
+    fn peer_bound(&mut self, port: EvtchnPort) -> Option<bool> {
+        match self.find(port)?.peer_bound() {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                self.failed("status", e);
+                None
+            }
+        }
+    }
+
     fn close(&mut self, port: EvtchnPort) {
         if let Some(i) = self.ports.iter().position(|p| p.number() == port) {
             let p = self.ports.swap_remove(i);
