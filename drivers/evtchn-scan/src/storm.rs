@@ -215,7 +215,10 @@ mod tests {
                 assert!(l.unmask_due(now));
             }
         }
-        assert!(handled < 30, "{handled} events handled in a second of storm");
+        assert!(
+            handled < 30,
+            "{handled} events handled in a second of storm"
+        );
     }
 
     #[test]

@@ -31,8 +31,8 @@ use xenstore::{TxId, XsError};
 
 use crate::error::{DeviceNode, Error, ProbeError, SetupError};
 use crate::held::Resources;
-use crate::recovery::{Broken, Health, RecoveryConfig};
 use crate::platform::{EventChannel, GrantAccess, PageProvider, XenstoreAccess};
+use crate::recovery::{Broken, Health, RecoveryConfig};
 
 /// The back end a device is connected (or connecting) to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -562,7 +562,10 @@ where
             ProbeError::Xenstore { err, .. } => SetupError::Xenstore(err),
             ProbeError::Device(d) => SetupError::Device(d),
         })?;
-        let (pages, cap) = (self.io.deferred_pages(), self.health.config.max_deferred_pages);
+        let (pages, cap) = (
+            self.io.deferred_pages(),
+            self.health.config.max_deferred_pages,
+        );
         if pages > cap {
             return Err(SetupError::TooManyDeferred { pages, cap });
         }

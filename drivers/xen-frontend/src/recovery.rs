@@ -109,7 +109,9 @@ impl FaultBudget {
             self.times.pop_front();
         }
         self.times.push_back(now_ms);
-        let keep = usize::try_from(cfg.max_faults).unwrap_or(usize::MAX).saturating_add(1);
+        let keep = usize::try_from(cfg.max_faults)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
         while self.times.len() > keep {
             self.times.pop_front();
         }
@@ -259,7 +261,7 @@ mod tests {
         for _ in 0..5 {
             b.arm();
             assert!(!b.due(&c, now));
-            let at = b.at_ms().unwrap();
+            let at = b.at_ms().expect("scheduled");
             delays.push(at - now);
             assert!(!b.due(&c, at - 1));
             assert!(b.due(&c, at));

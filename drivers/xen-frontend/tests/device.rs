@@ -574,7 +574,10 @@ fn faults_over_the_budget_break_the_device() {
         assert_eq!(w.dev.setups(), i as u64 + 2);
     }
     // The third: broken, closed, not reconnecting.
-    let err = w.dev.reconnect_after_fault(&mut w.xs, 200).unwrap_err();
+    let err = w
+        .dev
+        .reconnect_after_fault(&mut w.xs, 200)
+        .expect_err("over the budget");
     assert!(matches!(
         err,
         Error::Broken(xen_frontend::Broken::TooManyFaults { faults: 3, .. })
@@ -598,7 +601,9 @@ fn faults_spread_out_in_time_do_not_break_the_device() {
     let mut w = World::connected();
     w.dev.set_recovery(fast_recovery());
     for t in [0u64, 6000, 12_000, 18_000, 24_000] {
-        w.dev.reconnect_after_fault(&mut w.xs, t).expect("reconnect");
+        w.dev
+            .reconnect_after_fault(&mut w.xs, t)
+            .expect("reconnect");
         w.backend("5").expect("Closing");
         w.backend("6").expect("Closed");
         w.backend("2").expect("InitWait");
@@ -626,12 +631,14 @@ fn deferred_pages_over_the_cap_stop_the_reconnects() {
     for &g in &grefs {
         w.grants.backend_map(0, g, Access::ReadWrite).expect("map");
     }
-    w.dev.reconnect_after_fault(&mut w.xs, 0).expect("first fault");
+    w.dev
+        .reconnect_after_fault(&mut w.xs, 0)
+        .expect("first fault");
     w.backend("5").expect("Closing");
     w.backend("6").expect("Closed");
     assert_eq!(w.grants.with_table(|t| t.stats().deferred), 4);
     // Four pages deferred, cap two: no new connection, broken.
-    let err = w.backend("2").unwrap_err();
+    let err = w.backend("2").expect_err("refused");
     assert!(matches!(
         err,
         Error::Setup(SetupError::TooManyDeferred { pages: 4, cap: 2 })
@@ -648,7 +655,9 @@ fn deferred_pages_over_the_cap_stop_the_reconnects() {
     assert!(w.pages.live() <= baseline_pages);
     // The back end lets go at last: everything returns.
     for &g in &grefs {
-        w.grants.backend_unmap(0, g, Access::ReadWrite).expect("unmap");
+        w.grants
+            .backend_unmap(0, g, Access::ReadWrite)
+            .expect("unmap");
     }
     w.grants.poll_deferred(&w.pages);
     assert_eq!(w.active_grants(), 0);

@@ -19,18 +19,18 @@ use alloc::vec;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
+use evtchn_scan::storm::{SpuriousLimiter, StormConfig, Verdict};
 use net_services::iperf3::Event as IperfEvent;
 use net_services::smol::ServiceEvent;
 use net_services::{Services, ServicesConfig};
-use evtchn_scan::storm::{SpuriousLimiter, StormConfig, Verdict};
 use netfront::{Config as NetConfig, Fault, NetError, NetFront, ProbeError};
-use xen_abi::event_channel::EvtchnPort;
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+use xen_abi::event_channel::EvtchnPort;
 
 use super::arp;
 use crate::xen::store::{self, StoreError};
@@ -465,7 +465,10 @@ impl Vif {
         if self.storm.unmask_due(ms) {
             self.masked_port = None;
             if let Err(e) = crate::xen::events::set_masked(port, false) {
-                crate::println!("xenrs net error: vif/{}: unmasking port {port}: {e}", self.id);
+                crate::println!(
+                    "xenrs net error: vif/{}: unmasking port {port}: {e}",
+                    self.id
+                );
             }
         }
     }
@@ -768,7 +771,11 @@ impl fmt::Display for StatsLine<'_> {
             s.setups,
             s.setup_retries,
             s.faults,
-            if v.nf.broken().is_some() { ", broken" } else { "" },
+            if v.nf.broken().is_some() {
+                ", broken"
+            } else {
+                ""
+            },
             v.nf.pages().held,
             v.nf.is_up(),
             v.nf.event_channel(),

@@ -367,7 +367,11 @@ pub fn set_masked(port: EvtchnPort, masked: bool) -> Result<(), EventError> {
     // A handle of the current epoch for the number; it is not closed when dropped
     // (the owner keeps its own handle).
     let handle = Port::new(u64::from(port))?;
-    if masked { handle.mask() } else { handle.unmask() }
+    if masked {
+        handle.mask()
+    } else {
+        handle.unmask()
+    }
 }
 
 /// `EVTCHNOP_alloc_unbound`: a new port that `remote_dom` may bind to.
