@@ -88,6 +88,10 @@ pub fn hostile_session(data: &[u8]) {
                     clock = clock.saturating_add(u64::from(a16));
                     let _ = nf.check_tx_progress(clock);
                     let _ = nf.tx_watchdog_deadline_ms();
+                    // The rx watchdog and the retries, on the same clock.
+                    let _ = nf.check_rx_progress(clock);
+                    let _ = nf.rx_watchdog_deadline_ms();
+                    let _ = nf.poll(&mut w.xs, clock);
                 }
             }
             7 | 8 => {

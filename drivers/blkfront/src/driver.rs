@@ -601,6 +601,47 @@ where
         self.dev.reconnect(xs)
     }
 
+    /// Recovers from a [`Fault`] at `now_ms`: counted against the fault
+    /// budget ([`xen_frontend::recovery`]); within it the disk reconnects,
+    /// over it the disk is closed and broken ([`Error::Broken`]).
+    pub fn reconnect_after_fault(
+        &mut self,
+        xs: &mut impl XenstoreAccess,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        self.dev.reconnect_after_fault(xs, now_ms)
+    }
+
+    /// Why the disk is broken, if it is: it will not connect again.
+    pub fn broken(&self) -> Option<xen_frontend::Broken> {
+        self.dev.broken()
+    }
+
+    /// Sets the recovery policy (see [`xen_frontend::recovery`]).
+    pub fn set_recovery(&mut self, config: xen_frontend::RecoveryConfig) {
+        self.dev.set_recovery(config);
+    }
+
+    /// Pages of this disk still on the grant table's deferred list.
+    pub fn deferred_pages(&mut self) -> usize {
+        self.dev.parts_mut().1.deferred_pages()
+    }
+
+    /// Retries a failed connection setup or own-state write once its
+    /// back-off has passed (see [`xen_frontend::Device::poll`]).
+    pub fn poll_recovery(
+        &mut self,
+        xs: &mut impl XenstoreAccess,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        self.dev.poll(xs, now_ms)
+    }
+
+    /// When [`poll_recovery`](Self::poll_recovery) next has work, if any.
+    pub fn recovery_at(&self) -> Option<u64> {
+        self.dev.poll_at()
+    }
+
     /// The domain is about to suspend: requests stop moving.
     pub fn suspend(&mut self) -> Result<(), Error> {
         self.dev.suspend()

@@ -558,3 +558,74 @@ fn write_zeroes_past_the_request_limit_is_split_and_refusals_hand_the_op_back() 
         Err((SubmitError::OutOfRange, past_end))
     );
 }
+
+/// A fault the back end provokes (an impossible `rsp_prod`) with one request
+/// in flight.
+fn provoke_fault(w: &mut SimBlkWorld, bf: &mut Front) {
+    bf.submit(0, Op::Read { len: 4096 }).expect("submit");
+    w.back.hold(true);
+    pump(w, bf);
+    w.back.jump_rsp_prod(1000);
+    let _ = bf.poll();
+    assert!(
+        matches!(bf.fault(), Some(Fault::Ring(_))),
+        "{:?}",
+        bf.fault()
+    );
+    w.back.hold(false);
+}
+
+#[test]
+fn a_back_end_that_keeps_its_mappings_and_faults_again_and_again_breaks_the_disk() {
+    let mut w = SimBlkWorld::new(SimBlkConfig::default());
+    let pages_before = w.pages.live();
+    let mut bf = w.probe(Config::default()).expect("probe");
+    bf.start(&mut w.xs).expect("start");
+    pump(&mut w, &mut bf);
+    assert!(bf.is_up());
+    bf.set_recovery(xen_frontend::RecoveryConfig {
+        max_faults: 2,
+        fault_window_ms: 60_000,
+        ..xen_frontend::RecoveryConfig::default()
+    });
+    w.back.keep_mappings_on_close(true);
+    for now in [0u64, 10] {
+        provoke_fault(&mut w, &mut bf);
+        bf.reconnect_after_fault(&mut w.xs, now)
+            .expect("within the budget");
+        pump(&mut w, &mut bf);
+        assert!(bf.is_up(), "reconnected ({:?})", bf.phase());
+        // The request in flight failed with the old connection.
+        assert!(completions(&mut bf).iter().all(|c| c.result.is_err()));
+    }
+    assert!(bf.deferred_pages() > 0, "the back end keeps pages mapped");
+    provoke_fault(&mut w, &mut bf);
+    let err = bf
+        .reconnect_after_fault(&mut w.xs, 20)
+        .expect_err("over the budget");
+    assert!(
+        matches!(
+            err,
+            blkfront::Error::Broken(xen_frontend::Broken::TooManyFaults { faults: 3, .. })
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("broken"), "{err}");
+    pump(&mut w, &mut bf);
+    assert!(!bf.is_up());
+    assert_eq!(bf.phase(), Phase::Closed);
+    assert!(completions(&mut bf).iter().all(|c| c.result.is_err()));
+    assert_eq!(bf.outstanding(), 0);
+    // Broken for good: polls retry nothing, submits are refused.
+    bf.poll_recovery(&mut w.xs, 3_600_000).expect("poll");
+    pump(&mut w, &mut bf);
+    assert_eq!(bf.phase(), Phase::Closed);
+    assert!(bf.submit(0, Op::Read { len: 512 }).is_err());
+    // Once the back end lets go, every grant and page comes back.
+    w.back.release_mappings();
+    let pages = w.pages.clone();
+    w.grants.poll_deferred(&pages);
+    let s = w.grants.with_table(|t| t.stats());
+    assert_eq!((s.active, s.deferred, s.leaked), (0, 0, 0), "{s:?}");
+    assert!(w.pages.live() <= pages_before);
+}

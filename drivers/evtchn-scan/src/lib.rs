@@ -12,6 +12,9 @@
 //! [`PortMarks::dispatch`], which takes the marks and hands each port to a callback,
 //! starting where the previous dispatch stopped, so a busy port cannot starve the
 //! others. Both use only atomics: the scan may interrupt a dispatch at any point.
+//!
+//! [`storm`] decides when a port whose events keep finding no work is masked for a
+//! while (event-storm damping, Linux's late EOI).
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -240,6 +243,8 @@ impl PortMarks {
         ran
     }
 }
+
+pub mod storm;
 
 #[cfg(test)]
 mod tests;

@@ -454,6 +454,13 @@ impl<M: GrantTableMemory, P> GrantTable<M, P> {
         }
     }
 
+    /// Whether `gref`'s end of access is deferred (the peer still maps it; see
+    /// [`end_access_or_defer`](Self::end_access_or_defer)). Lets a device count
+    /// the pages it has left on the deferred list.
+    pub fn is_deferred(&self, gref: GrantRef) -> bool {
+        self.slot(gref) == Some(Slot::Deferred)
+    }
+
     /// Whether `grant` was issued by this table before the last
     /// [`reset_for_resume`](Self::reset_for_resume).
     pub fn is_stale<B>(&self, grant: &Grant<B>) -> bool {

@@ -37,6 +37,16 @@ pub struct Config {
     /// ([`Fault::TxStalled`]); half-way the back end is notified once more.
     /// 0 turns the watchdog off. See [`NetFront::check_tx_progress`].
     pub tx_stall_ms: u64,
+    /// Rx watchdog: with rx buffers posted, no rx response for this many
+    /// milliseconds while at least [`rx_stall_min_tx`](Self::rx_stall_min_tx)
+    /// of our tx frames completed meanwhile, the connection counts as stalled
+    /// ([`Fault::RxStalled`]); half-way the back end is notified once more.
+    /// 0 turns the watchdog off. See [`NetFront::check_rx_progress`].
+    pub rx_stall_ms: u64,
+    /// Tx frames that must complete during [`rx_stall_ms`](Self::rx_stall_ms)
+    /// without any rx for it to count as a stall: an idle link (nothing
+    /// sent, nothing received) is not one.
+    pub rx_stall_min_tx: u64,
 }
 
 impl Default for Config {
@@ -47,6 +57,8 @@ impl Default for Config {
             rx_refill_batch: 32,
             xs_attempts: 16,
             tx_stall_ms: 2000,
+            rx_stall_ms: 20_000,
+            rx_stall_min_tx: 64,
         }
     }
 }
@@ -67,6 +79,12 @@ pub struct Stats {
     pub watchdog_notifies: u64,
     /// Connections the tx watchdog failed as stalled ([`Fault::TxStalled`]).
     pub watchdog_stalls: u64,
+    /// Connections the rx watchdog failed as stalled ([`Fault::RxStalled`]).
+    pub rx_watchdog_stalls: u64,
+    /// Faults of the back end counted against the fault budget.
+    pub faults: u64,
+    /// Connection setups retried after a failure.
+    pub setup_retries: u64,
     /// The last rx error swallowed by [`NetFront::poll_rx`].
     pub last_rx_error: Option<RxError>,
 }
@@ -101,6 +119,19 @@ struct TxWatch {
     renotified: bool,
 }
 
+/// The rx watchdog's state (see [`NetFront::check_rx_progress`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct RxWatch {
+    /// The rx ring's `rsp_cons` when progress was last seen.
+    rsp_cons: u32,
+    /// Tx frames completed then.
+    tx_completed: u64,
+    /// When progress was last seen; `None` while no buffer is posted.
+    since_ms: Option<u64>,
+    /// Whether the half-way notification was sent.
+    renotified: bool,
+}
+
 /// What netif adds to the shared runtime: the two rings, the rx buffers and
 /// tx pool, the MAC and MTU, the back end's features, the sticky fault.
 pub struct Netif<Pg> {
@@ -114,10 +145,12 @@ pub struct Netif<Pg> {
     pub(crate) fault: Option<Fault>,
     last_rx_error: Option<RxError>,
     tx_watch: TxWatch,
+    rx_watch: RxWatch,
     watchdog_notifies: u64,
     watchdog_stalls: u64,
     /// Times the tx watchdog found the back end away and waited.
     watchdog_away_waits: u64,
+    rx_watchdog_stalls: u64,
 }
 
 impl<Pg: xen_frontend::DevicePage> Netif<Pg> {
@@ -261,6 +294,11 @@ where
     }
 
     fn discard_stale(&mut self, io: &mut Resources<P, G, E>) {
+        // Tx responses the old back end published before the save are in our
+        // own copy of the ring page: consume them first, so that frames it
+        // already sent are not sent again (see docs/NET.md, "Save and
+        // restore"). A bad ring (a fault) just means nothing more is consumed.
+        let _ = self.tx.reclaim();
         self.end_rings(io);
         // Buffers keep their (stale) grants until setup grants them anew; tx
         // frames in flight stay for re-sending.
@@ -350,9 +388,11 @@ where
             fault: None,
             last_rx_error: None,
             tx_watch: TxWatch::default(),
+            rx_watch: RxWatch::default(),
             watchdog_notifies: 0,
             watchdog_stalls: 0,
             watchdog_away_waits: 0,
+            rx_watchdog_stalls: 0,
         };
         let io = Resources::new(pages, grants, evtchn);
         let attempts = usize::try_from(config.xs_attempts).unwrap_or(usize::MAX);
@@ -496,6 +536,9 @@ where
             notifies: self.dev.resources().kick().notifies(),
             watchdog_notifies: n.watchdog_notifies,
             watchdog_stalls: n.watchdog_stalls,
+            rx_watchdog_stalls: n.rx_watchdog_stalls,
+            faults: self.dev.health().fault_count,
+            setup_retries: self.dev.health().retries,
             setups: self.dev.setups(),
             last_rx_error: n.last_rx_error,
         }
@@ -541,12 +584,55 @@ where
         Ok(self.dev.reconnect(xs)?)
     }
 
+    /// Recovers from the current [`Fault`] at `now_ms`: a stall (a watchdog's
+    /// finding) reconnects; a protocol violation is counted against the fault
+    /// budget ([`xen_frontend::recovery`]) and reconnects within it, else the
+    /// device is closed and broken ([`NetError::Broken`]; it does not connect
+    /// again). Without a fault, nothing happens.
+    pub fn recover(&mut self, xs: &mut impl XenstoreAccess, now_ms: u64) -> Result<(), NetError> {
+        match self.nif().fault {
+            None => Ok(()),
+            Some(f) if f.is_stall() => self.reconnect(xs),
+            Some(_) => Ok(self.dev.reconnect_after_fault(xs, now_ms)?),
+        }
+    }
+
+    /// Why the device is broken, if it is (see [`recover`](Self::recover)).
+    pub fn broken(&self) -> Option<xen_frontend::Broken> {
+        self.dev.broken()
+    }
+
+    /// Sets the recovery policy (fault budget, deferred-page cap, retry
+    /// back-off; see [`xen_frontend::recovery`]).
+    pub fn set_recovery(&mut self, config: xen_frontend::RecoveryConfig) {
+        self.dev.set_recovery(config);
+    }
+
+    /// Pages of this vif still on the grant table's deferred list.
+    pub fn deferred_pages(&mut self) -> usize {
+        self.dev.parts_mut().1.deferred_pages()
+    }
+
+    /// Retries a failed connection setup or own-state write once its
+    /// back-off has passed (see [`xen_frontend::Device::poll`]). Call it
+    /// regularly with a monotonic millisecond clock, at least by
+    /// [`poll_at`](Self::poll_at).
+    pub fn poll(&mut self, xs: &mut impl XenstoreAccess, now_ms: u64) -> Result<(), NetError> {
+        Ok(self.dev.poll(xs, now_ms)?)
+    }
+
+    /// When [`poll`](Self::poll) next has work (milliseconds), if any.
+    pub fn poll_at(&self) -> Option<u64> {
+        self.dev.poll_at()
+    }
+
     /// The domain is about to suspend: stops I/O. Call before
     /// `SCHEDOP_shutdown(SHUTDOWN_suspend)`.
     pub fn suspend(&mut self) -> Result<(), NetError> {
         self.dev.suspend()?;
         // Time stands still for the guest while it is saved; start afresh after.
         self.nif_mut().tx_watch = TxWatch::default();
+        self.nif_mut().rx_watch = RxWatch::default();
         Ok(())
     }
 
@@ -563,6 +649,7 @@ where
         new_domain: bool,
     ) -> Result<(), NetError> {
         self.nif_mut().tx_watch = TxWatch::default();
+        self.nif_mut().rx_watch = RxWatch::default();
         Ok(self.dev.resume(xs, new_domain)?)
     }
 
@@ -633,18 +720,27 @@ where
     /// Makes a packet ready if one is complete, dropping (and counting, see
     /// [`Stats::last_rx_error`]) invalid ones on the way. Returns whether a
     /// packet is ready. Packet errors are swallowed; faults are returned.
+    ///
+    /// The work is bounded: free buffers are re-posted only after the batch,
+    /// so the responses consumed here are at most those to requests posted
+    /// before the call (the ring's validation refuses more): a back end that
+    /// answers every refill with bad packets costs one ring's worth per call,
+    /// not an endless loop.
     pub fn poll_rx(&mut self) -> Result<bool, NetError> {
         if self.nif().rx.has_ready() {
             return Ok(true);
         }
         self.check_io()?;
-        loop {
-            match self.assemble_one() {
-                Ok(ready) => return Ok(ready),
-                Err(NetError::Rx(_)) => continue,
-                Err(e) => return Err(e),
+        let result = loop {
+            match self.nif_mut().rx.assemble() {
+                Ok(ready) => break Ok(ready),
+                Err(NetError::Rx(e)) => self.nif_mut().last_rx_error = Some(e),
+                Err(NetError::Faulted(f)) => return Err(self.fail(f)),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        self.refill(false)?;
+        result
     }
 
     /// Consumes tx responses, freeing completed frames' pool pages. Returns
@@ -749,6 +845,92 @@ where
             io.notify();
         }
         Ok(())
+    }
+
+    /// The rx watchdog; call it regularly (at least by
+    /// [`rx_watchdog_deadline_ms`](Self::rx_watchdog_deadline_ms)) with a
+    /// monotonic millisecond clock.
+    ///
+    /// A back end that stops filling rx buffers is as silent as one that
+    /// stops taking tx requests, but an idle link is silent too. So the rx
+    /// side counts as stalled only when, with buffers posted and no rx
+    /// response (none consumed, none waiting) for [`Config::rx_stall_ms`], at
+    /// least [`Config::rx_stall_min_tx`] of our tx frames completed meanwhile:
+    /// we keep talking and the back end keeps taking it, yet nothing comes
+    /// back. Half-way the back end is notified once more; then the connection
+    /// fails with [`Fault::RxStalled`] and the caller recovers as from a tx
+    /// stall ([`recover`](Self::recover)). Suspend and resume restart the clock.
+    pub fn check_rx_progress(&mut self, now_ms: u64) -> Result<(), NetError> {
+        let limit = self.nif().config.rx_stall_ms;
+        let min_tx = self.nif().config.rx_stall_min_tx;
+        if limit == 0 || self.check_io().is_err() {
+            self.nif_mut().rx_watch = RxWatch::default();
+            return Ok(());
+        }
+        let (n, io) = self.dev.parts_mut();
+        let completed = n.tx.stats.completed;
+        let ready = n.rx.has_ready();
+        let Some(ring) = n.rx.ring.as_mut() else {
+            n.rx_watch = RxWatch::default();
+            return Ok(());
+        };
+        let cons = ring.front.rsp_cons();
+        let posted = ring.front.in_flight() > 0;
+        let waiting = match ring.front.unconsumed_responses(ring.page.buffer()) {
+            Ok(w) => w > 0,
+            Err(RingError::Backend(f)) => return Err(self.fail(Fault::RxRing(f))),
+            Err(RingError::Full) => true,
+        };
+        let restart = |n: &mut Netif<P::Page>| {
+            n.rx_watch = RxWatch {
+                rsp_cons: cons,
+                tx_completed: completed,
+                since_ms: posted.then_some(now_ms),
+                renotified: false,
+            };
+        };
+        let since = match n.rx_watch.since_ms {
+            Some(t) if posted && !ready && !waiting && cons == n.rx_watch.rsp_cons => t,
+            _ => {
+                restart(n);
+                return Ok(());
+            }
+        };
+        let waited = now_ms.saturating_sub(since);
+        let talked = completed.saturating_sub(n.rx_watch.tx_completed);
+        if waited >= limit {
+            if talked < min_tx {
+                // An idle (or one-way quiet) link: not a stall.
+                restart(n);
+                return Ok(());
+            }
+            n.rx_watch = RxWatch::default();
+            n.rx_watchdog_stalls += 1;
+            return Err(self.fail(Fault::RxStalled { waited_ms: waited }));
+        }
+        if waited >= limit / 2 && !n.rx_watch.renotified {
+            // Half-way (once, so the deadline moves on): a back end that
+            // missed our refill notification gets another one.
+            n.rx_watch.renotified = true;
+            if talked > 0 {
+                n.watchdog_notifies += 1;
+                io.notify();
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`check_rx_progress`](Self::check_rx_progress) next has something
+    /// to do (milliseconds, its clock), if rx buffers are posted.
+    pub fn rx_watchdog_deadline_ms(&self) -> Option<u64> {
+        let n = self.nif();
+        let since = n.rx_watch.since_ms?;
+        let limit = n.config.rx_stall_ms;
+        Some(if n.rx_watch.renotified {
+            since.saturating_add(limit)
+        } else {
+            since.saturating_add(limit / 2)
+        })
     }
 
     /// When [`check_tx_progress`](Self::check_tx_progress) next has

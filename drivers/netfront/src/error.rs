@@ -76,6 +76,23 @@ pub enum Fault {
         /// Milliseconds without progress.
         waited_ms: u64,
     },
+    /// The back end filled no rx buffer for this long although buffers were
+    /// posted and our tx frames kept completing (the peer is alive), after a
+    /// half-way notification
+    /// ([`NetFront::check_rx_progress`](crate::NetFront::check_rx_progress)).
+    RxStalled {
+        /// Milliseconds without an rx response.
+        waited_ms: u64,
+    },
+}
+
+impl Fault {
+    /// Whether this is a stall found by a watchdog (the back end stopped
+    /// working) rather than a protocol violation: stalls are recovered from
+    /// by reconnecting and do not count against the fault budget.
+    pub fn is_stall(&self) -> bool {
+        matches!(self, Fault::TxStalled { .. } | Fault::RxStalled { .. })
+    }
 }
 
 /// Why one received packet was dropped. Its slots were consumed and their
@@ -157,8 +174,11 @@ pub enum NetError {
     /// The xenbus state machine refused an input (e.g. a garbage back-end
     /// `state` value); nothing changed.
     Xenbus(FrontendError),
-    /// Ring setup failed; the connection is being closed.
+    /// Ring setup failed; the connection is being closed (and retried after
+    /// a back-off, see [`crate::NetFront::poll`]).
     Setup(SetupError),
+    /// The device is broken and will not connect again.
+    Broken(xen_frontend::Broken),
 }
 
 impl From<Fault> for NetError {
@@ -197,6 +217,7 @@ impl From<xen_frontend::Error> for NetError {
             xen_frontend::Error::Xenstore(e) => Self::Xenstore(e),
             xen_frontend::Error::Xenbus(e) => Self::Xenbus(e),
             xen_frontend::Error::Setup(e) => Self::Setup(e),
+            xen_frontend::Error::Broken(b) => Self::Broken(b),
         }
     }
 }
@@ -248,6 +269,10 @@ impl fmt::Display for Fault {
             Fault::TxStalled { waited_ms } => {
                 write!(f, "no tx response for {waited_ms} ms with requests waiting")
             }
+            Fault::RxStalled { waited_ms } => write!(
+                f,
+                "no rx response for {waited_ms} ms with buffers posted while tx kept completing"
+            ),
         }
     }
 }
@@ -301,6 +326,7 @@ impl fmt::Display for NetError {
             NetError::Xenstore(e) => write!(f, "xenstore: {e}"),
             NetError::Xenbus(e) => write!(f, "xenbus: {e:?}"),
             NetError::Setup(e) => write!(f, "connection setup: {e}"),
+            NetError::Broken(b) => write!(f, "device broken: {b}"),
         }
     }
 }

@@ -474,7 +474,7 @@ impl SimNetback {
     /// (`BACK_RING_ATTACH`), re-binds the event channel and shows Connected.
     /// A front end that reset in the meantime is followed as usual.
     pub fn bind(&mut self) {
-        self.set_state(XenbusState::InitWait);
+        self.dev.set_state(XenbusState::InitWait);
     }
 
     /// Save/restore into a new domain: Xen's grant table and event channels

@@ -472,3 +472,344 @@ fn tx_watchdog_restarts_on_progress_and_after_a_suspend() {
     off.check_tx_progress(1_000_000).unwrap();
     assert_eq!(off.fault(), None);
 }
+
+// --- bounded work, the fault budget, the deferred cap, the rx watchdog ---------------
+
+/// An rx response slot: id, offset, flags, status (`netif_rx_response`).
+fn raw_rx(id: u16, offset: u16, flags: u16, status: i16) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[0..2].copy_from_slice(&id.to_le_bytes());
+    b[2..4].copy_from_slice(&offset.to_le_bytes());
+    b[4..6].copy_from_slice(&flags.to_le_bytes());
+    b[6..8].copy_from_slice(&status.to_le_bytes());
+    b
+}
+
+#[test]
+fn rx_a_backend_answering_every_refill_with_bad_packets_costs_one_batch_per_poll() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(small());
+    let bad = [
+        raw_rx(0xffff, 0, 0, 60),
+        raw_rx(0, 0, 0, NETIF_RSP_ERROR),
+        raw_rx(0, 4000, 0, 500),
+    ];
+    for round in 0..100usize {
+        // The back end answers every request posted so far with a bad packet.
+        w.back.push_raw_rx(&[]);
+        let posted = w.back.rx_posted();
+        assert!(posted > 0, "round {round}: buffers are re-posted");
+        let slots: Vec<[u8; 8]> = (0..posted).map(|i| bad[(round + i) % bad.len()]).collect();
+        w.back.push_raw_rx(&slots);
+        let before = nf.stats();
+        // One poll: every bad packet dropped, nothing more than was posted
+        // before the call consumed, and one refill at most.
+        assert_eq!(nf.poll_rx(), Ok(false));
+        let after = nf.stats();
+        assert_eq!(after.rx.slots - before.rx.slots, posted as u64);
+        assert_eq!(after.rx.errors - before.rx.errors, posted as u64);
+        assert!(after.rx.refills - before.rx.refills <= 1);
+        assert!(nf.stats().last_rx_error.is_some());
+        assert_eq!(nf.fault(), None);
+    }
+    // A back end that behaves again is served as usual.
+    let good = frame(300, 9);
+    w.back.inject(SimRxPacket::new(&good));
+    let (frames, errors) = w.receive_all(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(frames, vec![good]);
+}
+
+#[test]
+fn event_storms_without_responses_find_no_work_and_change_nothing() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(small());
+    let before = nf.stats();
+    for _ in 0..10_000 {
+        w.evt.notify_guest();
+        assert!(w.evt.take_guest_event());
+        assert_eq!(nf.poll_rx(), Ok(false));
+        assert_eq!(nf.poll_tx(), Ok(0));
+    }
+    let after = nf.stats();
+    assert_eq!(before, after, "a spurious event costs no ring work");
+    assert_eq!(after.notifies, before.notifies, "and notifies nobody");
+    // The port damping itself (mask with back-off) is evtchn-scan's
+    // `storm::SpuriousLimiter`, which the kernel applies per vif.
+}
+
+/// Everything a faulting back end leaves behind returns once it lets go.
+fn assert_baseline(w: &mut SimWorld, pages_before: u64) {
+    w.back.release_mappings();
+    let pages = w.pages.clone();
+    w.grants.poll_deferred(&pages);
+    let s = w.grants.with_table(|t| t.stats());
+    assert_eq!((s.active, s.deferred, s.leaked), (0, 0, 0), "{s:?}");
+    assert!(
+        w.pages.live() <= pages_before,
+        "{} pages kept",
+        w.pages.live()
+    );
+}
+
+/// The back end provokes a fault (an impossible rx `rsp_prod`).
+fn provoke_fault(w: &mut SimWorld, nf: &mut netfront::sim::SimNetFront) {
+    w.back.jump_rsp_prod(RingSel::Rx, 1000);
+    assert!(matches!(
+        nf.poll_rx(),
+        Err(NetError::Faulted(Fault::RxRing(_)))
+    ));
+}
+
+#[test]
+fn a_backend_that_keeps_its_mappings_and_faults_again_and_again_breaks_the_device() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let pages_before = w.pages.live();
+    let mut nf = w.connect(small());
+    nf.set_recovery(xen_frontend::RecoveryConfig {
+        max_faults: 3,
+        fault_window_ms: 60_000,
+        ..xen_frontend::RecoveryConfig::default()
+    });
+    w.back.keep_mappings_on_close(true);
+    let mut now = 0;
+    for round in 0..3 {
+        provoke_fault(&mut w, &mut nf);
+        nf.recover(&mut w.xs, now).expect("within the budget");
+        let errors = w.pump(&mut nf);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(nf.is_up(), "round {round}: reconnected");
+        now += 1000;
+    }
+    assert_eq!(nf.deferred_pages(), 6, "two ring pages per connection");
+    provoke_fault(&mut w, &mut nf);
+    let err = nf.recover(&mut w.xs, now).unwrap_err();
+    assert!(matches!(
+        err,
+        NetError::Broken(xen_frontend::Broken::TooManyFaults { faults: 4, .. })
+    ));
+    let line = format!("xenrs net error: vif/0: {err}");
+    assert!(line.contains("broken"), "{line}");
+    let errors = w.pump(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(!nf.is_up());
+    assert_eq!(nf.phase(), Phase::Closed);
+    assert_eq!(nf.stats().faults, 4);
+    // Broken for good: no retry, no reconnect, even much later.
+    nf.poll(&mut w.xs, now + 3_600_000).expect("poll");
+    let errors = w.pump(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(nf.phase(), Phase::Closed);
+    assert!(matches!(
+        nf.recover(&mut w.xs, now),
+        Ok(()) | Err(NetError::Broken(_))
+    ));
+    assert_eq!(w.back.stats().connects, 4);
+    assert_baseline(&mut w, pages_before);
+}
+
+#[test]
+fn deferred_pages_over_the_cap_stop_the_reconnects_before_they_allocate() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let pages_before = w.pages.live();
+    let mut nf = w.connect(small());
+    nf.set_recovery(xen_frontend::RecoveryConfig {
+        max_faults: 100,
+        max_deferred_pages: 3,
+        ..xen_frontend::RecoveryConfig::default()
+    });
+    w.back.keep_mappings_on_close(true);
+    for now in [0, 1] {
+        provoke_fault(&mut w, &mut nf);
+        nf.recover(&mut w.xs, now).expect("reconnect");
+        let _ = w.pump(&mut nf);
+    }
+    // Two connections' ring pages (4) are still mapped: over the cap, the
+    // second reconnect was refused and the device is broken.
+    assert_eq!(nf.deferred_pages(), 4);
+    assert!(matches!(
+        nf.broken(),
+        Some(xen_frontend::Broken::TooManyDeferred { pages: 4, cap: 3 })
+    ));
+    assert!(!nf.is_up());
+    assert_eq!(w.back.stats().connects, 2);
+    let live = w.pages.live();
+    nf.poll(&mut w.xs, 1_000_000).expect("poll");
+    let _ = w.pump(&mut nf);
+    assert_eq!(
+        w.pages.live(),
+        live,
+        "nothing allocated for a broken device"
+    );
+    assert_baseline(&mut w, pages_before);
+}
+
+#[test]
+fn stalls_do_not_count_against_the_fault_budget() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config {
+        tx_stall_ms: 100,
+        ..small()
+    });
+    nf.set_recovery(xen_frontend::RecoveryConfig {
+        max_faults: 0,
+        ..xen_frontend::RecoveryConfig::default()
+    });
+    w.back.hold_tx(true);
+    for round in 0..3u64 {
+        nf.transmit(60, |b| b.fill(round as u8)).unwrap();
+        w.back.service();
+        let t0 = round * 1000;
+        let _ = nf.check_tx_progress(t0);
+        assert!(matches!(
+            nf.check_tx_progress(t0 + 100),
+            Err(NetError::Faulted(Fault::TxStalled { .. }))
+        ));
+        nf.recover(&mut w.xs, t0 + 100).expect("a stall reconnects");
+        let errors = w.pump(&mut nf);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(nf.is_up());
+    }
+    assert_eq!(nf.stats().faults, 0);
+    assert_eq!(nf.broken(), None);
+}
+
+fn rx_watch_config() -> Config {
+    Config {
+        rx_stall_ms: 1000,
+        rx_stall_min_tx: 4,
+        ..small()
+    }
+}
+
+#[test]
+fn rx_watchdog_fires_when_the_backend_takes_our_frames_but_fills_no_buffer() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(rx_watch_config());
+    let mut now = 0;
+    nf.check_rx_progress(now).unwrap();
+    assert_eq!(nf.rx_watchdog_deadline_ms(), Some(500));
+    let notifies = w.evt.to_backend();
+    // We keep sending (the back end takes and completes every frame) and
+    // nothing comes back.
+    while now < 1000 {
+        nf.transmit(60, |b| b.fill(1)).unwrap();
+        w.back.service();
+        nf.poll_tx().unwrap();
+        now += 100;
+        match nf.check_rx_progress(now) {
+            Ok(()) => assert!(now < 1000),
+            Err(e) => {
+                assert_eq!(now, 1000);
+                assert_eq!(e, NetError::Faulted(Fault::RxStalled { waited_ms: 1000 }));
+            }
+        }
+    }
+    assert!(w.evt.to_backend() > notifies, "notified half-way");
+    assert_eq!(nf.stats().rx_watchdog_stalls, 1);
+    assert!(!nf.is_up());
+    // The same recovery as a tx stall: a reconnect, not counted as a fault.
+    nf.recover(&mut w.xs, now).unwrap();
+    let errors = w.pump(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(nf.is_up());
+    assert_eq!(nf.stats().faults, 0);
+    let good = frame(100, 3);
+    w.back.inject(SimRxPacket::new(&good));
+    assert_eq!(w.receive_all(&mut nf).0, vec![good]);
+}
+
+#[test]
+fn rx_watchdog_leaves_an_idle_or_receiving_link_alone() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(rx_watch_config());
+    // Idle: nothing sent, nothing received, for a long time.
+    for t in (0..20_000).step_by(100) {
+        nf.check_rx_progress(t).unwrap();
+    }
+    // Few frames sent (fewer than rx_stall_min_tx per window): still alone.
+    for t in (20_000..40_000).step_by(100) {
+        if t % 1000 == 0 {
+            nf.transmit(60, |b| b.fill(2)).unwrap();
+            w.back.service();
+            nf.poll_tx().unwrap();
+        }
+        nf.check_rx_progress(t).unwrap();
+    }
+    // Busy both ways: every window sees rx.
+    for t in (40_000..60_000).step_by(100) {
+        nf.transmit(60, |b| b.fill(3)).unwrap();
+        w.back.inject(SimRxPacket::new(&frame(80, 4)));
+        w.back.service();
+        nf.poll_tx().unwrap();
+        let _ = nf.receive(|_| ());
+        nf.check_rx_progress(t).unwrap();
+    }
+    // Responses published but not yet consumed are progress too.
+    for t in (60_000..70_000).step_by(100) {
+        nf.transmit(60, |b| b.fill(5)).unwrap();
+        w.back.service();
+        nf.poll_tx().unwrap();
+        if t == 60_000 {
+            w.back.inject(SimRxPacket::new(&frame(80, 6)));
+            w.back.service();
+        }
+        if t < 69_000 {
+            nf.check_rx_progress(t).unwrap();
+        }
+    }
+    assert!(nf.is_up());
+    assert_eq!(nf.stats().rx_watchdog_stalls, 0);
+}
+
+#[test]
+fn a_setup_that_runs_out_of_pages_is_retried_with_backoff() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.probe(small()).unwrap();
+    nf.set_recovery(xen_frontend::RecoveryConfig {
+        retry_initial_ms: 10,
+        retry_max_ms: 100,
+        ..xen_frontend::RecoveryConfig::default()
+    });
+    w.pages.set_limit(Some(5));
+    // The back end already waits in InitWait: setup runs at once, and fails.
+    let mut errors = vec![nf.start(&mut w.xs).unwrap_err()];
+    errors.extend(w.pump(&mut nf));
+    assert!(
+        errors
+            .iter()
+            .any(|e| matches!(e, NetError::Setup(xen_frontend::SetupError::OutOfPages))),
+        "{errors:?}"
+    );
+    assert!(!nf.is_up());
+    // Still short of pages for a while: every retry fails and closes again.
+    let mut now = 0;
+    let mut tries = 0;
+    while now < 300 {
+        nf.poll(&mut w.xs, now).unwrap_or(());
+        let _ = w.pump(&mut nf);
+        now += 1;
+        if nf.stats().setup_retries > tries {
+            tries = nf.stats().setup_retries;
+            assert!(!nf.is_up());
+        }
+    }
+    assert!((2..=5).contains(&tries), "{tries} retries in 300 ms");
+    assert_eq!(w.grants.with_table(|t| t.stats().active), 0);
+    // Pages again: the next retry connects.
+    w.pages.set_limit(None);
+    while !nf.is_up() && now < 1000 {
+        let _ = nf.poll(&mut w.xs, now);
+        let _ = w.pump(&mut nf);
+        now += 1;
+    }
+    assert!(
+        nf.is_up(),
+        "connected after the shortage ({:?})",
+        nf.phase()
+    );
+    assert_eq!(nf.poll_at(), None);
+    let good = frame(100, 7);
+    w.back.inject(SimRxPacket::new(&good));
+    assert_eq!(w.receive_all(&mut nf).0, vec![good]);
+}

@@ -223,3 +223,35 @@ fn repeated_save_restore_cycles() {
     }
     assert_eq!(nf.stats().setups, 6);
 }
+
+#[test]
+fn tx_the_old_backend_already_answered_is_not_sent_again_after_a_restore() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(cfg());
+    traffic(&mut w, &mut nf, 2);
+    w.back.take_sent();
+    // Three frames the back end sends and answers, but the guest is saved
+    // before it consumes the responses. (Frames without a response are sent
+    // again: `tx_in_flight_is_resent_after_resume`.)
+    let answered = vec![frame(60, 1), frame(342, 2), frame(1514, 3)];
+    for f in &answered {
+        nf.transmit(f.len(), |b| b.copy_from_slice(f)).unwrap();
+    }
+    w.back.service();
+    assert_eq!(w.back.take_sent(), answered);
+    assert_eq!(nf.tx_in_flight(), 3, "no response consumed yet");
+    let completed = nf.stats().tx.completed;
+    save_restore(&mut w, &mut nf, None, true);
+    let errors = w.pump(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(nf.is_up());
+    w.back.service();
+    // Nothing is sent again (no duplicate UDP, ARP or DHCP on the wire).
+    assert_eq!(w.back.take_sent(), Vec::<Vec<u8>>::new());
+    assert_eq!(nf.stats().tx.resent, 0);
+    assert_eq!(nf.stats().tx.completed, completed + 3);
+    assert_eq!(nf.tx_in_flight(), 0);
+    // The new connection carries traffic as usual.
+    traffic(&mut w, &mut nf, 2);
+    assert_eq!(w.back.stats().bad_tx_grefs, 0);
+}

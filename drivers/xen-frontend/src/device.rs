@@ -32,6 +32,7 @@ use xenstore::{TxId, XsError};
 use crate::error::{DeviceNode, Error, ProbeError, SetupError};
 use crate::held::Resources;
 use crate::platform::{EventChannel, GrantAccess, PageProvider, XenstoreAccess};
+use crate::recovery::{Broken, Health, RecoveryConfig};
 
 /// The back end a device is connected (or connecting) to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,6 +199,7 @@ pub struct Device<D, P, G, E> {
     setups: u64,
     reattaches: u64,
     xs_attempts: usize,
+    health: Health,
 }
 
 impl<D, P, G, E> Device<D, P, G, E>
@@ -229,6 +231,7 @@ where
             setups: 0,
             reattaches: 0,
             xs_attempts: xs_attempts.max(1),
+            health: Health::default(),
         })
     }
 
@@ -339,15 +342,29 @@ where
         self.setups
     }
 
-    /// Whether the device is closed for good (closed without a reconnect
-    /// pending, a failed setup included) or removed: it will not connect
-    /// again by itself.
+    /// Whether the device is closed for good (closed without a reconnect or
+    /// setup retry pending) or removed: it will not connect again by itself.
     pub fn is_gone(&self) -> bool {
         match self.xenbus.phase() {
             Phase::Removed => true,
-            Phase::Closed => !self.reopen,
+            Phase::Closed => !self.reopen && !self.health.setup_retry.is_armed(),
             _ => false,
         }
+    }
+
+    /// The recovery state: retries, faults counted, why it is broken.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Sets the recovery policy (see [`crate::recovery`]).
+    pub fn set_recovery(&mut self, config: RecoveryConfig) {
+        self.health.config = config;
+    }
+
+    /// Why the device is broken, if it is: it will not connect again.
+    pub fn broken(&self) -> Option<Broken> {
+        self.health.broken
     }
 
     // --- the xenbus life cycle -----------------------------------------------------
@@ -379,6 +396,7 @@ where
     /// Closing/Closed; grants end once it has let go).
     pub fn close(&mut self, xs: &mut impl XenstoreAccess) -> Result<(), Error> {
         self.reopen = false;
+        self.health.setup_retry.disarm();
         self.drive(xs, Input::Driver(DriverEvent::RequestClose))
     }
 
@@ -398,6 +416,82 @@ where
         }
     }
 
+    /// A fault of the back end (a ring-protocol violation) at `now_ms`: counted
+    /// in the fault budget; within the budget the device reconnects
+    /// ([`reconnect`](Self::reconnect)), over it the device is closed and
+    /// broken ([`Error::Broken`]; it does not connect again).
+    pub fn reconnect_after_fault(
+        &mut self,
+        xs: &mut impl XenstoreAccess,
+        now_ms: u64,
+    ) -> Result<(), Error> {
+        if let Some(b) = self.health.broken {
+            return Err(Error::Broken(b));
+        }
+        self.health.fault_count = self.health.fault_count.saturating_add(1);
+        let cfg = self.health.config;
+        match self.health.faults.record(&cfg, now_ms) {
+            Some(faults) => self.break_device(
+                xs,
+                Broken::TooManyFaults {
+                    faults,
+                    window_ms: cfg.fault_window_ms,
+                },
+            ),
+            None => self.reconnect(xs),
+        }
+    }
+
+    /// Marks the device broken and closes it (grants end once the back end
+    /// lets go, or stay deferred).
+    fn break_device(&mut self, xs: &mut impl XenstoreAccess, why: Broken) -> Result<(), Error> {
+        self.health.broken = Some(why);
+        self.health.setup_retry.disarm();
+        let _ = self.close(xs);
+        Err(Error::Broken(why))
+    }
+
+    /// Retries what failed, with back-off: a connection setup (then the
+    /// device connects anew) and a write of our own `state` node (then the
+    /// back end's state is acted on again). Call it regularly with a
+    /// monotonic millisecond clock, at least by [`poll_at`](Self::poll_at).
+    pub fn poll(&mut self, xs: &mut impl XenstoreAccess, now_ms: u64) -> Result<(), Error> {
+        if self.is_suspended() {
+            return Ok(());
+        }
+        let cfg = self.health.config;
+        if self.health.state_retry.due(&cfg, now_ms)
+            && let Some(s) = self.xenbus.own_state()
+        {
+            if let Err(e) = self.write_own_state(xs, s) {
+                self.health.state_retry.arm();
+                return Err(e.into());
+            }
+            self.health.state_retry.succeeded();
+            self.on_backend_state(xs)?;
+        }
+        if self.health.broken.is_none()
+            && matches!(self.xenbus.phase(), Phase::Idle | Phase::Closed)
+            && !self.reopen
+            && self.health.setup_retry.due(&cfg, now_ms)
+        {
+            self.health.retries = self.health.retries.saturating_add(1);
+            self.start(xs)?;
+        }
+        Ok(())
+    }
+
+    /// When [`poll`](Self::poll) next has something to do (its clock), if a
+    /// retry is pending. A retry that is wanted but not yet scheduled is due
+    /// at once (the next `poll` schedules it).
+    pub fn poll_at(&self) -> Option<u64> {
+        [&self.health.state_retry, &self.health.setup_retry]
+            .iter()
+            .filter(|b| b.is_armed())
+            .map(|b| b.at_ms().unwrap_or(0))
+            .min()
+    }
+
     /// The domain is about to suspend: I/O stops (the phase says so). Call
     /// before `SCHEDOP_shutdown(SHUTDOWN_suspend)`.
     pub fn suspend(&mut self) -> Result<(), Error> {
@@ -410,6 +504,8 @@ where
     /// The domain resumed; see the module docs for the sequence.
     /// `new_domain` false (cancelled): nothing is touched. True: call after
     /// the kernel reset the grant table and resumed xenstore.
+    /// A failed xenstore write here still leaves Suspended (the state
+    /// machine moved on); the write is retried by [`poll`](Self::poll).
     pub fn resume(&mut self, xs: &mut impl XenstoreAccess, new_domain: bool) -> Result<(), Error> {
         self.drive(xs, Input::Driver(DriverEvent::Resume { new_domain }))?;
         if new_domain {
@@ -431,8 +527,12 @@ where
             for action in &actions {
                 match *action {
                     Action::WriteOwnState(s) => {
-                        if let Err(e) = self.write_own_state(xs, s) {
-                            first_err.get_or_insert(Error::Xenstore(e));
+                        match self.write_own_state(xs, s) {
+                            Ok(()) => self.health.state_retry.succeeded(),
+                            Err(e) => {
+                                self.health.state_retry.arm();
+                                first_err.get_or_insert(Error::Xenstore(e));
+                            }
                         }
                     }
                     Action::SetupRings => {
@@ -444,6 +544,13 @@ where
                             }
                             Err(e) => {
                                 self.last_setup_error = Some(e);
+                                if let SetupError::TooManyDeferred { pages, cap } = e {
+                                    self.health.broken =
+                                        Some(Broken::TooManyDeferred { pages, cap });
+                                } else {
+                                    // Closed for now; poll() sets up again.
+                                    self.health.setup_retry.arm();
+                                }
                                 first_err.get_or_insert(Error::Setup(e));
                                 DriverEvent::SetupFailed
                             }
@@ -454,6 +561,7 @@ where
                         if was_connected {
                             self.reattaches += 1;
                         }
+                        self.health.setup_retry.succeeded();
                         self.driver.connected(&mut self.io, xs, &self.backend)
                     }
                     Action::Disconnected => self.driver.disconnected(),
@@ -463,6 +571,7 @@ where
                     }
                     Action::DiscardStaleRings => {
                         self.io.kick_mut().forget();
+                        self.io.forget_deferred();
                         self.driver.discard_stale(&mut self.io);
                     }
                     Action::Reinitialise => {
@@ -520,6 +629,13 @@ where
             ProbeError::Xenstore { err, .. } => SetupError::Xenstore(err),
             ProbeError::Device(d) => SetupError::Device(d),
         })?;
+        let (pages, cap) = (
+            self.io.deferred_pages(),
+            self.health.config.max_deferred_pages,
+        );
+        if pages > cap {
+            return Err(SetupError::TooManyDeferred { pages, cap });
+        }
         let port = self.io.kick_mut().ensure(self.backend.domid)?;
         let mut nodes = Nodes::new();
         self.driver

@@ -8,6 +8,7 @@ use xenbus::{DeviceError, FrontendError};
 use xenstore::XsError;
 
 use crate::nodes::NumberError;
+use crate::recovery::Broken;
 
 /// A node of the device directory named in a [`ProbeError`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +80,14 @@ pub enum SetupError {
     EventChannel(i32),
     /// The ring layout does not fit the page (a provider bug).
     Layout(LayoutError),
+    /// The device left more pages on the grant table's deferred list than
+    /// its cap allows (see [`crate::recovery`]); it is broken.
+    TooManyDeferred {
+        /// Pages still deferred.
+        pages: usize,
+        /// The cap.
+        cap: usize,
+    },
 }
 
 impl fmt::Display for SetupError {
@@ -103,6 +112,10 @@ impl fmt::Display for SetupError {
                 write!(f, "EVTCHNOP_alloc_unbound failed (errno {errno})")
             }
             SetupError::Layout(e) => write!(f, "ring layout: {e:?}"),
+            SetupError::TooManyDeferred { pages, cap } => write!(
+                f,
+                "{pages} pages still mapped by an earlier back end (cap {cap})"
+            ),
         }
     }
 }
@@ -116,8 +129,12 @@ pub enum Error {
     /// The xenbus state machine refused an input (e.g. a garbage back-end
     /// `state` value); nothing changed.
     Xenbus(FrontendError),
-    /// Setting up the connection failed; it is being closed.
+    /// Setting up the connection failed; it is being closed (and set up
+    /// again after a back-off, see [`crate::Device::poll`]).
     Setup(SetupError),
+    /// The device is broken and will not connect again (see
+    /// [`crate::recovery`]).
+    Broken(Broken),
 }
 
 impl fmt::Display for Error {
@@ -126,6 +143,7 @@ impl fmt::Display for Error {
             Error::Xenstore(e) => write!(f, "xenstore: {e}"),
             Error::Xenbus(e) => write!(f, "xenbus: {e:?}"),
             Error::Setup(e) => write!(f, "connection setup: {e}"),
+            Error::Broken(b) => write!(f, "device broken: {b}"),
         }
     }
 }

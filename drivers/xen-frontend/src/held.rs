@@ -202,6 +202,9 @@ pub struct Resources<P, G, E> {
     pages: P,
     grants: G,
     kick: Kick<E>,
+    /// References this device left on the grant table's deferred list (pruned
+    /// by [`deferred_pages`](Self::deferred_pages)).
+    deferred: Vec<grant_table::GrantRef>,
 }
 
 impl<P, G, E> Resources<P, G, E>
@@ -220,7 +223,24 @@ where
                 port: None,
                 notifies: 0,
             },
+            deferred: Vec::new(),
         }
+    }
+
+    /// Pages this device left on the grant table's deferred list that are
+    /// still there (the back end still maps them).
+    pub fn deferred_pages(&mut self) -> usize {
+        let mut list = core::mem::take(&mut self.deferred);
+        self.grants
+            .with(|t| list.retain(|&gref| t.is_deferred(gref)));
+        self.deferred = list;
+        self.deferred.len()
+    }
+
+    /// Forgets the deferred references (a resume in a new domain: the grant
+    /// table gave every deferred page back).
+    pub(crate) fn forget_deferred(&mut self) {
+        self.deferred.clear();
     }
 
     /// The page provider.
@@ -288,7 +308,10 @@ where
                 // cannot survive a release, but if it did: defer, use a new page.
                 match self.grants.with(|t| t.end_access_or_defer(g)) {
                     Ok(Ended::Released(p)) => p,
-                    Ok(Ended::Deferred(_)) => self.alloc_page()?,
+                    Ok(Ended::Deferred(gref)) => {
+                        self.deferred.push(gref);
+                        self.alloc_page()?
+                    }
                     Err((g, _)) => {
                         // A grant of another table: never ours to end; leak it.
                         drop(g);
@@ -316,7 +339,10 @@ where
     pub fn end_grant(&mut self, g: Grant<P::Page>) -> Held<P::Page> {
         match self.grants.with(|t| t.end_access_or_defer(g)) {
             Ok(Ended::Released(p)) => Held::Spare(p),
-            Ok(Ended::Deferred(_)) => Held::Empty,
+            Ok(Ended::Deferred(gref)) => {
+                self.deferred.push(gref);
+                Held::Empty
+            }
             Err((g, _)) => {
                 // Issued by another table: leaking is the safe failure.
                 drop(g);

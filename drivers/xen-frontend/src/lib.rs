@@ -16,7 +16,10 @@
 //!   (`backend`, `backend-id`, checked), connect, publish in one xenstore
 //!   transaction, close, reconnect after a fault, suspend, cancelled resume and
 //!   new-domain resume (see [`device`] for the order);
-//! - checked parsing of the numeric nodes back ends write ([`nodes`]).
+//! - checked parsing of the numeric nodes back ends write ([`nodes`]);
+//! - recovery ([`recovery`]): failed setups and state writes retried with
+//!   back-off, a fault budget and a cap on deferred pages that mark a device
+//!   broken instead of letting a hostile back end drain the guest.
 //!
 //! Model: virtio-drivers' `transport` module, whose initialisation every
 //! device shares. Protocol: `xen/include/public/io/xenbus.h`, `io/ring.h`,
@@ -34,6 +37,7 @@ pub mod error;
 mod held;
 pub mod nodes;
 pub mod platform;
+pub mod recovery;
 #[cfg(feature = "test-utils")]
 pub mod sim;
 
@@ -41,3 +45,4 @@ pub use device::{Backend, Device, Driver, Nodes, device_dir, read_backend};
 pub use error::{DeviceNode, Error, ProbeError, SetupError};
 pub use held::{Held, Kick, MultiPageRing, Resources, RingArea, RingHalf};
 pub use platform::{DevicePage, EventChannel, GrantAccess, PageProvider, XenstoreAccess};
+pub use recovery::{Broken, Health, RecoveryConfig};

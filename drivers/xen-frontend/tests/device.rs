@@ -525,3 +525,242 @@ fn no_state_write_recreates_a_removed_device_directory() {
     assert_eq!(w.node("state"), None);
     assert_eq!(w.pages.live(), 0);
 }
+
+// --- recovery: retries with back-off, the fault budget, the deferred cap ---------
+
+/// Polls the runtime at `now` (ms) and returns the result.
+fn poll(w: &mut World, now: u64) -> Result<(), Error> {
+    w.dev.poll(&mut w.xs, now)
+}
+
+/// Polls until the pending retry fired (at most `limit` ms of simulated time,
+/// stepping 1 ms); returns the time it fired.
+fn poll_until_retry(w: &mut World, mut now: u64, limit: u64) -> u64 {
+    let end = now + limit;
+    while now < end {
+        let _ = poll(w, now);
+        if w.dev.poll_at().is_none() {
+            return now;
+        }
+        now += 1;
+    }
+    panic!("no retry within {limit} ms (poll_at {:?})", w.dev.poll_at());
+}
+
+fn fast_recovery() -> xen_frontend::RecoveryConfig {
+    xen_frontend::RecoveryConfig {
+        max_faults: 2,
+        fault_window_ms: 10_000,
+        max_deferred_pages: 2,
+        retry_initial_ms: 10,
+        retry_max_ms: 80,
+    }
+}
+
+#[test]
+fn a_failed_state_write_during_resume_is_retried_with_backoff() {
+    let mut w = World::connected();
+    w.dev.set_recovery(fast_recovery());
+    w.dev.suspend().expect("suspend");
+    w.grants.new_domain();
+    w.grants.reset_for_resume(&w.pages);
+    w.evt.new_domain();
+    // The toolstack re-created the back end, waiting in InitWait.
+    w.xs_ring
+        .with_sim(|s| s.write(&format!("{BACK_DIR}/state"), b"2"));
+    let mut failing = FailingWrites { inner: &mut w.xs };
+    assert!(w.dev.resume(&mut failing, true).is_err());
+    // Initialising was not written: the node still says Connected.
+    assert_eq!(w.node("state").as_deref(), Some("4"));
+    assert_eq!(w.dev.poll_at(), Some(0), "a retry is wanted");
+    // Not before the back-off.
+    poll(&mut w, 1000).expect("schedules");
+    assert_eq!(w.dev.poll_at(), Some(1010));
+    poll(&mut w, 1009).expect("not yet");
+    assert_eq!(w.node("state").as_deref(), Some("4"));
+    poll(&mut w, 1010).expect("retried");
+    // Initialising written, then the waiting back end acted on: set up anew
+    // and Initialised announced.
+    assert_eq!(w.node("state").as_deref(), Some("3"));
+    assert_eq!(w.dev.poll_at(), None);
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+}
+
+#[test]
+fn a_failed_closing_write_does_not_leave_a_reconnect_stuck() {
+    let mut w = World::connected();
+    w.dev.set_recovery(fast_recovery());
+    let mut failing = FailingWrites { inner: &mut w.xs };
+    assert_eq!(
+        w.dev.reconnect(&mut failing),
+        Err(Error::Xenstore(XsError::Eacces))
+    );
+    assert_eq!(w.node("state").as_deref(), Some("4"), "Closing not written");
+    assert_eq!(w.dev.phase(), Phase::Closing);
+    let t = poll_until_retry(&mut w, 0, 100);
+    assert!(t >= 10, "not before the back-off ({t})");
+    assert_eq!(w.node("state").as_deref(), Some("5"));
+    // The back end follows, and the reconnect completes.
+    w.backend("5").expect("Closing");
+    w.backend("6").expect("Closed");
+    w.backend("2").expect("InitWait");
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+    assert_eq!(w.dev.setups(), 2);
+}
+
+#[test]
+fn a_failed_setup_is_retried_with_backoff_until_it_works() {
+    let mut w = World::new();
+    w.dev.set_recovery(fast_recovery());
+    w.dev.driver_mut().fail_setup = true;
+    w.dev.start(&mut w.xs).expect("start");
+    assert!(w.backend("2").is_err());
+    // The close handshake of the failed setup.
+    w.backend("5").expect("Closing");
+    w.backend("6").expect("Closed");
+    assert_eq!(w.dev.phase(), Phase::Closed);
+    assert!(!w.dev.is_gone(), "a retry is pending");
+    assert_eq!(w.active_grants(), 0);
+    // Still failing: each retry goes through the handshake, and the delay
+    // doubles.
+    let mut now = 0;
+    let mut fired = Vec::new();
+    for _ in 0..3 {
+        now = poll_until_retry(&mut w, now, 1000);
+        fired.push(now);
+        assert_eq!(w.node("state").as_deref(), Some("1"));
+        assert!(w.backend("2").is_err());
+        w.backend("5").expect("Closing");
+        w.backend("6").expect("Closed");
+        assert_eq!(w.active_grants(), 0, "nothing granted between tries");
+    }
+    assert!(fired[1] - fired[0] > fired[0], "back-off grows: {fired:?}");
+    // The cause goes away: the next retry connects.
+    w.dev.driver_mut().fail_setup = false;
+    poll_until_retry(&mut w, now, 1000);
+    w.backend("2").expect("InitWait");
+    w.backend("4").expect("Connected");
+    assert!(w.dev.is_connected());
+    assert_eq!(w.dev.health().retries, 4);
+    assert_eq!(w.dev.poll_at(), None);
+}
+
+#[test]
+fn a_closed_device_is_not_retried() {
+    let mut w = World::new();
+    w.dev.set_recovery(fast_recovery());
+    w.dev.driver_mut().fail_setup = true;
+    w.dev.start(&mut w.xs).expect("start");
+    assert!(w.backend("2").is_err());
+    w.dev.close(&mut w.xs).expect("close");
+    assert_eq!(w.dev.poll_at(), None);
+}
+
+#[test]
+fn faults_over_the_budget_break_the_device() {
+    let mut w = World::connected();
+    w.dev.set_recovery(fast_recovery());
+    // Two faults in the window: each reconnects.
+    for (i, t) in [0u64, 100].into_iter().enumerate() {
+        w.dev
+            .reconnect_after_fault(&mut w.xs, t)
+            .expect("within the budget");
+        w.backend("5").expect("Closing");
+        w.backend("6").expect("Closed");
+        w.backend("2").expect("InitWait");
+        w.backend("4").expect("Connected");
+        assert!(w.dev.is_connected());
+        assert_eq!(w.dev.setups(), i as u64 + 2);
+    }
+    // The third: broken, closed, not reconnecting.
+    let err = w
+        .dev
+        .reconnect_after_fault(&mut w.xs, 200)
+        .expect_err("over the budget");
+    assert!(matches!(
+        err,
+        Error::Broken(xen_frontend::Broken::TooManyFaults { faults: 3, .. })
+    ));
+    assert!(err.to_string().contains("broken"), "{err}");
+    w.backend("5").expect("Closing");
+    w.backend("6").expect("Closed");
+    assert_eq!(w.dev.phase(), Phase::Closed);
+    assert!(w.dev.is_gone());
+    assert_eq!(w.active_grants(), 0, "every grant ended");
+    assert_eq!(poll(&mut w, 100_000), Ok(()));
+    assert_eq!(w.dev.phase(), Phase::Closed, "no retry for a broken device");
+    assert!(matches!(
+        w.dev.reconnect_after_fault(&mut w.xs, 100_000),
+        Err(Error::Broken(_))
+    ));
+}
+
+#[test]
+fn faults_spread_out_in_time_do_not_break_the_device() {
+    let mut w = World::connected();
+    w.dev.set_recovery(fast_recovery());
+    for t in [0u64, 6000, 12_000, 18_000, 24_000] {
+        w.dev
+            .reconnect_after_fault(&mut w.xs, t)
+            .expect("reconnect");
+        w.backend("5").expect("Closing");
+        w.backend("6").expect("Closed");
+        w.backend("2").expect("InitWait");
+        w.backend("4").expect("Connected");
+    }
+    assert!(w.dev.is_connected());
+    assert_eq!(w.dev.broken(), None);
+}
+
+#[test]
+fn deferred_pages_over_the_cap_stop_the_reconnects() {
+    let mut w = World::connected();
+    w.dev.set_recovery(xen_frontend::RecoveryConfig {
+        max_faults: 100,
+        ..fast_recovery()
+    });
+    let baseline_pages = w.pages.live();
+    // A back end that keeps every page mapped and is Closed anyway.
+    let grefs: Vec<u32> = w.grants.with_mem(|m| {
+        (8..64u32)
+            .filter(|&g| m.inner.entry(g).is_some_and(|e| e.flags != 0))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(grefs.len(), 4, "ring + 3 buffers");
+    for &g in &grefs {
+        w.grants.backend_map(0, g, Access::ReadWrite).expect("map");
+    }
+    w.dev
+        .reconnect_after_fault(&mut w.xs, 0)
+        .expect("first fault");
+    w.backend("5").expect("Closing");
+    w.backend("6").expect("Closed");
+    assert_eq!(w.grants.with_table(|t| t.stats().deferred), 4);
+    // Four pages deferred, cap two: no new connection, broken.
+    let err = w.backend("2").expect_err("refused");
+    assert!(matches!(
+        err,
+        Error::Setup(SetupError::TooManyDeferred { pages: 4, cap: 2 })
+    ));
+    assert!(matches!(
+        w.dev.broken(),
+        Some(xen_frontend::Broken::TooManyDeferred { pages: 4, cap: 2 })
+    ));
+    w.backend("5").expect("Closing");
+    w.backend("6").expect("Closed");
+    assert!(w.dev.is_gone());
+    assert_eq!(w.dev.poll_at(), None);
+    // No page allocated for the refused connection.
+    assert!(w.pages.live() <= baseline_pages);
+    // The back end lets go at last: everything returns.
+    for &g in &grefs {
+        w.grants
+            .backend_unmap(0, g, Access::ReadWrite)
+            .expect("unmap");
+    }
+    w.grants.poll_deferred(&w.pages);
+    assert_eq!(w.active_grants(), 0);
+    assert_eq!(w.grants.with_table(|t| t.stats().deferred), 0);
+}

@@ -289,6 +289,15 @@ impl Disk {
                 }
             }
         }
+        let ms = crate::xen::time::now_ns() / 1_000_000;
+        if self.bf.recovery_at().is_some_and(|t| t <= ms) {
+            // A failed setup or state write, retried after its back-off (checked on
+            // every wake-up of the main loop).
+            busy = true;
+            if let Ok(Err(e)) = store::with(|xs| self.bf.poll_recovery(xs, ms)) {
+                crate::println!("xenrs blk error: {name}: retry: {e}");
+            }
+        }
         self.check_connection(nbd);
         match self.bf.poll() {
             Ok(n) => busy |= n > 0,
@@ -406,12 +415,18 @@ impl Disk {
             && !self.reconnecting
         {
             self.reconnecting = true;
-            crate::println!(
-                "xenrs blk error: {}: back end broke the ring protocol ({fault}); reconnecting",
-                self.bf.name()
-            );
-            match store::with(|xs| self.bf.reconnect(xs)) {
-                Ok(Ok(())) => {}
+            // Counted against the fault budget (xen_frontend::recovery): over it the
+            // disk is broken instead of reconnecting again and again.
+            let ms = crate::xen::time::now_ns() / 1_000_000;
+            match store::with(|xs| self.bf.reconnect_after_fault(xs, ms)) {
+                Ok(Err(blkfront::Error::Broken(why))) => crate::println!(
+                    "xenrs blk error: {}: back end broke the ring protocol ({fault}); {why}: device broken, not reconnecting",
+                    self.bf.name()
+                ),
+                Ok(Ok(())) => crate::println!(
+                    "xenrs blk error: {}: back end broke the ring protocol ({fault}); reconnecting",
+                    self.bf.name()
+                ),
                 Ok(Err(e)) => {
                     crate::println!("xenrs blk error: {}: reconnect: {e}", self.bf.name())
                 }

@@ -6,12 +6,20 @@
 //! socket. [`Vif::pump`] is one pass of the event loop's network work: back-end state
 //! changes, packets in and out (bounded), the services, DHCP, the iperf3 events, fault
 //! recovery. It reports whether anything moved and when it next needs a pass.
+//!
+//! Hardening applied here (the decisions are host-tested in the driver crates):
+//! failed setups and state writes are retried with back-off (`NetFront::poll`); a
+//! fault is recovered from within the fault budget, over it the vif is broken
+//! (`NetFront::recover`); both watchdogs (tx and rx) run every pass; and an event
+//! storm (events that find no work) masks the port with a growing back-off
+//! (`evtchn_scan::storm`), counted on the stats line.
 
 use alloc::sync::Arc;
 use alloc::vec;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
+use evtchn_scan::storm::{SpuriousLimiter, StormConfig, Verdict};
 use net_services::iperf3::Event as IperfEvent;
 use net_services::smol::ServiceEvent;
 use net_services::{Services, ServicesConfig};
@@ -23,6 +31,7 @@ use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 use xenbus::XenbusState;
+use xen_abi::event_channel::EvtchnPort;
 
 use super::arp;
 use crate::xen::store::{self, StoreError};
@@ -121,7 +130,7 @@ pub struct Vif {
     announce: bool,
     /// A fault was seen and a reconnect requested; cleared once up again.
     reconnecting: bool,
-    /// Tx stalls recovered from (see `NetFront::check_tx_progress`).
+    /// Tx and rx stalls recovered from (see `NetFront::check_tx_progress`).
     stalls: u64,
     /// Times the connection came up.
     connects: u64,
@@ -133,6 +142,12 @@ pub struct Vif {
     away_waits_seen: u64,
     /// Since when the back end is away (its end of the event channel closed).
     away_since: Option<Instant>,
+    /// Back-end events seen by the last pump (see `storm`).
+    events_seen: u64,
+    /// Event-storm damping of the vif's port.
+    storm: SpuriousLimiter,
+    /// The port `storm` masked, while it is masked.
+    masked_port: Option<EvtchnPort>,
 }
 
 /// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
@@ -236,6 +251,9 @@ impl Vif {
             reattaches_seen: 0,
             away_waits_seen: 0,
             away_since: None,
+            events_seen: 0,
+            storm: SpuriousLimiter::new(StormConfig::default()),
+            masked_port: None,
         };
         vif.watch_backend()?;
         let started = store::with(|xs| vif.nf.start(xs))
@@ -380,7 +398,23 @@ impl Vif {
 
     /// One pass of this vif's network work at `now`.
     pub fn pump(&mut self, now: Instant) -> PumpReport {
+        let ms = now_ms(now);
+        // Relaxed: a statistic; the wake-up itself was the upcall.
+        let events = self.counters.events.load(Ordering::Relaxed);
+        let woken = events != self.events_seen;
+        self.events_seen = events;
+        self.unmask_if_due(ms);
         let mut busy = false;
+        if self.nf.poll_at().is_some_and(|t| t <= ms) {
+            // A failed setup or state write, retried after its back-off.
+            match store::with(|xs| self.nf.poll(xs, ms)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: retry: {e}", self.id),
+                Err(StoreError::Busy) => {}
+                Err(e) => crate::println!("xenrs net error: vif/{}: xenstore: {e}", self.id),
+            }
+            busy = true;
+        }
         if let Some(watch) = self.watch.as_ref()
             && watch.take()
         {
@@ -399,8 +433,10 @@ impl Vif {
         // check_connection answers with a reconnect. Err means exactly that fault
         // (or one found while consuming responses): nothing more to do with it.
         let before = self.traffic();
-        let _ = self.nf.check_tx_progress(now_ms(now));
-        self.check_connection();
+        let _ = self.nf.check_tx_progress(ms);
+        // The same for a back end that stopped filling rx buffers.
+        let _ = self.nf.check_rx_progress(ms);
+        self.check_connection(ms);
         self.check_backend_away(now, before);
 
         let before = self.traffic();
@@ -431,11 +467,60 @@ impl Vif {
         if let Some(t) = self.services.as_ref().and_then(Services::poll_at) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
-        if let Some(ms) = self.nf.tx_watchdog_deadline_ms() {
+        if woken {
+            self.damp_storm(busy, ms);
+        }
+        let deadlines = [
+            self.nf.tx_watchdog_deadline_ms(),
+            self.nf.rx_watchdog_deadline_ms(),
+            self.nf.poll_at(),
+            self.storm.masked_until(),
+        ];
+        for ms in deadlines.into_iter().flatten() {
             let t = Instant::from_millis(i64::try_from(ms).unwrap_or(i64::MAX));
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         PumpReport { busy, next }
+    }
+
+    /// Event-storm damping: a pass woken by the back end's event that found no work
+    /// counts as spurious; a run of them masks the port for a growing while
+    /// (`evtchn_scan::storm`, Linux's late EOI). Events meanwhile stay pending in Xen.
+    fn damp_storm(&mut self, found_work: bool, ms: u64) {
+        let Some(port) = self.nf.event_channel() else {
+            return;
+        };
+        if let Verdict::Mask { .. } = self.storm.on_event(found_work, ms) {
+            match crate::xen::events::set_masked(port, true) {
+                Ok(()) => self.masked_port = Some(port),
+                Err(e) => {
+                    self.storm.reset();
+                    log::debug!("net: vif/{} masking port {port}: {e}", self.id);
+                }
+            }
+        }
+    }
+
+    /// Unmasks the port masked by [`Vif::damp_storm`] once its time is up (or at once
+    /// if the connection moved to another port meanwhile: that port was closed).
+    fn unmask_if_due(&mut self, ms: u64) {
+        let Some(port) = self.masked_port else {
+            return;
+        };
+        if self.nf.event_channel() != Some(port) {
+            self.masked_port = None;
+            self.storm.reset();
+            return;
+        }
+        if self.storm.unmask_due(ms) {
+            self.masked_port = None;
+            if let Err(e) = crate::xen::events::set_masked(port, false) {
+                crate::println!(
+                    "xenrs net error: vif/{}: unmasking port {port}: {e}",
+                    self.id
+                );
+            }
+        }
     }
 
     /// Before the main loop sleeps: asks the back end for an event on the next
@@ -454,8 +539,9 @@ impl Vif {
         (s.rx.slots, s.tx.packets, s.tx.completed)
     }
 
-    /// Notices the connection coming up or going down, recovers from faults.
-    fn check_connection(&mut self) {
+    /// Notices the connection coming up or going down, recovers from faults (at `ms`,
+    /// for the fault budget).
+    fn check_connection(&mut self, ms: u64) {
         let up = self.nf.is_up();
         if up && !self.was_up {
             self.connects += 1;
@@ -488,22 +574,39 @@ impl Vif {
             && !self.reconnecting
         {
             self.reconnecting = true;
-            if let Fault::TxStalled { waited_ms } = fault {
-                // Recovered from, and seen with a stock Linux netback: a notice, not an error.
-                self.stalls += 1;
-                crate::println!(
-                    "xenrs net: vif/{}: the back end took no tx request for {waited_ms} ms (stall {}); reconnecting",
-                    self.id,
-                    self.stalls
-                );
-            } else {
+            match fault {
+                Fault::TxStalled { waited_ms } => {
+                    // Recovered from, and seen with a stock Linux netback: a notice.
+                    self.stalls += 1;
+                    crate::println!(
+                        "xenrs net: vif/{}: the back end took no tx request for {waited_ms} ms (stall {}); reconnecting",
+                        self.id,
+                        self.stalls
+                    );
+                }
+                Fault::RxStalled { waited_ms } => {
+                    self.stalls += 1;
+                    crate::println!(
+                        "xenrs net: vif/{}: the back end filled no rx buffer for {waited_ms} ms while taking our frames (stall {}); reconnecting",
+                        self.id,
+                        self.stalls
+                    );
+                }
+                _ => {}
+            }
+            let result = store::with(|xs| self.nf.recover(xs, ms));
+            if !fault.is_stall() && !matches!(result, Ok(Err(NetError::Broken(_)))) {
                 crate::println!(
                     "xenrs net error: vif/{}: back end broke the ring protocol ({fault}); reconnecting",
                     self.id
                 );
             }
-            match store::with(|xs| self.nf.reconnect(xs)) {
+            match result {
                 Ok(Ok(())) => {}
+                Ok(Err(NetError::Broken(why))) => crate::println!(
+                    "xenrs net error: vif/{}: back end broke the ring protocol ({fault}); {why}: device broken, not reconnecting",
+                    self.id
+                ),
                 Ok(Err(e)) => crate::println!("xenrs net error: vif/{}: reconnect: {e}", self.id),
                 Err(e) => {
                     self.reconnecting = false;
@@ -717,6 +820,9 @@ impl Vif {
             self.was_up = false;
             self.announce = true;
             self.away_since = None;
+            // Every port of the old domain is gone (and the new ones start unmasked).
+            self.masked_port = None;
+            self.storm.reset();
             // The old path names the old domid; the watch follows the back end, and
             // its raised flag makes the next pump act on the current state.
             let path = self.nf.backend_state_path();
@@ -748,7 +854,7 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies ({} by the tx watchdog, {} stalls), {} events, {} setups, {} pages, up {} port {:?} {:?}",
+            "vif/{}: rx {} pkts {} B ({} errors, {} csum completed), tx {} pkts {} B ({} errors, {} dropped, {} resent), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}",
             v.id,
             s.rx.packets,
             s.rx.bytes,
@@ -762,9 +868,19 @@ impl fmt::Display for StatsLine<'_> {
             s.notifies,
             s.watchdog_notifies,
             s.watchdog_stalls,
+            s.rx_watchdog_stalls,
             // Relaxed: a statistic.
             v.counters.events.load(Ordering::Relaxed),
+            v.storm.spurious(),
+            v.storm.masks(),
             s.setups,
+            s.setup_retries,
+            s.faults,
+            if v.nf.broken().is_some() {
+                ", broken"
+            } else {
+                ""
+            },
             v.nf.pages().held,
             v.nf.is_up(),
             v.nf.event_channel(),

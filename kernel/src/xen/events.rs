@@ -367,6 +367,20 @@ impl Port {
     }
 }
 
+/// Masks (`masked`) or unmasks the port numbered `port` of the current domain: event
+/// storm damping (`evtchn_scan::storm`) by the device that owns the port. Events that
+/// arrive while it is masked stay pending in Xen and are delivered by the unmask.
+pub fn set_masked(port: EvtchnPort, masked: bool) -> Result<(), EventError> {
+    // A handle of the current epoch for the number; it is not closed when dropped
+    // (the owner keeps its own handle).
+    let handle = Port::new(u64::from(port))?;
+    if masked {
+        handle.mask()
+    } else {
+        handle.unmask()
+    }
+}
+
 /// `EVTCHNOP_alloc_unbound`: a new port that `remote_dom` may bind to.
 pub fn alloc_unbound(remote_dom: DomId) -> Result<Port, EventError> {
     Port::new(u64::from(hypercall::evtchn_alloc_unbound(remote_dom)?))

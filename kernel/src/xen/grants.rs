@@ -195,16 +195,21 @@ pub fn stats() -> Option<Stats> {
 /// After a resume in a NEW domain: maps the new domain's table at the same frames and
 /// resets the bookkeeping (every outstanding grant becomes stale; deferred pages, which
 /// no peer can map any more, go back to the frame allocator).
+///
+/// The reset happens even if a re-map failed: the old references mean nothing in the
+/// new domain, and a driver must never post one of them (a stale grant is re-granted,
+/// or fails to, before any request names it). Entries of a frame that did not map are
+/// unusable until it does; the error is returned for the console.
 pub fn resume_new_domain() -> Result<(), GrantSetupError> {
     let mut guard = GRANTS.lock();
     let Some(table) = guard.as_mut() else {
         return Ok(());
     };
-    table.memory().remap().map_err(GrantSetupError::Remap)?;
+    let remapped = table.memory().remap().map_err(GrantSetupError::Remap);
     let released = table.reset_for_resume();
     drop(guard);
     drop(released);
-    Ok(())
+    remapped
 }
 
 /// Prints the table's counters: `xenrs grants: <when> frames=<n>/<max> active=<n>
