@@ -11,8 +11,8 @@
 #
 #   ./run.sh test [--only a,b] [--scenario FILE]... [--timeout S] [--smp N] [--no-xen] [--no-fuzz]
 #       Set up, `cargo test` (host unit tests of the default workspace members), a short run of
-#       every fuzz target (fuzz/run-targets.sh: 10000 runs or 15 s each; installs cargo-fuzz if
-#       missing; --no-fuzz skips it), `cargo kbuild`, then the real-Xen suite
+#       every fuzz target (fuzz/run-targets.sh: 10000 runs or 15 s each, built with libFuzzer's
+#       flags, no cargo-fuzz needed; --no-fuzz skips it), `cargo kbuild`, then the real-Xen suite
 #       (tests/harness/run-suite.sh): every built-in scenario of tests/scenarios/ (or the --only
 #       list; "none" for no built-in one) plus each --scenario file, in one QEMU boot. --no-xen
 #       stops after `cargo kbuild`.
@@ -116,7 +116,7 @@ if [ "$CMD" = test ]; then
 	if [ "$NO_FUZZ" = 0 ]; then
 		t=$(xt_now_ms)
 		xt_log "fuzz targets, a short run each (fuzz/run-targets.sh)"
-		fuzz/run-targets.sh --install --runs 10000 --max-time 15
+		fuzz/run-targets.sh --runs 10000 --max-time 15
 		phase_done "fuzz (short)" "$t"
 	fi
 fi

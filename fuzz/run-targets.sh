@@ -3,19 +3,22 @@
 # per target. Used by `./run.sh test` (a short run of each) and for the long runs recorded in
 # docs/RELIABILITY.md.
 #
-#   fuzz/run-targets.sh [--runs N] [--max-time S] [--only a,b] [--install] [--report FILE]
+#   fuzz/run-targets.sh [--runs N] [--max-time S] [--only a,b] [--report FILE]
 #
 #   --runs N       libFuzzer -runs=N per target (default 20000)
 #   --max-time S   libFuzzer -max_total_time=S per target as well (default: none)
 #   --only LIST    comma-separated targets (default: every fuzz_targets/*.rs)
-#   --install      install cargo-fuzz (pinned version, `cargo install --locked`) if it is missing
 #   --report FILE  also append the summary lines to FILE
 #
-# Build: `cargo fuzz build -O -a -s none` (release, debug assertions and overflow checks on, no
-# sanitizer: the fuzzed crates are `#![forbid(unsafe_code)]`, so ASan would only slow the runs
-# down). Each target's corpus is fuzz/corpus/<target> (not in git), seeded from fuzz/seeds/<target>
-# (small, in git) when that exists; crashes land in fuzz/artifacts/<target>/. The runs are
-# `nice -n 19`, one job at a time (the machine is shared).
+# Build: what `cargo fuzz build -O -a -s none <target>` (cargo-fuzz 0.13) runs, without needing
+# cargo-fuzz (installing it takes about 2 minutes on a fresh 2-core machine): cargo build --release
+# with libFuzzer's coverage flags, `--cfg fuzzing`, debug assertions and overflow checks, no
+# sanitizer (the fuzzed crates are `#![forbid(unsafe_code)]`; ASan would only slow the runs down).
+# The binaries are fuzz/target/x86_64-unknown-linux-gnu/release/<target>, so `cargo fuzz run -O -a
+# -s none <target>` reuses them. Each target's corpus is fuzz/corpus/<target> (not in git), seeded
+# from fuzz/seeds/<target> (small, in git) when that exists; crashes land in
+# fuzz/artifacts/<target>/. Builds and runs are `nice -n 19`, one job at a time (the machine is
+# shared).
 #
 # Summary line: `fuzz <target>: runs=<n> exec/s=<n> corpus=<files> new=<n> time=<s>s crashes=<n>`.
 # The exit status is non-zero if any target crashed (or failed to build or run).
@@ -26,14 +29,12 @@ CARGO_FUZZ_VERSION=0.13.2
 RUNS=20000
 MAX_TIME=""
 ONLY=""
-INSTALL=0
 REPORT=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--runs) RUNS=${2:?--runs needs a number}; shift ;;
 	--max-time) MAX_TIME=${2:?--max-time needs seconds}; shift ;;
 	--only) ONLY=${2:?--only needs a list}; shift ;;
-	--install) INSTALL=1 ;;
 	--report) REPORT=${2:?--report needs a file}; shift ;;
 	-h | --help)
 		sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
@@ -49,20 +50,13 @@ done
 log() { printf '[fuzz %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 export PATH="${HOME:-/root}/.cargo/bin:$PATH"
-if ! cargo fuzz --version >/dev/null 2>&1; then
-	if [ "$INSTALL" = 1 ]; then
-		t0=$SECONDS
-		log "installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install --locked)"
-		CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} nice -n 19 \
-			cargo install --locked --version "$CARGO_FUZZ_VERSION" cargo-fuzz || exit 1
-		log "cargo-fuzz installed in $((SECONDS - t0)) s"
-	else
-		echo "run-targets.sh: cargo-fuzz is not installed (cargo install cargo-fuzz, or pass --install)" >&2
-		exit 1
-	fi
-fi
-
-BUILD=(-O -a -s none)
+TRIPLE=x86_64-unknown-linux-gnu
+# cargo-fuzz 0.13's flags for `build -O -a -s none`.
+FUZZ_RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
+ -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table
+ -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing
+ -Cllvm-args=-simplifycfg-branch-fold-threshold=0 -Cllvm-args=-sanitizer-coverage-stack-depth
+ -Cdebug-assertions -Ccodegen-units=1"
 if [ -n "$ONLY" ]; then
 	IFS=',' read -r -a TARGETS <<<"$ONLY"
 else
@@ -75,12 +69,14 @@ fi
 }
 
 t0=$SECONDS
-log "building ${#TARGETS[@]} targets (cargo fuzz build ${BUILD[*]} <target>)"
-# One target at a time: a plain `cargo fuzz build` also links the workspace's other binaries
-# (the seed-corpus writer), which without a sanitizer runtime have no coverage callbacks.
-for t in "${TARGETS[@]}"; do
-	CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} nice -n 19 cargo fuzz build "${BUILD[@]}" "$t" || exit 1
-done
+log "building ${#TARGETS[@]} targets (release, libFuzzer coverage, debug assertions)"
+# Only the targets: the workspace's other binary (the seed-corpus writer) has no libFuzzer main,
+# and without a sanitizer runtime nothing defines the coverage callbacks it would need.
+bins=()
+for t in "${TARGETS[@]}"; do bins+=(--bin "$t"); done
+RUSTFLAGS="${FUZZ_RUSTFLAGS//$'\n'/}" CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} nice -n 19 \
+	cargo build --manifest-path Cargo.toml --target "$TRIPLE" --release \
+	--config 'profile.release.debug="line-tables-only"' "${bins[@]}" || exit 1
 log "built in $((SECONDS - t0)) s"
 
 rc=0
@@ -95,7 +91,7 @@ for t in "${TARGETS[@]}"; do
 	out="artifacts/$t/last-run.log"
 	t1=$SECONDS
 	log "$t: ${flags[*]}"
-	nice -n 19 cargo fuzz run "${BUILD[@]}" "$t" "${dirs[@]}" -- "${flags[@]}" >"$out" 2>&1
+	nice -n 19 "target/$TRIPLE/release/$t" -artifact_prefix="artifacts/$t/" "${flags[@]}" "${dirs[@]}" >"$out" 2>&1
 	trc=$?
 	secs=$((SECONDS - t1))
 	stat() { sed -n -E "s/^stat::$1:[[:space:]]*([0-9]+).*/\\1/p" "$out" | tail -n 1; }
