@@ -75,7 +75,7 @@ log "building ${#TARGETS[@]} targets (release, libFuzzer coverage, debug asserti
 bins=()
 for t in "${TARGETS[@]}"; do bins+=(--bin "$t"); done
 RUSTFLAGS="${FUZZ_RUSTFLAGS//$'\n'/}" CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1} nice -n 19 \
-	cargo build --manifest-path Cargo.toml --target "$TRIPLE" --release \
+	cargo build --manifest-path Cargo.toml --target "$TRIPLE" --target-dir target --release \
 	--config 'profile.release.debug="line-tables-only"' "${bins[@]}" || exit 1
 log "built in $((SECONDS - t0)) s"
 

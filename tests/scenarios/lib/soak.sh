@@ -120,7 +120,7 @@ _soak_writer() {
 			continue
 		fi
 		last=${img##*/}
-		d=$({ timeout 600 nbdcopy "$uri" - 2>>"$st.out" || echo "nbdcopy-read-failed" >&2; } | cmp -l "$img" - 2>>"$st.out" | wc -l)
+		d=$({ timeout 600 nbdcopy "$uri" - 2>>"$st.out" || echo "nbdcopy-read-failed" >>"$st.out"; } | cmp -l "$img" - 2>>"$st.out" | wc -l)
 		if grep -q -e nbdcopy-read-failed -e EOF "$st.out"; then
 			resets=$((resets + 1))
 			echo "xt: soak writer: pass $pass: the read-back failed: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
