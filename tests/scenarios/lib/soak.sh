@@ -88,7 +88,7 @@ _soak_stream() {
 			# in flight as lost and start again on a new connection.
 			resets=$((resets + 1))
 			echo "xt: soak stream: reset $resets: $why (sent=$sent recv=$recv)" >>"$st.log"
-			lost=$((lost + (seq - rseq) * (${#pad} + 5 + ${#seq})))
+			lost=$((sent - recv))
 			exec {fd}>&- 2>/dev/null
 			fd=""
 			rseq=$seq
@@ -135,8 +135,13 @@ _soak_writer() {
 
 # _soak_kv FILE KEY: print KEY's value in the one-line status FILE.
 _soak_kv() {
-	local line=""
-	read -r line <"$1" 2>/dev/null
+	local line="" i
+	# The writer rewrites the file in place: a read may catch it empty.
+	for i in 1 2 3 4 5; do
+		read -r line <"$1" 2>/dev/null
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
 	xt_field "$line" "$2" || echo 0
 }
 
