@@ -165,6 +165,20 @@ _soak_counters() {
 	SOAK_MEMORY=${SOAK_MEMORY#xenrs memory: after-resume }
 }
 
+# _soak_show_new_lines NAME SEEN: print (as `xt|` lines) every XT_ERROR_RE console line of NAME
+# after the first SEEN ones, with the 8 console lines before each, for the CI log; set SOAK_SEEN
+# to the number of such lines now.
+_soak_show_new_lines() {
+	local f all
+	all=$(for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B 8 "$XT_ERROR_RE" | sed "s|^|${f##*/}: |"
+	done)
+	SOAK_SEEN=$(grep -c -E ": ${XT_ERROR_RE#^}" <<<"$all")
+	[ "$SOAK_SEEN" -gt "$2" ] || return 0
+	echo "xt| soak: $((SOAK_SEEN - $2)) new error/stall line(s) on the guest's console, each with the 8 lines before it:"
+	awk -v seen="$2" -v re=": ${XT_ERROR_RE#^}" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 8; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
+}
+
 # soak_run ROUNDS [MAX_SECS=0]: the soak (see the top of this file); ends with `result`. With
 # MAX_SECS > 0 no round starts after MAX_SECS seconds (the result then says how many ran, and
 # FAILs: fewer rounds than asked).
@@ -172,7 +186,7 @@ soak_run() {
 	local rounds=$1 max=${2:-0} G=xt-soak IP=169.254.77.49 MIB=16
 	local st=$XT_RUN/soak-stream.status wst=$XT_RUN/soak-writer.status stop=$XT_RUN/soak.stop
 	local problems="" r=0 n=0 kind t0 tr saves=0 cps=0 migs=0 spid wpid before g0 m0 g1 m1
-	local sresets wresets corrupt v a b
+	local sresets wresets corrupt v a b seen=0
 	xt_disk xvda $MIB || xt_fail "xt_disk xvda failed"
 	blk_start "$G" "$IP" "disk=$XT_DISK" || xt_fail "$BLK_WHY"
 	blk_uri "$IP" xvda
@@ -231,7 +245,9 @@ soak_run() {
 			fi
 			sleep 0.5
 		done
-		xt_log "soak round $r/$rounds $kind ${BLK_ROUND_SECS}s: stream $(head -n 1 "$st"); nbd $(head -n 1 "$wst")"
+		_soak_show_new_lines "$G" "$seen"
+		seen=$SOAK_SEEN
+		xt_log "soak round $r/$rounds $kind ${BLK_ROUND_SECS}s: stream $(head -n 1 "$st"); nbd $(head -n 1 "$wst"); guest error/stall lines $seen"
 	done
 	r=$((r - 1))
 	touch "$stop"
