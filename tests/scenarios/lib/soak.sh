@@ -179,11 +179,12 @@ _soak_show_new_lines() {
 	awk -v seen="$2" -v re=": ${XT_ERROR_RE#^}" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 8; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
 }
 
-# soak_run ROUNDS [MAX_SECS=0]: the soak (see the top of this file); ends with `result`. With
-# MAX_SECS > 0 no round starts after MAX_SECS seconds (the result then says how many ran, and
-# FAILs: fewer rounds than asked).
+# soak_run ROUNDS [MAX_SECS=0] [STOP_AT=0]: the soak (see the top of this file); ends with
+# `result`. With MAX_SECS > 0 no round starts after MAX_SECS seconds, with STOP_AT > 0 (epoch
+# seconds, dom0's clock) none after that time once 10 rounds are done; the result then says how
+# many ran (a time-limited run counts as complete).
 soak_run() {
-	local rounds=$1 max=${2:-0} G=xt-soak IP=169.254.77.49 MIB=16
+	local rounds=$1 max=${2:-0} stop_at=${3:-0} G=xt-soak IP=169.254.77.49 MIB=16 limited=""
 	local st=$XT_RUN/soak-stream.status wst=$XT_RUN/soak-writer.status stop=$XT_RUN/soak.stop
 	local problems="" r=0 n=0 kind t0 tr saves=0 cps=0 migs=0 spid wpid before g0 m0 g1 m1
 	local sresets wresets corrupt v a b seen=0
@@ -215,7 +216,11 @@ soak_run() {
 	for ((r = 1; r <= rounds; r++)); do
 		xt_up
 		if [ "$max" -gt 0 ] && [ $((XT_UP - t0)) -ge "$max" ]; then
-			problems+="stopped after $((r - 1)) of $rounds rounds: the ${max}s limit; "
+			limited="stopped after $((r - 1)) of $rounds rounds: the ${max}s limit; "
+			break
+		fi
+		if [ "$stop_at" -gt 0 ] && [ "$r" -gt 10 ] && [ "$EPOCHSECONDS" -ge "$stop_at" ]; then
+			limited="stopped after $((r - 1)) of $rounds rounds: the stop time $(date -u -d "@$stop_at" +%H:%M) UTC; "
 			break
 		fi
 		if [ $((r % 10)) = 0 ]; then
@@ -305,7 +310,7 @@ soak_run() {
 	[ "$corrupt" = 0 ] || problems+="$corrupt corrupted bytes; "
 	[ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
 	xt_up
-	SOAK_LINE="SOAK rounds=$r/$rounds saves=$saves checkpoints=$cps migrates=$migs resets=$((sresets + wresets)) corrupted_bytes=$corrupt stream_bytes=$(_soak_kv "$st" recv) nbd_passes=$(_soak_kv "$wst" passes) nbd_bytes_verified=$(_soak_kv "$wst" verified) grants start: $g0 end: ${g1:-?} memory start: $m0 end: ${m1:-?} elapsed=$((XT_UP - t0))s"
+	SOAK_LINE="SOAK rounds=$r/$rounds saves=$saves checkpoints=$cps migrates=$migs resets=$((sresets + wresets)) corrupted_bytes=$corrupt stream_bytes=$(_soak_kv "$st" recv) nbd_passes=$(_soak_kv "$wst" passes) nbd_bytes_verified=$(_soak_kv "$wst" verified) grants start: $g0 end: ${g1:-?} memory start: $m0 end: ${m1:-?} elapsed=$((XT_UP - t0))s${limited:+ ($limited)}"
 	xt_log "$SOAK_LINE"
 	blk_verdict "$G" "$problems" "$SOAK_LINE"
 	xt_destroy "$G"
