@@ -9,11 +9,13 @@
 #           streamed to this terminal; QEMU powers off when the guest is gone (Ctrl-a x quits).
 #       Defaults: --memory 32, --cmdline "then=poweroff".
 #
-#   ./run.sh test [--only a,b] [--scenario FILE]... [--timeout S] [--smp N] [--no-xen]
-#       Set up, `cargo test` (host unit tests of the default workspace members), `cargo kbuild`,
-#       then the real-Xen suite (tests/harness/run-suite.sh): every built-in scenario of
-#       tests/scenarios/ (or the --only list; "none" for no built-in one) plus each --scenario
-#       file, in one QEMU boot. --no-xen stops after `cargo kbuild`.
+#   ./run.sh test [--only a,b] [--scenario FILE]... [--timeout S] [--smp N] [--no-xen] [--no-fuzz]
+#       Set up, `cargo test` (host unit tests of the default workspace members), a short run of
+#       every fuzz target (fuzz/run-targets.sh: 10000 runs or 15 s each, built with libFuzzer's
+#       flags, no cargo-fuzz needed; --no-fuzz skips it), `cargo kbuild`, then the real-Xen suite
+#       (tests/harness/run-suite.sh): every built-in scenario of tests/scenarios/ (or the --only
+#       list; "none" for no built-in one) plus each --scenario file, in one QEMU boot. --no-xen
+#       stops after `cargo kbuild`.
 #       The last lines are `N passed, N failed` and `flakes: N`; the exit status is non-zero on
 #       any failure. See docs/TESTING-XEN.md.
 #
@@ -23,6 +25,14 @@
 #       same boot. Writes target/xen-harness/bench-latest.{json,md} and puts the table into
 #       BENCHMARKS.md. (`./run.sh test` runs the bench scenario too, but leaves BENCHMARKS.md alone.)
 #
+#   ./run.sh soak [--rounds N] [--minutes M] [--smp N]
+#       Set up, `cargo kbuild`, then only the save/restore soak (tests/soak/soak.sh, body in
+#       tests/scenarios/lib/soak.sh): N rounds (default 100) of xl save + xl restore, every fifth a
+#       checkpoint (xl save -c), every tenth an xl migrate to localhost, with a TCP echo stream and
+#       nbdcopy writes verified byte by byte; no round starts after M minutes (default: no limit).
+#       Progress after every round; the last line is the `SOAK rounds=...` summary (resets,
+#       corrupted bytes, grant counters and memory at the start and the end). docs/RELIABILITY.md.
+#
 # Uses target/ unless CARGO_TARGET_DIR is set. Needs root for apt-get and debootstrap.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -30,7 +40,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 . tests/harness/host-lib.sh
 
 CMD=run
-if [ $# -gt 0 ] && { [ "$1" = test ] || [ "$1" = bench ]; }; then
+if [ $# -gt 0 ] && { [ "$1" = test ] || [ "$1" = bench ] || [ "$1" = soak ]; }; then
 	CMD=$1
 	shift
 fi
@@ -38,13 +48,19 @@ MEMORY=32
 CMDLINE="then=poweroff"
 SUITE_ARGS=()
 NO_XEN=0
+NO_FUZZ=0
+SOAK_ROUNDS=100
+SOAK_MINUTES=0
 while [ $# -gt 0 ]; do
 	case "$CMD:$1" in
 	run:--memory) MEMORY=${2:?--memory needs MiB}; shift ;;
 	run:--cmdline) CMDLINE=${2?--cmdline needs a string}; shift ;;
 	test:--only | test:--scenario | test:--timeout | test:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
 	test:--no-xen) NO_XEN=1 ;;
-	bench:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
+	test:--no-fuzz) NO_FUZZ=1 ;;
+	bench:--smp | soak:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
+	soak:--rounds) SOAK_ROUNDS=${2:?--rounds needs a number}; shift ;;
+	soak:--minutes) SOAK_MINUTES=${2:?--minutes needs a number}; shift ;;
 	*:-h | *:--help | *:help)
 		sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
 		exit 0
@@ -97,6 +113,12 @@ if [ "$CMD" = test ]; then
 	xt_log "cargo test (host unit tests)"
 	cargo test
 	phase_done "cargo test" "$t"
+	if [ "$NO_FUZZ" = 0 ]; then
+		t=$(xt_now_ms)
+		xt_log "fuzz targets, a short run each (fuzz/run-targets.sh)"
+		fuzz/run-targets.sh --runs 10000 --max-time 15
+		phase_done "fuzz (short)" "$t"
+	fi
 fi
 
 t=$(xt_now_ms)
@@ -139,6 +161,27 @@ if [ "$CMD" = bench ]; then
 	xt_log "BENCHMARKS.md updated from $MD; raw figures: $(xt_target_dir)/xen-harness/bench-latest.json"
 	cat "$MD"
 	exit 0
+fi
+
+if [ "$CMD" = soak ]; then
+	case "$SOAK_ROUNDS$SOAK_MINUTES" in *[!0-9]*) xt_die "--rounds and --minutes take whole numbers" ;; esac
+	# QEMU's limit: the minutes asked for (or ~40 s a round), plus dom0's boot and the last checks.
+	if [ "$SOAK_MINUTES" -gt 0 ]; then
+		limit=$((SOAK_MINUTES * 60 + 900))
+	else
+		limit=$((SOAK_ROUNDS * 40 + 900))
+	fi
+	t=$(xt_now_ms)
+	rc=0
+	tests/harness/run-suite.sh --kernel "$KERNEL" --only none --scenario tests/soak/soak.sh \
+		--env "XT_SOAK_ROUNDS=$SOAK_ROUNDS" --env "XT_SOAK_MAX_SECS=$((SOAK_MINUTES * 60))" \
+		--timeout "$limit" "${SUITE_ARGS[@]}" || rc=$?
+	phase_done "soak" "$t"
+	print_phases
+	line=$(sed -n -E 's/^\[ *[0-9]+\.[0-9]+\] xt: soak: (SOAK rounds=.*)/\1/p' "$(xt_target_dir)/xen-harness/serial-latest.log" | tail -n 1)
+	tail -n 2 "$(xt_target_dir)/xen-harness/summary-latest.txt" 2>/dev/null
+	echo "${line:-SOAK: no summary line (see $(xt_target_dir)/xen-harness/serial-latest.log)}"
+	exit "$rc"
 fi
 
 # --- run ---------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@
 #   --smp N            emulated CPUs (default 2)
 #   --log FILE         serial log (default target/xen-harness/serial-<time>.log)
 #   --shell            after the run, a root shell in dom0 on the console (implies a terminal)
+#   --env NAME=VALUE   export NAME (XT_[A-Z0-9_]+) to the scenarios in dom0 (repeatable), e.g.
+#                      XT_SOAK_ROUNDS for tests/soak/soak.sh
 #
 # Suite mode exits 0 only if dom0 printed its final summary, no result is FAIL, every scenario
 # reported, and QEMU ended by itself before the timeout. The serial log has every line with the
@@ -35,6 +37,7 @@ TIMEOUT=""
 SMP=2
 LOG=""
 SHELL_AT_END=0
+ENVS=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--interactive) MODE=interactive ;;
@@ -49,6 +52,11 @@ while [ $# -gt 0 ]; do
 	--smp) SMP=${2:?}; shift ;;
 	--log) LOG=${2:?}; shift ;;
 	--shell) SHELL_AT_END=1 ;;
+	--env)
+		[[ ${2:-} =~ ^XT_[A-Z0-9_]+=.*$ ]] || xt_die "--env needs XT_NAME=VALUE (got '${2:-}')"
+		ENVS+=("$2")
+		shift
+		;;
 	-h | --help)
 		sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 		exit 0
@@ -142,6 +150,7 @@ done
 	printf 'XT_GUEST_CMDLINE=%q\n' "$CMDLINE"
 	printf 'XT_SCENARIO_TIMEOUT=%q\n' 120
 	printf 'XT_SHELL=%q\n' "$SHELL_AT_END"
+	for e in "${ENVS[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
 } >"$OV/harness/run.conf"
 # The kernel unpacks concatenated (separately compressed) cpio archives in order, later files
 # replacing earlier ones: the cached dom0 image first, this run's overlay after it.

@@ -296,6 +296,17 @@ impl grant_table::Grantable for Frame {
     }
 }
 
+/// Prints the guest's memory use now: `xenrs memory: <when> free_frames=<n>
+/// heap_used=<bytes> heap_free=<bytes>` (after services are up and after every resume,
+/// so a long save/restore run shows whether frames or heap leak).
+pub fn print_usage(when: &str) {
+    let (used, free) = heap_usage();
+    crate::println!(
+        "xenrs memory: {when} free_frames={} heap_used={used} heap_free={free}",
+        free_frames()
+    );
+}
+
 /// Frames free in the frame allocator (0 before [`init`]).
 pub fn free_frames() -> u64 {
     FRAMES

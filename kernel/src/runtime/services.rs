@@ -108,6 +108,7 @@ pub fn start() -> bool {
                 time::now_ns()
             );
             grants::print_counts("services-up");
+            memory::print_usage("services-up");
             timer_self_test();
             event_loopback_test();
             // One more than frame 0's 504 free entries: the table must grow.

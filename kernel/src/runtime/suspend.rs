@@ -23,7 +23,7 @@
 //!    re-published, features re-written.
 //! 4. Every hook's `resume(mode)` in registration order (the console's first).
 //! 5. `xenrs resumed n=<k> mode=new-domain|cancelled mono_ns=<n>`, grant counts,
-//!    `data/ready`.
+//!    memory use, `data/ready`.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -86,6 +86,7 @@ pub fn suspend() -> ResumeMode {
         time::now_ns()
     );
     grants::print_counts("after-resume");
+    crate::mm::memory::print_usage("after-resume");
     control::mark_ready();
     mode
 }

@@ -11,6 +11,10 @@
 #                                        defaults to $XT_SCENARIO, the running scenario's name
 #   xt_fail DETAILS...                   result FAIL under $XT_SCENARIO, then end the scenario (exit 0)
 #   xt_errors NAME                       the guest's error/PANIC/FAULT/FATAL console lines, folded
+#   xt_allow_errors ERE                  the scenario provokes console lines matching ERE: the
+#                                        common check (below) lets them through
+#   xt_unexpected_errors                 the error lines of this attempt's guests that no
+#                                        xt_allow_errors pattern allows, folded
 #   xt_log MSG...                        progress line on the console
 #   xt_disk VDEV MIB [ro] [FILE]         create a file disk (<= 128 MiB) under $XT_DISKS; sets
 #                                        XT_DISK (an xl disk spec for xt_create disk=) and
@@ -57,15 +61,58 @@ XT_MATCH=""
 XT_REASON=""
 XT_REASON_SRC=""
 XT_WHY=""
+# Console lines that mean something went wrong in the guest: any subsystem's error line (`xenrs
+# <subsystem> error:`, and `xenrs error:` from the kernel's logger), PANIC/FAULT/FATAL, and the tx
+# watchdog's stall line (docs/NET.md). Every PASS is checked against them (result, below).
+XT_ERROR_RE='^xenrs (([a-z0-9-]+ )?error:|PANIC|FAULT|FATAL|net: vif/[0-9]+: the back end took no (tx|rx))'
+# The patterns (EREs, one per line) a scenario allowed with xt_allow_errors.
+XT_ALLOWED_ERRORS=""
 [ -d "$XT_RUN" ] || mkdir -p "$XT_RUN"
 
 # xt_log MSG...: one progress line.
 xt_log() { echo "xt: ${XT_SCENARIO:+$XT_SCENARIO: }$*"; }
 
+# xt_allow_errors ERE: this scenario provokes console lines matching ERE (a panic, a refused
+# request, a stalled back end): the common check of result PASS does not count them. Repeatable.
+xt_allow_errors() {
+	[ -n "${1:-}" ] && XT_ALLOWED_ERRORS+="$1"$'\n'
+	return 0
+}
+
+# xt_unexpected_errors: print the first 5 XT_ERROR_RE console lines (folded onto one line, each
+# prefixed with its guest's name) of every guest this attempt created (xt_create; their
+# NAME--incoming logs of a migration too) that no xt_allow_errors pattern allows.
+xt_unexpected_errors() {
+	local g f line re ok out="" n=0
+	for g in $(sort -u "$XT_RUN/guests" 2>/dev/null); do
+		for f in "$XT_CONSOLE_DIR/guest-$g.log" "$XT_CONSOLE_DIR/guest-$g--"*.log; do
+			[ -r "$f" ] || continue
+			while IFS= read -r line || [ -n "$line" ]; do
+				line=${line%$'\r'}
+				[[ $line =~ $XT_ERROR_RE ]] || continue
+				ok=0
+				while IFS= read -r re; do
+					[ -n "$re" ] && [[ $line =~ $re ]] && {
+						ok=1
+						break
+					}
+				done <<<"$XT_ALLOWED_ERRORS"
+				[ "$ok" = 1 ] && continue
+				n=$((n + 1))
+				[ "$n" -le 5 ] && out+="[$g] $line | "
+			done <"$f"
+		done
+	done
+	[ "$n" -gt 5 ] && out+="($n in all)"
+	printf '%s' "$out"
+}
+
 # result [NAME] PASS|FAIL DETAILS...: record a result of the running scenario. The runner prints
 # it as `RESULT NAME PASS|FAIL DETAILS` once the attempt is over (a FLAKE attempt's results are
 # dropped). Without NAME (the first word is PASS or FAIL) the result is named $XT_SCENARIO, the
 # scenario's own name. DETAILS is folded onto one line.
+# The common check: a PASS becomes a FAIL if a guest of this attempt printed an error, PANIC,
+# FAULT, FATAL or stall line (XT_ERROR_RE) that the scenario did not allow (xt_allow_errors).
 result() {
 	local name st detail
 	case "${1:-}" in
@@ -87,6 +134,14 @@ result() {
 		;;
 	esac
 	name=${name// /_}
+	if [ "$st" = PASS ]; then
+		local bad
+		bad=$(xt_unexpected_errors)
+		if [ -n "$bad" ]; then
+			st=FAIL
+			detail="unexpected guest console lines: $bad(otherwise: $detail)"
+		fi
+	fi
 	echo "RESULT $name $st $detail" >>"$XT_RESULTS"
 	xt_log "check $name: $st $detail"
 }
@@ -143,10 +198,10 @@ xt_track() {
 	XT_DOMID=$XT_ID
 }
 
-# xt_errors NAME: the guest's `xenrs <subsystem> error:`, PANIC, FAULT and FATAL console lines
-# (the first 5), folded onto one line, for FAIL details.
+# xt_errors NAME: the guest's XT_ERROR_RE console lines (error, PANIC, FAULT, FATAL, stall; the
+# first 5), folded onto one line, for FAIL details.
 xt_errors() {
-	tr -d '\r' <"$XT_CONSOLE_DIR/guest-$1.log" 2>/dev/null | grep -E '^xenrs ([a-z0-9]+ error:|PANIC|FAULT|FATAL)' |
+	tr -d '\r' <"$XT_CONSOLE_DIR/guest-$1.log" 2>/dev/null | grep -E "$XT_ERROR_RE" |
 		head -n 5 | tr '\n' ' '
 }
 
@@ -295,7 +350,7 @@ xt_create() {
 		xt_log "destroying leftover domain $name"
 		timeout 60 xl destroy "$name" >/dev/null 2>&1
 	fi
-	rm -f "$XT_CONSOLE_DIR/guest-$name.log" "$XT_RUN/$name.domid"
+	rm -f "$XT_CONSOLE_DIR/guest-$name.log" "$XT_CONSOLE_DIR/guest-$name--"*.log "$XT_RUN/$name.domid"
 	echo "$name" >>"$XT_RUN/guests"
 	xt_up
 	t0=$XT_UPF

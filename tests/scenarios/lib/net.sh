@@ -129,8 +129,8 @@ net_hang_diag() {
 		head -n 20 | sed 's/^/xt| net_hang_diag: /'
 }
 # net_guest_ok NAME: true if the guest is running and printed no `xenrs net error:`, PANIC, FAULT or
-# FATAL line; else sets NET_WHY. (Other subsystems' error lines, e.g. a core self-test that timed
-# out on a loaded host, are not the network's verdict; FAIL details show them via xt_errors.)
+# FATAL line; else sets NET_WHY. (Every other error line, of any subsystem, fails the scenario's
+# PASS through result's common check in lib.sh unless the scenario allowed it: xt_allow_errors.)
 net_guest_ok() {
 	local bad
 	bad=$(tr -d '\r' <"$(xt_console "$1")" 2>/dev/null | grep -E '^xenrs (net error:|PANIC|FAULT|FATAL)' |

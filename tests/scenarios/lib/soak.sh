@@ -1,0 +1,317 @@
+# shellcheck shell=bash disable=SC2034 # the SOAK_* results are for the scenarios
+# The save/restore soak (soak_run), shared by the default suite's soak-short (10 rounds) and the
+# long run of `./run.sh soak` (tests/soak/soak.sh). The runner sources every tests/scenarios/lib/*.sh
+# after lib.sh and before each scenario; this file only defines functions. It uses blk_* (lib/blk.sh)
+# for the guest, its disk and the rounds, and the guest's counter lines (docs/CONSOLE.md):
+#   xenrs grants: after-resume frames=<n>/<max> active=<n> deferred=<n> free=<n> leaked=<n> regrants=<n>
+#   xenrs memory: after-resume free_frames=<n> heap_used=<bytes> heap_free=<bytes>
+#
+# One guest (32 MiB, a vif, a 16 MiB read-write xvda exported over NBD) goes through ROUNDS rounds:
+# round r is an `xl migrate` to localhost if r % 10 == 0, else a checkpoint (`xl save -c`) if
+# r % 5 == 0, else `xl save` + `xl restore`. All the while
+#  - one TCP connection to the echo port streams numbered lines (8 in flight); every echoed line is
+#    compared with what was sent. A reset or a wrong line is counted (resets, corrupted bytes: the
+#    byte positions that differ) and the stream reconnects, so the run goes on and reports figures;
+#  - nbdcopy --flush writes the disk pass after pass, two random images in turn, and reads each pass
+#    back with nbdcopy and compares every byte (cmp); a failed pass is counted as a reset.
+# A checkpoint with no traffic before the first round and after the last gives the guest's grant
+# counters and memory use at the start and at the end (the same quiet state: rings connected,
+# nothing in flight). After the last round the disk is read back once more and dom0's backing file
+# is compared with the last image written.
+#
+# Progress: `xt: <scenario>: soak round r/N <kind> <s>s: stream ... nbd ...` after every round.
+# Final line: `xt: <scenario>: SOAK rounds=<n>/<N> saves=<n> checkpoints=<n> migrates=<n> resets=<n>
+# corrupted_bytes=<n> stream_bytes=<n> nbd_passes=<n> nbd_bytes_verified=<n> grants start: ... end: ...
+# memory start: ... end: ... elapsed=<s>s`. PASS needs every round done, no reset, no corrupted byte,
+# no leaked grant, the active and deferred grant counts and the free frames back at their start
+# values (within SOAK_FRAME_SLACK frames), and lib.sh's common check (no unexpected error line).
+
+SOAK_FRAME_SLACK=${SOAK_FRAME_SLACK:-8}
+
+# _soak_stream IP STATUS STOP: the TCP echo stream (runs in the background). Writes
+# `OK sent=<b> recv=<b> lines=<n> resets=<n> corrupt=<b> lost=<b>` to STATUS as it goes, and
+# `DONE ...` (same fields) once STOP exists and the window drained.
+_soak_stream() {
+	local ip=$1 st=$2 stop=$3 fd="" seq=0 rseq=0 sent=0 recv=0 lines=0 resets=0 corrupt=0 lost=0
+	local line got want i n tries why=""
+	local pad
+	printf -v pad '%04x' $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM \
+		$RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM $RANDOM
+	while :; do
+		if [ -z "$fd" ]; then
+			tries=0
+			while ! exec {fd}<>"/dev/tcp/$ip/7"; do
+				fd=""
+				tries=$((tries + 1))
+				if [ "$tries" -ge 30 ] || [ -e "$stop" ]; then
+					echo "ERROR cannot reconnect ($why) sent=$sent recv=$recv lines=$lines resets=$resets corrupt=$corrupt lost=$lost" >"$st"
+					return 1
+				fi
+				sleep 2
+			done 2>/dev/null
+		fi
+		why=""
+		if [ ! -e "$stop" ]; then
+			while [ $((seq - rseq)) -lt 8 ]; do
+				seq=$((seq + 1))
+				line="seq=$seq $pad"
+				if ! printf '%s\n' "$line" >&"$fd" 2>/dev/null; then
+					why="write of seq=$seq failed"
+					seq=$((seq - 1))
+					break
+				fi
+				sent=$((sent + ${#line} + 1))
+			done
+		elif [ "$rseq" -eq "$seq" ]; then
+			break
+		fi
+		if [ -z "$why" ]; then
+			if ! read -r -t 90 -u "$fd" got; then
+				why="no echo of seq=$((rseq + 1)) within 90 s or connection closed"
+			else
+				rseq=$((rseq + 1))
+				want="seq=$rseq $pad"
+				recv=$((recv + ${#got} + 1))
+				lines=$((lines + 1))
+				if [ "$got" != "$want" ]; then
+					n=${#want}
+					[ ${#got} -gt "$n" ] && n=${#got}
+					for ((i = 0; i < n; i++)); do
+						[ "${got:i:1}" = "${want:i:1}" ] || corrupt=$((corrupt + 1))
+					done
+					why="seq=$rseq came back as '${got:0:24}'"
+				fi
+			fi
+		fi
+		if [ -n "$why" ]; then
+			# A reset (or a corrupted line: the stream can no longer be trusted). Count what was
+			# in flight as lost and start again on a new connection.
+			resets=$((resets + 1))
+			echo "xt: soak stream: reset $resets: $why (sent=$sent recv=$recv)" >>"$st.log"
+			lost=$((sent - recv))
+			exec {fd}>&- 2>/dev/null
+			fd=""
+			rseq=$seq
+			continue
+		fi
+		[ $((lines % 16)) -eq 0 ] && echo "OK sent=$sent recv=$recv lines=$lines resets=$resets corrupt=$corrupt lost=$lost" >"$st"
+	done
+	exec {fd}>&-
+	echo "DONE sent=$sent recv=$recv lines=$lines resets=$resets corrupt=$corrupt lost=$lost" >"$st"
+}
+
+# _soak_writer URI IMG_A IMG_B STATUS STOP: nbdcopy --flush pass after pass (A, B, A, ...), each
+# read back and compared byte by byte. Writes `RUNNING|DONE passes=<n> verified=<bytes>
+# corrupt=<bytes> resets=<n> last=<A|B>` to STATUS.
+_soak_writer() {
+	local uri=$1 a=$2 b=$3 st=$4 stop=$5 pass=0 verified=0 corrupt=0 resets=0 img last=- d size rc
+	size=$(stat -c %s "$a")
+	while [ ! -e "$stop" ]; do
+		pass=$((pass + 1))
+		if [ $((pass % 2)) = 1 ]; then img=$a; else img=$b; fi
+		echo "RUNNING passes=$((pass - 1)) verified=$verified corrupt=$corrupt resets=$resets last=$last" >"$st"
+		timeout 600 nbdcopy --flush "$img" "$uri" >"$st.out" 2>&1
+		rc=$?
+		if [ $rc -ne 0 ]; then
+			resets=$((resets + 1))
+			echo "xt: soak writer: pass $pass: nbdcopy --flush failed (rc=$rc): $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
+			last=?
+			sleep 2
+			continue
+		fi
+		last=${img##*/}
+		d=$({ timeout 600 nbdcopy "$uri" - 2>>"$st.out" || echo "nbdcopy-read-failed" >>"$st.out"; } | cmp -l "$img" - 2>>"$st.out" | wc -l)
+		if grep -q -e nbdcopy-read-failed -e EOF "$st.out"; then
+			resets=$((resets + 1))
+			echo "xt: soak writer: pass $pass: the read-back failed: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
+			continue
+		fi
+		corrupt=$((corrupt + d))
+		verified=$((verified + size))
+		[ "$d" -gt 0 ] && echo "xt: soak writer: pass $pass: $d bytes differ from ${img##*/}" >>"$st.log"
+	done
+	echo "DONE passes=$pass verified=$verified corrupt=$corrupt resets=$resets last=$last" >"$st"
+}
+
+# _soak_kv FILE KEY: print KEY's value in the one-line status FILE.
+_soak_kv() {
+	local line="" i
+	# The writer rewrites the file in place: a read may catch it empty.
+	for i in 1 2 3 4 5; do
+		read -r line <"$1" 2>/dev/null
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	xt_field "$line" "$2" || echo 0
+}
+
+# _soak_counters NAME N: set SOAK_GRANTS and SOAK_MEMORY to the fields of the `xenrs grants:
+# after-resume` and `xenrs memory: after-resume` lines that follow NAME's `xenrs resumed n=N` line
+# (in whichever of NAME's console logs has it: after a migration the guest logs as NAME--incoming).
+_soak_counters() {
+	local f out=""
+	for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] || continue
+		out=$(tr -d '\r' <"$f" | awk -v n="$2" '
+			$0 ~ "^xenrs resumed n=" n " " {on = 1; g = ""; m = ""; next}
+			on && /^xenrs grants: after-resume / && g == "" {g = $0}
+			on && /^xenrs memory: after-resume / && m == "" {m = $0}
+			END {if (g != "" || m != "") print g "|" m}')
+		[ -n "$out" ] && break
+	done
+	SOAK_GRANTS=${out%%|*}
+	SOAK_GRANTS=${SOAK_GRANTS#xenrs grants: after-resume }
+	SOAK_MEMORY=${out#*|}
+	SOAK_MEMORY=${SOAK_MEMORY#xenrs memory: after-resume }
+}
+
+# _soak_show_new_lines NAME SEEN: print (as `xt|` lines) every XT_ERROR_RE console line of NAME
+# after the first SEEN ones, with the 8 console lines before each, for the CI log; set SOAK_SEEN
+# to the number of such lines now.
+_soak_show_new_lines() {
+	local f all
+	all=$(for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B 8 "$XT_ERROR_RE" | sed "s|^|${f##*/}: |"
+	done)
+	SOAK_SEEN=$(grep -c -E ": ${XT_ERROR_RE#^}" <<<"$all")
+	[ "$SOAK_SEEN" -gt "$2" ] || return 0
+	echo "xt| soak: $((SOAK_SEEN - $2)) new error/stall line(s) on the guest's console, each with the 8 lines before it:"
+	awk -v seen="$2" -v re=": ${XT_ERROR_RE#^}" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 8; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
+}
+
+# soak_run ROUNDS [MAX_SECS=0] [STOP_AT=0]: the soak (see the top of this file); ends with
+# `result`. With MAX_SECS > 0 no round starts after MAX_SECS seconds, with STOP_AT > 0 (epoch
+# seconds, dom0's clock) none after that time once 10 rounds are done; the result then says how
+# many ran (a time-limited run counts as complete).
+soak_run() {
+	local rounds=$1 max=${2:-0} stop_at=${3:-0} G=xt-soak IP=169.254.77.49 MIB=16 limited=""
+	local st=$XT_RUN/soak-stream.status wst=$XT_RUN/soak-writer.status stop=$XT_RUN/soak.stop
+	local problems="" r=0 n=0 kind t0 tr saves=0 cps=0 migs=0 spid wpid before g0 m0 g1 m1
+	local sresets wresets corrupt v a b seen=0
+	xt_disk xvda $MIB || xt_fail "xt_disk xvda failed"
+	blk_start "$G" "$IP" "disk=$XT_DISK" || xt_fail "$BLK_WHY"
+	blk_uri "$IP" xvda
+	a=$XT_DISKS/soak-A
+	b=$XT_DISKS/soak-B
+	head -c $((MIB << 20)) /dev/urandom >"$a" && head -c $((MIB << 20)) /dev/urandom >"$b" ||
+		xt_fail "cannot write the images under $XT_DISKS"
+	xt_up
+	t0=$XT_UP
+	# The start figures: a checkpoint with no traffic (suspend n=1).
+	n=1
+	blk_round "$G" C "$n" || xt_fail "the first checkpoint (start figures): $BLK_WHY"
+	sleep 1
+	_soak_counters "$G" "$n"
+	g0=$SOAK_GRANTS
+	m0=$SOAK_MEMORY
+	xt_log "soak: $rounds rounds$([ "$max" -gt 0 ] && echo " (at most ${max}s)"); start: grants $g0; memory $m0"
+	rm -f "$stop" "$st.log" "$wst.log"
+	echo "OK sent=0 recv=0 lines=0 resets=0 corrupt=0 lost=0" >"$st"
+	echo "RUNNING passes=0" >"$wst"
+	_soak_stream "$IP" "$st" "$stop" &
+	spid=$!
+	_soak_writer "$BLK_URI" "$a" "$b" "$wst" "$stop" &
+	wpid=$!
+	sleep 5
+	for ((r = 1; r <= rounds; r++)); do
+		xt_up
+		if [ "$max" -gt 0 ] && [ $((XT_UP - t0)) -ge "$max" ]; then
+			limited="stopped after $((r - 1)) of $rounds rounds: the ${max}s limit; "
+			break
+		fi
+		if [ "$stop_at" -gt 0 ] && [ "$r" -gt 10 ] && [ "$EPOCHSECONDS" -ge "$stop_at" ]; then
+			limited="stopped after $((r - 1)) of $rounds rounds: the stop time $(date -u -d "@$stop_at" +%H:%M) UTC; "
+			break
+		fi
+		if [ $((r % 10)) = 0 ]; then
+			kind=M
+		elif [ $((r % 5)) = 0 ]; then
+			kind=C
+		else
+			kind=S
+		fi
+		before=$(_soak_kv "$st" lines)
+		n=$((n + 1))
+		if ! blk_round "$G" "$kind" "$n"; then
+			problems+="round $r: $BLK_WHY; "
+			net_hang_diag "$G"
+			break
+		fi
+		case "$kind" in S) saves=$((saves + 1)) ;; C) cps=$((cps + 1)) ;; M) migs=$((migs + 1)) ;; esac
+		# The stream must move on after every round (it reconnects by itself after a reset).
+		xt_up
+		tr=$((XT_UP + 120))
+		while [ "$(_soak_kv "$st" lines)" -le "$before" ]; do
+			xt_up
+			if [ "$XT_UP" -ge "$tr" ] || ! kill -0 "$spid" 2>/dev/null; then
+				problems+="round $r ($kind): the stream made no progress within 120 s ($(head -n 1 "$st")); "
+				net_diag "$G" "$IP"
+				break 2
+			fi
+			sleep 0.5
+		done
+		_soak_show_new_lines "$G" "$seen"
+		seen=$SOAK_SEEN
+		xt_log "soak round $r/$rounds $kind ${BLK_ROUND_SECS}s: stream $(head -n 1 "$st"); nbd $(head -n 1 "$wst"); guest error/stall lines $seen"
+	done
+	r=$((r - 1))
+	touch "$stop"
+	wait "$spid"
+	wait "$wpid"
+	sresets=$(_soak_kv "$st" resets)
+	wresets=$(_soak_kv "$wst" resets)
+	corrupt=$(($(_soak_kv "$st" corrupt) + $(_soak_kv "$wst" corrupt)))
+	case "$(head -n 1 "$st")" in DONE*) ;; *) problems+="the stream ended with '$(head -n 1 "$st")'; " ;; esac
+	[ -s "$st.log" ] && problems+="$(head -n 3 "$st.log" | tr '\n' ' ')"
+	[ -s "$wst.log" ] && problems+="$(head -n 3 "$wst.log" | tr '\n' ' ')"
+	# The disk once more: nbdcopy's read-back and dom0's backing file against the last image.
+	v=$(_soak_kv "$wst" last)
+	case "$v" in
+	soak-A | soak-B)
+		blk_sha "$XT_DISKS/$v"
+		local want=$BLK_SHA
+		if blk_nbd_sha "$BLK_URI" 600; then
+			[ "$BLK_SHA" = "$want" ] || problems+="the final read-back differs from $v; "
+		else
+			problems+="the final read-back: $BLK_WHY; "
+		fi
+		blk_sha "${BLK_FILE[xvda]}"
+		[ "$BLK_SHA" = "$want" ] || problems+="dom0's backing file differs from $v (the last image written); "
+		;;
+	*) problems+="no complete nbd pass to check at the end (last=$v); " ;;
+	esac
+	# The end figures: a checkpoint with no traffic.
+	if [ "$r" -gt 0 ] || [ -z "$problems" ]; then
+		n=$((n + 1))
+		if blk_round "$G" C "$n"; then
+			sleep 1
+			_soak_counters "$G" "$n"
+			g1=$SOAK_GRANTS
+			m1=$SOAK_MEMORY
+		else
+			problems+="the last checkpoint (end figures): $BLK_WHY; "
+		fi
+	fi
+	# Leaks: the quiet states at the start and the end must agree.
+	local k
+	for k in active deferred leaked; do
+		[ "$(xt_field "$g0" "$k")" = "$(xt_field "$g1" "$k")" ] ||
+			problems+="grants $k: $(xt_field "$g0" "$k") at the start, $(xt_field "$g1" "$k") at the end; "
+	done
+	local f0 f1
+	f0=$(xt_field "$m0" free_frames)
+	f1=$(xt_field "$m1" free_frames)
+	if [[ $f0 =~ ^[0-9]+$ && $f1 =~ ^[0-9]+$ ]]; then
+		[ $((f0 - f1)) -le "$SOAK_FRAME_SLACK" ] || problems+="free frames $f0 at the start, $f1 at the end; "
+	else
+		problems+="no memory figures (start '$m0', end '$m1'); "
+	fi
+	[ "$sresets" = 0 ] && [ "$wresets" = 0 ] || problems+="resets: stream $sresets, nbd $wresets; "
+	[ "$corrupt" = 0 ] || problems+="$corrupt corrupted bytes; "
+	[ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
+	xt_up
+	SOAK_LINE="SOAK rounds=$r/$rounds saves=$saves checkpoints=$cps migrates=$migs resets=$((sresets + wresets)) corrupted_bytes=$corrupt stream_bytes=$(_soak_kv "$st" recv) nbd_passes=$(_soak_kv "$wst" passes) nbd_bytes_verified=$(_soak_kv "$wst" verified) grants start: $g0 end: ${g1:-?} memory start: $m0 end: ${m1:-?} elapsed=$((XT_UP - t0))s${limited:+ ($limited)}"
+	xt_log "$SOAK_LINE"
+	blk_verdict "$G" "$problems" "$SOAK_LINE"
+	xt_destroy "$G"
+}
