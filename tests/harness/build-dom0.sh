@@ -34,7 +34,9 @@ set -euo pipefail
 SUITE=bookworm
 XENVER=4.17
 # Kernel modules dom0 needs; build-dom0.sh keeps only these and their dependencies.
-DOM0_MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge loop"
+# e1000: QEMU's default NIC, dom0's link to QEMU user networking in `./run.sh` (the host's
+# 127.0.0.1 port forwards); the suite runs without a NIC.
+DOM0_MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge loop e1000"
 # The bench's Linux domU: its kernel modules, and packages installed into the rootfs only for the
 # domU's initramfs to copy (purged from dom0 afterwards; their versions go to versions.txt).
 DOMU_MODULES="xen-netfront xen-blkfront"
