@@ -80,8 +80,9 @@ if [ "$MODE" = interactive ]; then
 fi
 HOSTFWD=""
 for f in "${FORWARDS[@]}"; do
-	[[ $f =~ ^([0-9]+):([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge 1 ] && [ "${BASH_REMATCH[1]}" -le 65535 ] ||
+	if ! [[ $f =~ ^([0-9]+):([0-9]+)$ ]] || [ "${BASH_REMATCH[1]}" -lt 1 ] || [ "${BASH_REMATCH[1]}" -gt 65535 ]; then
 		xt_die "--forward '$f': expected HOSTPORT:GUESTPORT"
+	fi
 	# Bound to the host's loopback only; dom0's socat listens on eth0 (10.0.2.15) at the guest's port.
 	HOSTFWD+=",hostfwd=tcp:127.0.0.1:${BASH_REMATCH[1]}-:${BASH_REMATCH[2]}"
 done

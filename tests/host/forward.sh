@@ -5,15 +5,16 @@
 #   1. QEMU listens on 127.0.0.1 only (every listening socket of its process);
 #   2. TCP echo answers (one connection, kept open), iperf3 -c and -R move data, and nbdinfo
 #      (if installed) sees the scratch disk's size;
-#   3. `status` typed on the terminal counts the open connection; `save-restore` succeeds and the
-#      SAME echo connection still echoes afterwards (TCP across xl save/restore, end to end);
+#   3. `status` typed on the terminal counts the open connection; `save-restore`, `checkpoint` and
+#      `migrate` succeed and the SAME echo connection still echoes after each (TCP across xl
+#      save/restore, save -c and migrate, end to end);
 #   4. `shutdown` ends ./run.sh with exit status 0 and the ports are closed again.
 # Prints `RESULT host-forward PASS|FAIL <details>`; exits non-zero on FAIL.
 #
 # Usage: tests/host/forward.sh [--boot-timeout SECS] [-- ./run.sh options...]
 # Holds no lock itself: run it the way you run ./run.sh (one QEMU at a time).
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 # shellcheck source=tests/harness/host-lib.sh
 . tests/harness/host-lib.sh
 
@@ -151,21 +152,24 @@ if wait_out '[0-9]+ open connection\(s\) to the guest' 60; then
 else
 	fail "no answer to 'status';"
 fi
-t1=$(xt_now_ms)
-printf 'save-restore\n' >&3
-if wait_out '^xt: save-restore: (done|.*failed)' 400; then
-	case "$LINE" in
-	*": done "*) NOTES+=("save-restore: $(xt_elapsed "$t1");") ;;
-	*) fail "$LINE;" ;;
-	esac
-else
-	fail "save-restore did not finish within 400 s;"
-fi
-for i in 1 2 3; do
-	if ! echo_line "host-after-$i-$RANDOM"; then
-		fail "echo line $i on the same connection after save-restore failed;"
-		break
+# Each command, then 3 lines on the same echo connection.
+for c in save-restore checkpoint migrate; do
+	t1=$(xt_now_ms)
+	printf '%s\n' "$c" >&3
+	if wait_out "^xt: ${c}: (done |FAILED)" 400; then
+		case "$LINE" in
+		*": done "*) NOTES+=("$c: $(xt_elapsed "$t1");") ;;
+		*) fail "$LINE;" ;;
+		esac
+	else
+		fail "$c did not finish within 400 s;"
 	fi
+	for i in 1 2 3; do
+		if ! echo_line "host-after-$c-$i-$RANDOM"; then
+			fail "echo line $i on the same connection after $c failed;"
+			break 2
+		fi
+	done
 done
 exec 4>&-
 [ "$(count_out '^xenrs (PANIC|FAULT|FATAL)|^xenrs [a-z0-9]+ error:')" = 0 ] || fail "guest error lines: $(tr -d '\r' <"$OUT" | grep -a -E '^xenrs (PANIC|FAULT|FATAL)|^xenrs [a-z0-9]+ error:' | head -n 3 | tr '\n' ' ');"

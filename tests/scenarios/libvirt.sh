@@ -11,7 +11,7 @@
 G=xt-libvirt
 IP=169.254.77.51
 MAC=00:16:3e:77:01:51
-V="virsh -q -c xen:///system"
+V=(virsh -q -c xen:///system)
 XML=$XT_RUN/$G.xml
 SAVE=$XT_RUN/$G.save
 src=/harness/examples/xenrs.xml
@@ -20,7 +20,7 @@ src=/harness/examples/xenrs.xml
 mkdir -p /var/run/libvirt /var/lib/libvirt /var/log/libvirt /var/cache/libvirt
 # libvirtd is this scenario's alone: stop it (and forget the domain) however the scenario ends.
 lv_stop() {
-	$V undefine "$G" >/dev/null 2>&1
+	"${V[@]}" undefine "$G" >/dev/null 2>&1
 	[ -r /var/run/libvirtd.pid ] && kill "$(cat /var/run/libvirtd.pid)" 2>/dev/null
 }
 trap lv_stop EXIT
@@ -29,7 +29,7 @@ t0=$XT_UPF
 libvirtd -d >"$XT_RUN/libvirtd.out" 2>&1 || xt_fail "libvirtd -d failed: $(tr '\n' ' ' <"$XT_RUN/libvirtd.out")"
 xt_up
 dl=$((XT_UP + 60))
-until timeout 30 $V version >"$XT_RUN/virsh-version" 2>&1; do
+until timeout 30 "${V[@]}" version >"$XT_RUN/virsh-version" 2>&1; do
 	xt_up
 	[ "$XT_UP" -lt "$dl" ] || xt_fail "virsh -c xen:///system does not answer 60 s after libvirtd -d: $(tail -n 3 "$XT_RUN/virsh-version" | tr '\n' ' ')"
 	sleep 1
@@ -49,18 +49,18 @@ for x in "$src" "$XML"; do
 	out=$(timeout 60 virt-xml-validate "$x" domain 2>&1) || xt_fail "virt-xml-validate $x: $(tr '\n' ' ' <<<"$out")"
 done
 # The example as libvirt understands it, in xl's terms.
-native=$(timeout 60 $V domxml-to-native xen-xl "$XML" 2>&1) || xt_fail "virsh domxml-to-native xen-xl failed: $(tr '\n' ' ' <<<"$native")"
+native=$(timeout 60 "${V[@]}" domxml-to-native xen-xl "$XML" 2>&1) || xt_fail "virsh domxml-to-native xen-xl failed: $(tr '\n' ' ' <<<"$native")"
 for want in 'type = "pvh"' "kernel = \"$XT_GUEST_KERNEL\"" "cmdline = \"then=block ip=$IP/24\"" "bridge=xenbr0" "mac=$MAC"; do
 	grep -qF "$want" <<<"$native" || xt_fail "domxml-to-native lacks '$want': $(tr '\n' ' ' <<<"$native")"
 done
 
 rm -f "$(xt_console "$G")"
 echo "$G" >>"$XT_RUN/guests"
-out=$(timeout 60 $V define "$XML" 2>&1) || xt_fail "virsh define failed: $out"
+out=$(timeout 60 "${V[@]}" define "$XML" 2>&1) || xt_fail "virsh define failed: $out"
 xt_up
 t0=$XT_UPF
-out=$(timeout 120 $V start "$G" 2>&1) || xt_fail "virsh start failed: $out; $(tail -n 5 /var/log/libvirt/libxl/libxl-driver.log 2>/dev/null | tr '\n' ' ')"
-xt_track "$G" || xt_fail "virsh start returned but there is no domain $G: $($V list --all 2>&1 | tr '\n' ' ')"
+out=$(timeout 120 "${V[@]}" start "$G" 2>&1) || xt_fail "virsh start failed: $out; $(tail -n 5 /var/log/libvirt/libxl/libxl-driver.log 2>/dev/null | tr '\n' ' ')"
+xt_track "$G" || xt_fail "virsh start returned but there is no domain $G: $("${V[@]}" list --all 2>&1 | tr '\n' ' ')"
 _xt_since "$t0"
 started=$_XT_SINCE
 net_wait_up "$G" "^xenrs net: ip=${IP//./\\.}/24 \\(static\\) gw=none\$" || xt_fail "$NET_WHY"
@@ -79,13 +79,13 @@ echo_line "before-$RANDOM" || xt_fail "echo over the fresh connection failed"
 id0=$XT_DOMID
 xt_up
 t0=$XT_UPF
-out=$(timeout 180 $V save "$G" "$SAVE" 2>&1) || xt_fail "virsh save failed: $out"
+out=$(timeout 180 "${V[@]}" save "$G" "$SAVE" 2>&1) || xt_fail "virsh save failed: $out"
 _xt_since "$t0"
 saved=$_XT_SINCE
 [ "$(xt_state "$G")" = gone ] || xt_fail "after virsh save domid $id0 is $(xt_state "$G")"
 xt_up
 t0=$XT_UPF
-out=$(timeout 180 $V restore "$SAVE" 2>&1) || xt_fail "virsh restore failed: $out"
+out=$(timeout 180 "${V[@]}" restore "$SAVE" 2>&1) || xt_fail "virsh restore failed: $out"
 rm -f "$SAVE"
 xt_track "$G" || xt_fail "virsh restore returned but there is no domain $G"
 [ "$XT_DOMID" != "$id0" ] || xt_fail "the restored domain kept domid $id0"
@@ -96,10 +96,10 @@ for i in 1 2 3; do
 	echo_line "after-$i-$RANDOM" || xt_fail "echo line $i over the same connection failed after save/restore; $(xt_errors "$G")"
 done
 exec {fd}>&-
-state=$($V domstate "$G" 2>&1)
+state=$("${V[@]}" domstate "$G" 2>&1)
 [ "$state" = running ] || xt_fail "virsh domstate after restore: '$state'"
 
-out=$(timeout 60 $V shutdown "$G" 2>&1) || xt_fail "virsh shutdown failed: $out"
+out=$(timeout 60 "${V[@]}" shutdown "$G" 2>&1) || xt_fail "virsh shutdown failed: $out"
 xt_wait_gone "$G" 60 || xt_fail "still there 60 s after virsh shutdown (state $(xt_state "$G"))"
 bad=$(xt_errors "$G")
 [ -z "$bad" ] || xt_fail "guest error lines: $bad"

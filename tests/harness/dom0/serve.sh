@@ -19,7 +19,7 @@
 # run.conf: XT_GUEST_MEMORY, XT_GUEST_CMDLINE, XT_SERVE_PORTS ("HOSTPORT:PORT ..."),
 # XT_SERVE_DISK (MiB), XT_DO.
 
-# shellcheck source=/dev/null disable=SC2153 # XT_* come from run.conf
+# shellcheck source=/dev/null disable=SC2153,SC2034 # XT_* come from run.conf; LINE is for the callers
 . /harness/run.conf
 # shellcheck source=tests/harness/dom0/lib.sh
 . /harness/lib.sh
@@ -64,7 +64,7 @@ guest_line() {
 			done <"$f"
 		done
 		xt_up
-		[ "$XT_UP" -lt "$dl" ] || return 1
+		[ "$XT_UP" -lt "$dl" ] && [ "$STOP" = 0 ] || return 1
 		sleep 0.3
 	done
 }
@@ -102,9 +102,8 @@ net_up() {
 }
 
 start_forwards() {
-	local hp gp
+	local p gp
 	for p in $PORTS; do
-		hp=${p%%:*}
 		gp=${p#*:}
 		# -t 30: after one side closed, wait up to 30 s for the other direction to finish (the
 		# guest echoes the last bytes, then closes); socat's default 0.5 s cuts that off here.
@@ -169,9 +168,10 @@ cmd_status() {
 	echo "  guest $IP (domid ${id:-none}); forwards 127.0.0.1:HOST -> $IP:PORT: $PORTS; $n open connection(s) to the guest"
 }
 
-# after_resume KIND ROUND T0: the checks shared by save-restore and migrate (a new domain).
+# after_new_domain WHAT ROUND T0 CONNECTED OLD_DOMID: the checks shared by save-restore and
+# migrate (the guest resumes as a new domain): resumed line, the vif reconnected, ping.
 after_new_domain() {
-	local what=$1 n=$2 t0=$3 conns=$4
+	local what=$1 n=$2 t0=$3 conns=$4 old=$5
 	xt_track "$G" || {
 		say "$what: no domain $G after it"
 		return 1
@@ -185,7 +185,7 @@ after_new_domain() {
 	local dl=$((XT_UP + 60))
 	while [ "$(count_lines '^xenrs net: vif/0 mac=.* state=Connected$')" -le "$conns" ]; do
 		xt_up
-		if [ "$XT_UP" -ge "$dl" ]; then
+		if [ "$XT_UP" -ge "$dl" ] || [ "$STOP" = 1 ]; then
 			say "$what: the guest's vif did not reconnect within 60 s"
 			return 1
 		fi
@@ -193,14 +193,15 @@ after_new_domain() {
 	done
 	ping_ok || say "$what: WARNING: ping after it: $NET_PING"
 	since "$t0"
-	say "$what: done in $SINCE s, guest now domid $XT_DOMID (resume n=$n); open TCP connections carry on"
+	say "$what: done in $SINCE s, guest domid $old -> $XT_DOMID (resume n=$n); open TCP connections carry on"
 }
 
 ROUND=0
 cmd_save_restore() {
-	local t0 conns
+	local t0 conns old
 	xt_up
 	t0=$XT_UPF
+	old=$(xl domid "$G" 2>/dev/null)
 	conns=$(count_lines '^xenrs net: vif/0 mac=.* state=Connected$')
 	say "save-restore: xl save $G $SAVE"
 	if ! timeout 180 xl save "$G" "$SAVE" >"$XT_RUN/save.log" 2>&1; then
@@ -218,7 +219,7 @@ cmd_save_restore() {
 	fi
 	rm -f "$SAVE"
 	ROUND=$((ROUND + 1))
-	after_new_domain save-restore "$ROUND" "$t0" "$conns"
+	after_new_domain save-restore "$ROUND" "$t0" "$conns" "$old"
 }
 
 cmd_checkpoint() {
@@ -256,7 +257,7 @@ cmd_migrate() {
 		return 1
 	fi
 	ROUND=$((ROUND + 1))
-	after_new_domain "migrate (domid $old ->)" "$ROUND" "$t0" "$conns"
+	after_new_domain migrate "$ROUND" "$t0" "$conns" "$old"
 }
 
 cmd_shutdown() {
@@ -289,10 +290,13 @@ run_cmd() {
 		say "unknown command '$c' (type help)"
 		false
 		;;
-	esac || FAILED_CMDS+=("$c")
+	esac || {
+		FAILED_CMDS+=("$c")
+		say "$c: FAILED"
+	}
 }
 
-# guest_gone_check: stop if the guest ended by itself (crash, poweroff from inside).
+# guest_alive: true while the guest runs; else says why it ended (crash, poweroff from inside).
 guest_alive() {
 	[ "$(xt_state "$G")" = running ] && return 0
 	_xt_reason "$G"
@@ -331,6 +335,8 @@ if ! xt_create "$G" memory="${XT_GUEST_MEMORY:-32}" cmdline="ip=$IP/24 ${XT_GUES
 	echo "XT-RUN-END fail xl create failed"
 	exit 1
 fi
+# Any services line (--cmdline may pick services=...).
+NET_SERVICES=".+"
 if ! net_wait_up "$G" "^xenrs net: ip=" || ! guest_alive; then
 	say "the guest did not come up: ${NET_WHY:-}"
 	xt_dump "$G"
@@ -357,7 +363,8 @@ if [ -n "${XT_DO:-}" ]; then
 	[ "$STOP" = 1 ] || cmd_shutdown || FAILED_CMDS+=(shutdown)
 else
 	while [ "$STOP" = 0 ]; do
-		if read -r -t 2 line; then
+		# `xl list` (in guest_alive) every 5 s at most: each fork costs here.
+		if read -r -t 5 line; then
 			run_cmd "$line"
 		elif [ $? -le 128 ] && ! [ -t 0 ]; then
 			# End of input (not a terminal, nothing more to read): stop like `shutdown`.
@@ -365,7 +372,10 @@ else
 			cmd_shutdown
 		fi
 		[ "$STOP" = 1 ] && break
-		guest_alive || break
+		guest_alive || {
+			FAILED_CMDS+=("(guest ended)")
+			break
+		}
 	done
 fi
 cleanup
