@@ -26,12 +26,16 @@ lv_stop() {
 trap lv_stop EXIT
 xt_up
 t0=$XT_UPF
-libvirtd -d >"$XT_RUN/libvirtd.out" 2>&1 || xt_fail "libvirtd -d failed: $(tr '\n' ' ' <"$XT_RUN/libvirtd.out")"
+# Its warnings and errors go to $LVLOG (no journald here); they are in every FAIL's details.
+LVLOG=$XT_RUN/libvirtd.log
+lv_log() { tail -n 4 "$LVLOG" 2>/dev/null | cut -c1-300 | tr '\n' ' '; }
+LIBVIRT_LOG_OUTPUTS="3:file:$LVLOG" libvirtd -d >"$XT_RUN/libvirtd.out" 2>&1 ||
+	xt_fail "libvirtd -d failed: $(tr '\n' ' ' <"$XT_RUN/libvirtd.out") $(lv_log)"
 xt_up
 dl=$((XT_UP + 60))
 until timeout 30 "${V[@]}" version >"$XT_RUN/virsh-version" 2>&1; do
 	xt_up
-	[ "$XT_UP" -lt "$dl" ] || xt_fail "virsh -c xen:///system does not answer 60 s after libvirtd -d: $(tail -n 3 "$XT_RUN/virsh-version" | tr '\n' ' ')"
+	[ "$XT_UP" -lt "$dl" ] || xt_fail "virsh -c xen:///system does not answer 60 s after libvirtd -d: $(tail -n 3 "$XT_RUN/virsh-version" | tr '\n' ' '); libvirtd.log: $(lv_log)"
 	sleep 1
 done
 _xt_since "$t0"
@@ -56,10 +60,10 @@ done
 
 rm -f "$(xt_console "$G")"
 echo "$G" >>"$XT_RUN/guests"
-out=$(timeout 60 "${V[@]}" define "$XML" 2>&1) || xt_fail "virsh define failed: $out"
+out=$(timeout 60 "${V[@]}" define "$XML" 2>&1) || xt_fail "virsh define failed: $out; $(lv_log)"
 xt_up
 t0=$XT_UPF
-out=$(timeout 120 "${V[@]}" start "$G" 2>&1) || xt_fail "virsh start failed: $out; $(tail -n 5 /var/log/libvirt/libxl/libxl-driver.log 2>/dev/null | tr '\n' ' ')"
+out=$(timeout 120 "${V[@]}" start "$G" 2>&1) || xt_fail "virsh start failed: $out; $(lv_log); $(tail -n 5 /var/log/libvirt/libxl/libxl-driver.log 2>/dev/null | tr '\n' ' ')"
 xt_track "$G" || xt_fail "virsh start returned but there is no domain $G: $("${V[@]}" list --all 2>&1 | tr '\n' ' ')"
 _xt_since "$t0"
 started=$_XT_SINCE
@@ -79,13 +83,13 @@ echo_line "before-$RANDOM" || xt_fail "echo over the fresh connection failed"
 id0=$XT_DOMID
 xt_up
 t0=$XT_UPF
-out=$(timeout 180 "${V[@]}" save "$G" "$SAVE" 2>&1) || xt_fail "virsh save failed: $out"
+out=$(timeout 180 "${V[@]}" save "$G" "$SAVE" 2>&1) || xt_fail "virsh save failed: $out; $(lv_log)"
 _xt_since "$t0"
 saved=$_XT_SINCE
 [ "$(xt_state "$G")" = gone ] || xt_fail "after virsh save domid $id0 is $(xt_state "$G")"
 xt_up
 t0=$XT_UPF
-out=$(timeout 180 "${V[@]}" restore "$SAVE" 2>&1) || xt_fail "virsh restore failed: $out"
+out=$(timeout 180 "${V[@]}" restore "$SAVE" 2>&1) || xt_fail "virsh restore failed: $out; $(lv_log)"
 rm -f "$SAVE"
 xt_track "$G" || xt_fail "virsh restore returned but there is no domain $G"
 [ "$XT_DOMID" != "$id0" ] || xt_fail "the restored domain kept domid $id0"
