@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Build and run xenrs, or run every test.
 #
-#   ./run.sh [--memory N] [--cmdline "..."]
+#   ./run.sh [--memory N] [--cmdline "..."] [--then block|poweroff] [--disk MIB]
+#            [--echo-port P] [--iperf3-port P] [--nbd-port P] [--do LIST]
 #       Set up (Rust toolchain from rust-toolchain.toml, Debian packages), `cargo kbuild`, then
-#       boot the kernel as a PVH guest with its console on this terminal:
-#         - on a Xen dom0 (`xl` present, /proc/xen/capabilities says control_d): `xl create -c`;
-#         - anywhere else: QEMU (TCG) -> Xen 4.17 -> Debian dom0 -> `xl create -c`, console
-#           streamed to this terminal; QEMU powers off when the guest is gone (Ctrl-a x quits).
-#       Defaults: --memory 32, --cmdline "then=poweroff".
+#       boot the kernel as a PVH guest that serves TCP echo (7), iperf3 (5201) and NBD (10809):
+#         - anywhere but a Xen dom0: QEMU (TCG) -> Xen 4.17 -> Debian dom0 -> the guest, with a
+#           vif on dom0's xenbr0 and a 32 MiB scratch disk xvda. Its services are forwarded to
+#           127.0.0.1 on this machine (only): --echo-port (7007), --iperf3-port (5201) and
+#           --nbd-port (10809); 0 leaves one out. Once the guest is up a short block says how to
+#           reach it. Then type commands here: save-restore, checkpoint, migrate, status,
+#           shutdown, help (they run `xl` in dom0 against the guest). Ctrl-C or `shutdown`
+#           stops everything; Ctrl-a x kills QEMU at once.
+#         - on a Xen dom0 (`xl` present, /proc/xen/capabilities says control_d): `xl create -c`
+#           with a vif on xenbr0 (if it exists) and `dhcp` unless --cmdline sets ip=.
+#       --do "save-restore,shutdown" runs those commands once the guest is up, then stops; the
+#       exit status is non-zero if one failed (for scripts and tests; tests/host/forward.sh).
+#       --then poweroff (or --cmdline "then=poweroff ..."): the quick boot check, no network:
+#       the guest prints its banner and powers off, and so does QEMU.
+#       --disk 0: no disk. Defaults: --memory 32, --then block.
 #
 #   ./run.sh test [--only a,b] [--scenario FILE]... [--timeout S] [--smp N] [--no-xen] [--no-fuzz]
 #       Set up, `cargo test` (host unit tests of the default workspace members), a short run of
@@ -16,8 +27,10 @@
 #       (tests/harness/run-suite.sh): every built-in scenario of tests/scenarios/ (or the --only
 #       list; "none" for no built-in one) plus each --scenario file, in one QEMU boot. --no-xen
 #       stops after `cargo kbuild`.
-#       The last lines are `N passed, N failed` and `flakes: N`; the exit status is non-zero on
-#       any failure. See docs/TESTING-XEN.md.
+#       Then the host-side check tests/host/forward.sh (boots `./run.sh` once more and reaches the
+#       guest's services through the 127.0.0.1 forwards; only with --only when the list names
+#       host-forward). The last lines are `N passed, N failed` (counting the host check) and
+#       `flakes: N`; the exit status is non-zero on any failure. See docs/TESTING-XEN.md.
 #
 #   ./run.sh bench [--smp N]
 #       Set up, `cargo kbuild`, then only the real-Xen `bench` scenario: iperf3 both ways and the
@@ -45,7 +58,12 @@ if [ $# -gt 0 ] && { [ "$1" = test ] || [ "$1" = bench ] || [ "$1" = soak ]; }; 
 	shift
 fi
 MEMORY=32
-CMDLINE="then=poweroff"
+CMDLINE=""
+THEN=""
+RUN_ARGS=()
+PORT_ECHO=7007
+PORT_IPERF3=5201
+PORT_NBD=10809
 SUITE_ARGS=()
 NO_XEN=0
 NO_FUZZ=0
@@ -55,6 +73,11 @@ while [ $# -gt 0 ]; do
 	case "$CMD:$1" in
 	run:--memory) MEMORY=${2:?--memory needs MiB}; shift ;;
 	run:--cmdline) CMDLINE=${2?--cmdline needs a string}; shift ;;
+	run:--then) THEN=${2:?--then needs block or poweroff}; shift ;;
+	run:--disk | run:--do) RUN_ARGS+=("$1" "${2?$1 needs a value}"); shift ;;
+	run:--echo-port) PORT_ECHO=${2:?--echo-port needs a port}; shift ;;
+	run:--iperf3-port) PORT_IPERF3=${2:?--iperf3-port needs a port}; shift ;;
+	run:--nbd-port) PORT_NBD=${2:?--nbd-port needs a port}; shift ;;
 	test:--only | test:--scenario | test:--timeout | test:--smp) SUITE_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
 	test:--no-xen) NO_XEN=1 ;;
 	test:--no-fuzz) NO_FUZZ=1 ;;
@@ -134,13 +157,49 @@ if [ "$CMD" = test ]; then
 		print_phases
 		exit 0
 	fi
-	t=$(xt_now_ms)
+	# The host-side check (tests/host/forward.sh) runs after the whole suite, or with --only when
+	# the list names host-forward (taken out of the list the suite sees).
+	HOST_CHECK=1
+	SUITE=1
+	for i in "${!SUITE_ARGS[@]}"; do
+		if [ "${SUITE_ARGS[$i]}" = --only ]; then
+			l=",${SUITE_ARGS[$((i + 1))]},"
+			HOST_CHECK=0
+			[[ $l == *,host-forward,* ]] && HOST_CHECK=1
+			l=${l//,host-forward,/,}
+			l=${l#,}
+			l=${l%,}
+			SUITE_ARGS[i + 1]=${l:-none}
+			[ -n "$l" ] || [[ " ${SUITE_ARGS[*]} " == *" --scenario "* ]] || SUITE=0
+		fi
+	done
 	rc=0
-	tests/harness/run-suite.sh --kernel "$KERNEL" "${SUITE_ARGS[@]}" || rc=$?
-	phase_done "real-Xen suite" "$t"
+	SUMMARY=$'0 passed, 0 failed\nflakes: 0'
+	if [ "$SUITE" = 1 ]; then
+		t=$(xt_now_ms)
+		tests/harness/run-suite.sh --kernel "$KERNEL" "${SUITE_ARGS[@]}" || rc=$?
+		phase_done "real-Xen suite" "$t"
+		SUMMARY=$(tail -n 2 "$(xt_target_dir)/xen-harness/summary-latest.txt" 2>/dev/null)
+		[ -n "$SUMMARY" ] || SUMMARY=$'0 passed, 1 failed\nflakes: 0'
+	fi
+	if [ "$HOST_CHECK" = 1 ]; then
+		t=$(xt_now_ms)
+		xt_log "host-side check: tests/host/forward.sh (./run.sh's 127.0.0.1 forwards, from this machine)"
+		hrc=0
+		tests/host/forward.sh || hrc=$?
+		phase_done "host forwards" "$t"
+		p=0
+		f=1
+		if [[ $SUMMARY =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+			p=${BASH_REMATCH[1]}
+			f=${BASH_REMATCH[2]}
+		fi
+		if [ "$hrc" = 0 ]; then p=$((p + 1)); else f=$((f + 1)) && rc=1; fi
+		SUMMARY="$p passed, $f failed"$'\n'"${SUMMARY#*$'\n'}"
+	fi
 	print_phases
-	# Repeat the suite's closing lines so that they stay the last ones.
-	tail -n 2 "$(xt_target_dir)/xen-harness/summary-latest.txt" 2>/dev/null || echo "0 passed, 1 failed"
+	# Repeat the closing lines (the suite's, counting the host check) so that they stay the last ones.
+	echo "$SUMMARY"
 	exit "$rc"
 fi
 
@@ -185,8 +244,23 @@ if [ "$CMD" = soak ]; then
 fi
 
 # --- run ---------------------------------------------------------------------------------------
+case "$THEN" in
+"") ;;
+block | poweroff) CMDLINE="then=$THEN${CMDLINE:+ $CMDLINE}" ;;
+*) xt_die "--then: 'block' or 'poweroff', not '$THEN'" ;;
+esac
 if command -v xl >/dev/null && grep -q control_d /proc/xen/capabilities 2>/dev/null; then
 	cfg=$(mktemp /tmp/xenrs-XXXXXX.cfg)
+	VIF=""
+	case " $CMDLINE " in
+	*" then=poweroff "*) ;;
+	*)
+		if [ -e /sys/class/net/xenbr0 ]; then
+			VIF="vif = [ 'bridge=xenbr0' ]"
+			case " $CMDLINE " in *" ip="* | *" dhcp "*) ;; *) CMDLINE="dhcp${CMDLINE:+ $CMDLINE}" ;; esac
+		fi
+		;;
+	esac
 	cat >"$cfg" <<EOF
 name = "xenrs-$$"
 type = "pvh"
@@ -197,8 +271,25 @@ vcpus = 1
 on_poweroff = "destroy"
 on_reboot = "destroy"
 on_crash = "destroy"
+$VIF
 EOF
-	xt_log "this is a Xen dom0: xl create -c $cfg"
+	xt_log "this is a Xen dom0: xl create -c $cfg (the guest prints its address; Ctrl-] detaches)"
 	exec xl create -c "$cfg"
 fi
-exec tests/harness/run-suite.sh --interactive --kernel "$KERNEL" --memory "$MEMORY" --cmdline "$CMDLINE"
+case " $CMDLINE " in
+*" then=poweroff "*) ;;
+*)
+	# The host ends of the forwards: free ports on 127.0.0.1 (QEMU would fail on a busy one).
+	for f in "echo-port:$PORT_ECHO:7" "iperf3-port:$PORT_IPERF3:5201" "nbd-port:$PORT_NBD:10809"; do
+		IFS=: read -r opt hp gp <<<"$f"
+		case "$hp" in '' | *[!0-9]*) xt_die "--$opt needs a port number (0: none)" ;; esac
+		[ "$hp" = 0 ] && continue
+		[ "$hp" -le 65535 ] || xt_die "--$opt $hp: not a port"
+		if (exec 3<>"/dev/tcp/127.0.0.1/$hp") 2>/dev/null; then
+			xt_die "127.0.0.1:$hp is in use; choose another with --$opt"
+		fi
+		RUN_ARGS+=(--forward "$hp:$gp")
+	done
+	;;
+esac
+exec tests/harness/run-suite.sh --interactive --kernel "$KERNEL" --memory "$MEMORY" --cmdline "$CMDLINE" "${RUN_ARGS[@]}"

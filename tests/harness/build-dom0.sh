@@ -34,7 +34,9 @@ set -euo pipefail
 SUITE=bookworm
 XENVER=4.17
 # Kernel modules dom0 needs; build-dom0.sh keeps only these and their dependencies.
-DOM0_MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge loop"
+# e1000: QEMU's default NIC, dom0's link to QEMU user networking in `./run.sh` (the host's
+# 127.0.0.1 port forwards); the suite runs without a NIC.
+DOM0_MODULES="xenfs xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xen-blkback xen-netback bridge loop e1000"
 # The bench's Linux domU: its kernel modules, and packages installed into the rootfs only for the
 # domU's initramfs to copy (purged from dom0 afterwards; their versions go to versions.txt).
 DOMU_MODULES="xen-netfront xen-blkfront"
@@ -305,6 +307,12 @@ echo o > /proc/sysrq-trigger
 EOF
 chmod 755 "$ROOT/init"
 echo xen-dom0 >"$ROOT/etc/hostname"
+# libvirtd loads every driver module it finds and gives up if one fails to start: the qemu driver
+# (pulled in by libvirt-daemon) wants its libvirt-qemu user, nodedev wants udev, nwfilter firewall
+# tools, none of which this dom0 has. Only the libxl driver is kept (a bridge <interface> needs no
+# other); libvirtd skips missing modules.
+find "$ROOT/usr/lib/x86_64-linux-gnu/libvirt/connection-driver" -name 'libvirt_driver_*.so' \
+	! -name libvirt_driver_libxl.so -delete 2>/dev/null || true
 rm -rf "$ROOT"/var/cache/apt/archives/*.deb "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* \
 	"$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/* \
 	"$ROOT"/usr/lib/udev/hwdb.bin "$ROOT"/etc/udev/hwdb.bin "$ROOT"/usr/share/zoneinfo

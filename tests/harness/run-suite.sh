@@ -3,6 +3,7 @@
 #
 #   run-suite.sh [--only a,b] [--scenario FILE]... [options]     run the scenarios (one QEMU boot)
 #   run-suite.sh --interactive [--memory N] [--cmdline "..."]    boot one guest, console live
+#   run-suite.sh --interactive --forward H:P... [--disk MIB] [--do LIST]   ./run.sh's networked guest
 #
 # Options:
 #   --only LIST        comma-separated built-in scenarios (tests/scenarios/NAME.sh) to run;
@@ -10,7 +11,14 @@
 #   --scenario FILE    also run this user scenario (repeatable) against a fresh default guest
 #   --kernel ELF       guest kernel (default: $CARGO_TARGET_DIR or target/ + x86_64-xen/release/kernel)
 #   --memory N         interactive guest's memory in MiB (default 32)
-#   --cmdline STR      interactive guest's command line (default "then=poweroff")
+#   --cmdline STR      interactive guest's command line (default "then=poweroff"); without
+#                      then=poweroff dom0 runs tests/harness/dom0/serve.sh: the guest gets a vif
+#                      (169.254.77.10) and a command loop runs on the console
+#   --forward H:P      interactive: forward 127.0.0.1:H on the host to the guest's TCP port P
+#                      (QEMU user networking to dom0's eth0, socat in dom0; repeatable)
+#   --disk MIB         interactive (serve): the guest's scratch disk xvda (default 32; 0: none)
+#   --do LIST          interactive (serve): run these comma-separated commands once the guest is
+#                      up, then shut down; the exit status says whether all of them succeeded
 #   --timeout SECS     QEMU's wall-clock limit (default: 300 + twice the scenarios' timeouts, at
 #                      most 3600; interactive: none)
 #   --smp N            emulated CPUs (default 2)
@@ -38,6 +46,9 @@ SMP=2
 LOG=""
 SHELL_AT_END=0
 ENVS=()
+FORWARDS=()
+SERVE_DISK=32
+DO=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--interactive) MODE=interactive ;;
@@ -57,6 +68,9 @@ while [ $# -gt 0 ]; do
 		ENVS+=("$2")
 		shift
 		;;
+	--forward) FORWARDS+=("${2:?--forward needs HOSTPORT:PORT}"); shift ;;
+	--disk) SERVE_DISK=${2:?--disk needs MiB}; shift ;;
+	--do) DO=${2?--do needs a list}; shift ;;
 	-h | --help)
 		sed -n '2,/^set -uo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
 		exit 0
@@ -66,6 +80,20 @@ while [ $# -gt 0 ]; do
 	shift
 done
 case "$MEMORY" in '' | *[!0-9]*) xt_die "--memory needs a number of MiB" ;; esac
+case "$SERVE_DISK" in '' | *[!0-9]*) xt_die "--disk needs a number of MiB" ;; esac
+[ "$SERVE_DISK" -le 128 ] || xt_die "--disk: at most 128 MiB (dom0's root is in RAM)"
+SERVE=0
+if [ "$MODE" = interactive ]; then
+	case " $CMDLINE " in *" then=poweroff "*) ;; *) SERVE=1 ;; esac
+fi
+HOSTFWD=""
+for f in "${FORWARDS[@]}"; do
+	if ! [[ $f =~ ^([0-9]+):([0-9]+)$ ]] || [ "${BASH_REMATCH[1]}" -lt 1 ] || [ "${BASH_REMATCH[1]}" -gt 65535 ]; then
+		xt_die "--forward '$f': expected HOSTPORT:GUESTPORT"
+	fi
+	# Bound to the host's loopback only; dom0's socat listens on eth0 (10.0.2.15) at the guest's port.
+	HOSTFWD+=",hostfwd=tcp:127.0.0.1:${BASH_REMATCH[1]}-:${BASH_REMATCH[2]}"
+done
 
 # --- what to run -------------------------------------------------------------------------------
 SCEN_DIR="$XT_REPO/tests/scenarios"
@@ -122,6 +150,10 @@ OV="$RUN/overlay"
 mkdir -p "$OV/harness/scenarios/lib" "$OV/harness/user" "$OV/harness/guest" "$OV/etc/xen/scripts"
 install -m 755 "$XT_HARNESS/dom0/init.sh" "$OV/init"
 install -m 755 "$XT_HARNESS/dom0/runner.sh" "$OV/harness/runner.sh"
+install -m 755 "$XT_HARNESS/dom0/serve.sh" "$OV/harness/serve.sh"
+# The shipped examples (tests/scenarios/libvirt.sh runs examples/xenrs.xml).
+mkdir -p "$OV/harness/examples"
+install -m 644 "$XT_REPO"/examples/*.xml "$OV/harness/examples/"
 install -m 644 "$XT_HARNESS/dom0/lib.sh" "$OV/harness/lib.sh"
 install -m 755 "$XT_HARNESS/dom0/xt-vif" "$XT_HARNESS/dom0/xt-block" "$OV/etc/xen/scripts/"
 install -m 644 "$KERNEL" "$OV/harness/guest/kernel"
@@ -151,6 +183,9 @@ done
 	printf 'XT_SCENARIO_TIMEOUT=%q\n' 120
 	printf 'XT_SHELL=%q\n' "$SHELL_AT_END"
 	for e in "${ENVS[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
+	printf 'XT_SERVE_PORTS=%q\n' "${FORWARDS[*]}"
+	printf 'XT_SERVE_DISK=%q\n' "$SERVE_DISK"
+	printf 'XT_DO=%q\n' "$DO"
 } >"$OV/harness/run.conf"
 # The kernel unpacks concatenated (separately compressed) cpio archives in order, later files
 # replacing earlier ones: the cached dom0 image first, this run's overlay after it.
@@ -190,9 +225,22 @@ XEN_ARGS="console=com1 com1=115200,8n1 dom0_mem=1024M,max:1024M loglvl=all guest
 DOM0_ARGS="console=hvc0 earlyprintk=xen rootfstype=ramfs"
 # -initrd is QEMU's multiboot module list "FILE ARGS,FILE": a comma inside a part is doubled.
 MODULES="${RUN}/vmlinux ${DOM0_ARGS//,/,,},${RUN}/initrd.cpio"
+NIC=(-nic none)
+if [ "$SERVE" = 1 ] && [ -n "$HOSTFWD" ]; then
+	# dom0's eth0 (e1000): QEMU user networking, restrict=on (no way out of the emulated machine
+	# but the hostfwd rules, each bound to 127.0.0.1).
+	NIC=(-nic "user,model=e1000,restrict=on$HOSTFWD")
+fi
+if [ "$SERVE" = 1 ]; then
+	# The user's terminal: Xen's boot messages at its default levels, a quiet dom0 kernel and
+	# no second copy of the guest's console (its port 0xE9 lines at guest_loglvl=all).
+	XEN_ARGS=${XEN_ARGS/loglvl=all guest_loglvl=all/}
+	DOM0_ARGS+=" quiet"
+	MODULES="${RUN}/vmlinux ${DOM0_ARGS//,/,,},${RUN}/initrd.cpio"
+fi
 # shellcheck disable=SC2054 # the commas belong to -cpu
 QEMU=(qemu-system-x86_64 -accel tcg -cpu qemu64,+svm,+npt -m 3072 -smp "$SMP"
-	-nographic -no-reboot -nic none
+	-nographic -no-reboot "${NIC[@]}"
 	-kernel "$RUN/xen.elf" -append "$XEN_ARGS" -initrd "$MODULES")
 
 xt_log "guest kernel: $KERNEL ($(stat -c %s "$KERNEL") bytes)"
@@ -208,7 +256,17 @@ if [ "$MODE" = interactive ] || [ "$SHELL_AT_END" = 1 ]; then
 	else
 		timeout --foreground "$TIMEOUT" "${QEMU[@]}" -serial mon:stdio | tee "$LOG"
 	fi
-	exit "${PIPESTATUS[0]}"
+	QRC=${PIPESTATUS[0]}
+	if [ "$SERVE" = 1 ] && [ "$SHELL_AT_END" = 0 ]; then
+		# serve.sh's last line: `XT-RUN-END ok|fail ...`.
+		END=$(tr -d '\r' <"$LOG" | grep -a '^XT-RUN-END ' | tail -n 1)
+		case "$END" in
+		"XT-RUN-END ok"*) exit 0 ;;
+		"") xt_log "dom0 did not finish (QEMU exit status $QRC): see $LOG"; exit 1 ;;
+		*) xt_log "${END#XT-RUN-END }"; exit 1 ;;
+		esac
+	fi
+	exit "$QRC"
 fi
 
 T0=${EPOCHREALTIME/./}

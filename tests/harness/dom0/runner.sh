@@ -4,7 +4,9 @@
 #
 #   runner.sh suite        run $XT_SCENARIOS (built-in, /harness/scenarios/NAME.sh) and then
 #                          $XT_USER_SCENARIOS (/harness/user/NAME.sh), in order
-#   runner.sh interactive  create one guest with `xl create -c` (console on this terminal)
+#   runner.sh interactive  `./run.sh`: with then=poweroff in $XT_GUEST_CMDLINE, create one guest
+#                          with `xl create -c` (console on this terminal); else serve.sh: a
+#                          networked guest reachable from the host, and a command loop
 #
 # Suite output, all on the console:
 #   xt: ...                                progress
@@ -175,6 +177,15 @@ run_suite() {
 
 run_interactive() {
 	local name=xenrs cfgf
+	case " ${XT_GUEST_CMDLINE:-} " in
+	*" then=poweroff "*) ;;
+	*)
+		# serve.sh in its own session with the console as controlling terminal: Ctrl-C typed
+		# on the host reaches it as SIGINT.
+		setsid -w -c /harness/serve.sh </dev/hvc0 >/dev/hvc0 2>&1
+		return
+		;;
+	esac
 	cfgf=$(xt_write_cfg "$name" memory="${XT_GUEST_MEMORY:-32}" cmdline="${XT_GUEST_CMDLINE:-then=poweroff}" \
 		on_poweroff=destroy on_crash=destroy on_reboot=destroy) || return 1
 	echo "xt: xl create -c $cfgf (memory=${XT_GUEST_MEMORY:-32} cmdline=\"${XT_GUEST_CMDLINE:-then=poweroff}\")"
