@@ -110,30 +110,3 @@ hp_echo() {
 		return 1
 	fi
 }
-
-# hp_count NAME ERE: set HP_N to the number of console lines of NAME (its own log) matching ERE.
-# Bash builtins only: no fork (each costs 0.2-0.5 s in this dom0).
-hp_count() {
-	local line
-	HP_N=0
-	[ -r "$XT_CONSOLE_DIR/guest-$1.log" ] || return 0
-	while IFS= read -r line || [ -n "$line" ]; do
-		line=${line%$'\r'}
-		[[ $line =~ $2 ]] && HP_N=$((HP_N + 1))
-	done <"$XT_CONSOLE_DIR/guest-$1.log"
-	return 0
-}
-
-# hp_wait_count NAME ERE N SECS: wait until at least N console lines of NAME match ERE (HP_N).
-hp_wait_count() {
-	local dl
-	xt_up
-	dl=$((XT_UP + $4))
-	while :; do
-		hp_count "$1" "$2"
-		[ "$HP_N" -ge "$3" ] && return 0
-		xt_up
-		[ "$XT_UP" -lt "$dl" ] || return 1
-		sleep 0.2
-	done
-}
