@@ -9,7 +9,7 @@
 # xt-timeout: 300
 # Helpers net_*: tests/scenarios/lib/net.sh; core_*: lib/core.sh; stream_*: lib/stream.sh.
 G=xt-watchiso
-IP=169.254.77.43
+IP=169.254.77.72
 cfgf=$(xt_write_cfg "$G" cmdline="ip=$IP/24" vif=default memory=64) || xt_fail "xt_write_cfg failed"
 echo "$G" >>"$XT_RUN/guests"
 rm -f "$XT_CONSOLE_DIR/guest-$G.log"
