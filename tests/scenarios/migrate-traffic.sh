@@ -10,7 +10,7 @@
 # Helpers net_*: tests/scenarios/lib/net.sh; stream_*, iperf_bg_*: lib/stream.sh; mig_find:
 # lib/migrate.sh.
 G=xt-migtraffic
-IP=169.254.77.45
+IP=169.254.77.73
 ROUNDS=3
 net_start "$G" "$IP" || xt_fail "$NET_WHY"
 CONN_RE='^xenrs net: vif/0 mac=.* state=Connected$'

@@ -15,7 +15,7 @@
 # Helpers net_*: tests/scenarios/lib/net.sh; stream_*, iperf_bg_*, guest_cpu_tenths:
 # tests/scenarios/lib/stream.sh.
 G=xt-rebind
-IP=169.254.77.41
+IP=169.254.77.71
 ROUNDS=10
 AWAY=8
 net_start "$G" "$IP" || xt_fail "$NET_WHY"

@@ -140,8 +140,9 @@ pub struct Vif {
     reattaches_seen: u64,
     /// The tx watchdog's away-waits already seen.
     away_waits_seen: u64,
-    /// Since when the back end is away (its end of the event channel closed).
-    away_since: Option<Instant>,
+    /// Since when the back end is away (its end of the event channel closed),
+    /// and the rx slots and tx completions then.
+    away_since: Option<(Instant, (u64, u64))>,
     /// Back-end events seen by the last pump (see `storm`).
     events_seen: u64,
     /// Event-storm damping of the vif's port.
@@ -432,12 +433,11 @@ impl Vif {
         // A back end that stopped taking tx requests becomes a fault here, which
         // check_connection answers with a reconnect. Err means exactly that fault
         // (or one found while consuming responses): nothing more to do with it.
-        let before = self.traffic();
         let _ = self.nf.check_tx_progress(ms);
         // The same for a back end that stopped filling rx buffers.
         let _ = self.nf.check_rx_progress(ms);
         self.check_connection(ms);
-        self.check_backend_away(now, before);
+        self.check_backend_away(now);
 
         let before = self.traffic();
         busy |= self.poll_iface(now);
@@ -636,12 +636,13 @@ impl Vif {
     /// netback's dynamic unbind/bind; docs/NET.md): the tx watchdog waits
     /// instead of resetting, and a re-attach is announced (ARP) so that the
     /// bridge learns the back end's new port.
-    fn check_backend_away(&mut self, now: Instant, before: (u64, u64, u64)) {
+    fn check_backend_away(&mut self, now: Instant) {
+        let (rx, _, completed) = self.traffic();
         let waits = self.nf.watchdog_away_waits();
         if waits > self.away_waits_seen {
             self.away_waits_seen = waits;
             if self.away_since.is_none() {
-                self.away_since = Some(now);
+                self.away_since = Some((now, (rx, completed)));
                 crate::println!(
                     "xenrs net: vif/{}: the back end is away (its end of the event channel is closed); waiting for it",
                     self.id
@@ -650,8 +651,8 @@ impl Vif {
         }
         let reattaches = self.nf.reattaches();
         let reattached = reattaches > self.reattaches_seen;
-        if let Some(since) = self.away_since
-            && (reattached || self.traffic() != before || !self.nf.is_up())
+        if let Some((since, seen)) = self.away_since
+            && (reattached || (rx, completed) != seen || !self.nf.is_up())
         {
             self.away_since = None;
             crate::println!(
