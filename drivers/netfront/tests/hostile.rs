@@ -813,3 +813,23 @@ fn a_setup_that_runs_out_of_pages_is_retried_with_backoff() {
     w.back.inject(SimRxPacket::new(&good));
     assert_eq!(w.receive_all(&mut nf).0, vec![good]);
 }
+
+/// Inputs that once kept the fuzz target busy for seconds (the simulated
+/// netback's tx loop): each must finish quickly.
+#[test]
+fn fuzz_findings_finish() {
+    for (name, data) in [
+        (
+            "timeout-ca2d702d",
+            &include_bytes!("findings/netfront_hostile-timeout-ca2d702d")[..],
+        ),
+        (
+            "slow-504196d6",
+            &include_bytes!("findings/netfront_hostile-slow-504196d6")[..],
+        ),
+    ] {
+        let t = std::time::Instant::now();
+        hostile_session::hostile_session(data);
+        assert!(t.elapsed().as_secs() < 5, "{name}: {:?}", t.elapsed());
+    }
+}
