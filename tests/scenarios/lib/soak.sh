@@ -187,7 +187,8 @@ soak_run() {
 	local rounds=$1 max=${2:-0} stop_at=${3:-0} G=xt-soak IP=169.254.77.49 MIB=16 limited=""
 	local st=$XT_RUN/soak-stream.status wst=$XT_RUN/soak-writer.status stop=$XT_RUN/soak.stop
 	local problems="" r=0 n=0 kind t0 tr saves=0 cps=0 migs=0 spid wpid before g0 m0 g1 m1
-	local sresets wresets corrupt v a b seen=0
+	local sresets wresets corrupt v a b seen=0 dead="" lf la lb
+	local -A logged=()
 	xt_disk xvda $MIB || xt_fail "xt_disk xvda failed"
 	blk_start "$G" "$IP" "disk=$XT_DISK" || xt_fail "$BLK_WHY"
 	blk_uri "$IP" xvda
@@ -235,6 +236,7 @@ soak_run() {
 		if ! blk_round "$G" "$kind" "$n"; then
 			problems+="round $r: $BLK_WHY; "
 			net_hang_diag "$G"
+			dead=1
 			break
 		fi
 		case "$kind" in S) saves=$((saves + 1)) ;; C) cps=$((cps + 1)) ;; M) migs=$((migs + 1)) ;; esac
@@ -252,10 +254,23 @@ soak_run() {
 		done
 		_soak_show_new_lines "$G" "$seen"
 		seen=$SOAK_SEEN
+		# What the stream and the writer logged (resets, failed passes) since the last round.
+		for lf in "$st.log" "$wst.log"; do
+			[ -s "$lf" ] || continue
+			la=$(wc -l <"$lf")
+			lb=${logged[$lf]:-0}
+			[ "$la" -gt "$lb" ] && tail -n $((la - lb)) "$lf" | sed 's/^xt: /xt| /'
+			logged[$lf]=$la
+		done
 		xt_log "soak round $r/$rounds $kind ${BLK_ROUND_SECS}s: stream $(head -n 1 "$st"); nbd $(head -n 1 "$wst"); guest error/stall lines $seen"
 	done
 	r=$((r - 1))
 	touch "$stop"
+	if [ -n "$dead" ]; then
+		# The guest is gone or stuck: do not sit out the stream's and nbdcopy's timeouts.
+		pkill -P "$wpid" 2>/dev/null
+		kill "$spid" "$wpid" 2>/dev/null
+	fi
 	wait "$spid"
 	wait "$wpid"
 	sresets=$(_soak_kv "$st" resets)
@@ -266,7 +281,9 @@ soak_run() {
 	[ -s "$wst.log" ] && problems+="$(head -n 3 "$wst.log" | tr '\n' ' ')"
 	# The disk once more: nbdcopy's read-back and dom0's backing file against the last image.
 	v=$(_soak_kv "$wst" last)
+	[ -n "$dead" ] && v=skipped
 	case "$v" in
+	skipped) ;;
 	soak-A | soak-B)
 		blk_sha "$XT_DISKS/$v"
 		local want=$BLK_SHA
@@ -281,7 +298,7 @@ soak_run() {
 	*) problems+="no complete nbd pass to check at the end (last=$v); " ;;
 	esac
 	# The end figures: a checkpoint with no traffic.
-	if [ "$r" -gt 0 ] || [ -z "$problems" ]; then
+	if [ -z "$dead" ]; then
 		n=$((n + 1))
 		if blk_round "$G" C "$n"; then
 			sleep 1
