@@ -629,3 +629,22 @@ fn a_back_end_that_keeps_its_mappings_and_faults_again_and_again_breaks_the_disk
     assert_eq!((s.active, s.deferred, s.leaked), (0, 0, 0), "{s:?}");
     assert!(w.pages.live() <= pages_before);
 }
+
+#[test]
+fn event_storms_without_responses_find_no_work_and_change_nothing() {
+    let (mut w, mut bf) = connect(SimBlkConfig::default(), Config::default());
+    let before = bf.stats();
+    let grants = active_grants(&w);
+    for _ in 0..10_000 {
+        w.evt.notify_guest();
+        assert!(w.evt.take_guest_event());
+        assert_eq!(bf.poll(), Ok(0));
+    }
+    assert_eq!(bf.stats(), before, "a spurious event costs no ring work");
+    assert_eq!(active_grants(&w), grants);
+    assert!(bf.is_up());
+    assert_eq!(
+        run(&mut w, &mut bf, 0, Op::Read { len: 512 }).map(|v| v.len()),
+        Ok(512)
+    );
+}
