@@ -298,7 +298,11 @@ run_cmd() {
 
 # guest_alive: true while the guest runs; else says why it ended (crash, poweroff from inside).
 guest_alive() {
+	# A Ctrl-C's trap may run in the middle of this (bash runs it after the current command):
+	# a guest that ended because we shut it down did not end by itself.
+	[ "$STOP" = 0 ] || return 0
 	[ "$(xt_state "$G")" = running ] && return 0
+	[ "$STOP" = 0 ] || return 0
 	_xt_reason "$G"
 	say "the guest ended by itself: reason $XT_REASON; $(xt_errors "$G")"
 	return 1
@@ -327,9 +331,10 @@ if [ "$DISK_MIB" != 0 ]; then
 		say "WARNING: no scratch disk"
 	fi
 fi
-say "xl create $G: memory=${XT_GUEST_MEMORY:-32} cmdline=\"ip=$IP/24 ${XT_GUEST_CMDLINE:-}\" vif on xenbr0${disk:+, xvda ${DISK_MIB} MiB}"
+cmdline="ip=$IP/24${XT_GUEST_CMDLINE:+ $XT_GUEST_CMDLINE}"
+say "xl create $G: memory=${XT_GUEST_MEMORY:-32} cmdline=\"$cmdline\" vif on xenbr0${disk:+, xvda ${DISK_MIB} MiB}"
 stream_console
-if ! xt_create "$G" memory="${XT_GUEST_MEMORY:-32}" cmdline="ip=$IP/24 ${XT_GUEST_CMDLINE:-}" vif=default \
+if ! xt_create "$G" memory="${XT_GUEST_MEMORY:-32}" cmdline="$cmdline" vif=default \
 	"${disk[@]}" on_crash=preserve; then
 	cleanup
 	echo "XT-RUN-END fail xl create failed"
@@ -376,6 +381,7 @@ else
 			FAILED_CMDS+=("(guest ended)")
 			break
 		}
+		[ "$STOP" = 1 ] && break
 	done
 fi
 cleanup
