@@ -26,15 +26,22 @@ lv_stop() {
 trap lv_stop EXIT
 xt_up
 t0=$XT_UPF
-# Its warnings and errors go to $LVLOG (no journald here); they are in every FAIL's details.
+# Its warnings and errors (and the debug lines of its host-CPU decoding, which decides whether the
+# libxl driver starts at all) go to $LVLOG (no journald here); its tail is in every FAIL's details.
 LVLOG=$XT_RUN/libvirtd.log
-lv_log() { tail -n 4 "$LVLOG" 2>/dev/null | cut -c1-300 | tr '\n' ' '; }
-LIBVIRT_LOG_OUTPUTS="3:file:$LVLOG" libvirtd -d >"$XT_RUN/libvirtd.out" 2>&1 ||
+lv_log() { grep -E ' (error|warning) : ' "$LVLOG" 2>/dev/null | tail -n 4 | cut -c1-300 | tr '\n' ' '; }
+# lv_diag: what libvirtd saw of the host (for a driver that did not start), as `xt|` lines.
+lv_diag() {
+	echo "xt| libvirt: xl info: $(xl info 2>/dev/null | grep -E '^(hw_caps|nr_cpus|cores_per_socket|threads_per_core|virt_caps)' | tr -s ' ' | tr '\n' ';')"
+	grep -E 'cpu|libxl' "$LVLOG" 2>/dev/null | head -n 60 | cut -c1-400 | sed 's/^/xt| libvirtd.log: /'
+}
+LIBVIRT_LOG_FILTERS="1:cpu 1:libxl.libxl_capabilities" LIBVIRT_LOG_OUTPUTS="1:file:$LVLOG" libvirtd -d >"$XT_RUN/libvirtd.out" 2>&1 ||
 	xt_fail "libvirtd -d failed: $(tr '\n' ' ' <"$XT_RUN/libvirtd.out") $(lv_log)"
 xt_up
 dl=$((XT_UP + 60))
 until timeout 30 "${V[@]}" version >"$XT_RUN/virsh-version" 2>&1; do
 	xt_up
+	[ "$XT_UP" -lt "$dl" ] || lv_diag
 	[ "$XT_UP" -lt "$dl" ] || xt_fail "virsh -c xen:///system does not answer 60 s after libvirtd -d: $(tail -n 3 "$XT_RUN/virsh-version" | tr '\n' ' '); libvirtd.log: $(lv_log)"
 	sleep 1
 done
