@@ -135,10 +135,10 @@ print_block() {
 	n=$(host_port 10809)
 	echo
 	echo "==== xenrs is up: guest $IP on dom0's bridge xenbr0; from this machine (127.0.0.1 only): ===="
-	[ -n "$e" ] && echo "  echo hi | nc -N 127.0.0.1 $e                # TCP echo (port 7); or: nc 127.0.0.1 $e, type lines"
-	[ -n "$i" ] && echo "  iperf3 -c 127.0.0.1 -p $i                    # iperf3 (port 5201); -R for the other direction"
+	[ -n "$e" ] && printf '  %-38s # %s\n' "echo hi | nc -N 127.0.0.1 $e" "TCP echo (port 7); or: nc 127.0.0.1 $e, type lines"
+	[ -n "$i" ] && printf '  %-38s # %s\n' "iperf3 -c 127.0.0.1 -p $i" "iperf3 (port 5201); -R for the other direction"
 	[ -n "$n" ] && [ "$DISK_MIB" != 0 ] &&
-		echo "  nbdinfo nbd://127.0.0.1:$n/xvda          # NBD (port 10809): the guest's ${DISK_MIB} MiB scratch disk"
+		printf '  %-38s # %s\n' "nbdinfo nbd://127.0.0.1:$n/xvda" "NBD (port 10809): the guest's ${DISK_MIB} MiB scratch disk"
 	if [ -n "${XT_DO:-}" ]; then
 		echo "  running: ${XT_DO//,/, }; then shutting down"
 	else
