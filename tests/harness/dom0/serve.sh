@@ -314,12 +314,22 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 }
 
+# Ctrl-C only raises a flag; the loops below act on it. (bash restarts an interrupted `read -t`
+# after the trap: a trap that ran the whole shutdown outlived read's timer, and read then waited
+# for input forever.) STOP=1 also ends the waits of a running command early.
+INTR=0
 on_int() {
+	INTR=1
+	STOP=1
+}
+trap on_int INT
+# after_int: the clean shutdown after a Ctrl-C.
+after_int() {
+	[ "$INTR" = 1 ] || return 0
 	echo
 	say "Ctrl-C: shutting down"
 	cmd_shutdown
 }
-trap on_int INT
 
 # --- boot ---------------------------------------------------------------------------------------
 net_up || say "continuing without the host forwards"
@@ -365,12 +375,16 @@ if [ -n "${XT_DO:-}" ]; then
 		echo "xt> $c"
 		run_cmd "$c"
 	done
-	[ "$STOP" = 1 ] || cmd_shutdown || FAILED_CMDS+=(shutdown)
+	if [ "$INTR" = 1 ]; then
+		after_int
+	elif [ "$STOP" = 0 ]; then
+		cmd_shutdown || FAILED_CMDS+=(shutdown)
+	fi
 else
 	while [ "$STOP" = 0 ]; do
 		# `xl list` (in guest_alive) every 5 s at most: each fork costs here.
 		if read -r -t 5 line; then
-			run_cmd "$line"
+			[ "$STOP" = 1 ] || run_cmd "$line"
 		elif [ $? -le 128 ] && ! [ -t 0 ]; then
 			# End of input (not a terminal, nothing more to read): stop like `shutdown`.
 			say "end of input: shutting down"
@@ -383,6 +397,7 @@ else
 		}
 		[ "$STOP" = 1 ] && break
 	done
+	after_int
 fi
 cleanup
 if [ ${#FAILED_CMDS[@]} -eq 0 ]; then
