@@ -15,7 +15,7 @@
 #         - on a Xen dom0 (`xl` present, /proc/xen/capabilities says control_d): `xl create -c`
 #           with a vif on xenbr0 (if it exists) and `dhcp` unless --cmdline sets ip=.
 #       --do "save-restore,shutdown" runs those commands once the guest is up, then stops; the
-#       exit status is non-zero if one failed (for scripts and tests; tests/host/forward.sh).
+#       exit status is non-zero if one failed (for scripts).
 #       --then poweroff (or --cmdline "then=poweroff ..."): the quick boot check, no network:
 #       the guest prints its banner and powers off, and so does QEMU.
 #       --disk 0: no disk. Defaults: --memory 32, --then block.

@@ -58,6 +58,7 @@ finish() {
 		# ./run.sh leads its own process group (setsid below): end it and QEMU together.
 		kill -0 "$RUNPID" 2>/dev/null && kill -TERM -- "-$RUNPID" 2>/dev/null
 	fi
+	exec 3>&-
 	if [ ${#PROBLEMS[@]} -gt 0 ]; then
 		st=FAIL
 		detail="${PROBLEMS[*]}"
@@ -199,5 +200,4 @@ else
 	done
 	NOTES+=("Ctrl-C: guest powered off, ./run.sh exited 0; whole check $(xt_elapsed "$t0")")
 fi
-exec 3>&-
 finish

@@ -135,10 +135,10 @@ print_block() {
 	n=$(host_port 10809)
 	echo
 	echo "==== xenrs is up: guest $IP on dom0's bridge xenbr0; from this machine (127.0.0.1 only): ===="
-	[ -n "$e" ] && echo "  echo hi | nc -N 127.0.0.1 $e                # TCP echo (port 7); or: nc 127.0.0.1 $e, type lines"
-	[ -n "$i" ] && echo "  iperf3 -c 127.0.0.1 -p $i                    # iperf3 (port 5201); -R for the other direction"
+	[ -n "$e" ] && printf '  %-38s # %s\n' "echo hi | nc -N 127.0.0.1 $e" "TCP echo (port 7); or: nc 127.0.0.1 $e, type lines"
+	[ -n "$i" ] && printf '  %-38s # %s\n' "iperf3 -c 127.0.0.1 -p $i" "iperf3 (port 5201); -R for the other direction"
 	[ -n "$n" ] && [ "$DISK_MIB" != 0 ] &&
-		echo "  nbdinfo nbd://127.0.0.1:$n/xvda          # NBD (port 10809): the guest's ${DISK_MIB} MiB scratch disk"
+		printf '  %-38s # %s\n' "nbdinfo nbd://127.0.0.1:$n/xvda" "NBD (port 10809): the guest's ${DISK_MIB} MiB scratch disk"
 	if [ -n "${XT_DO:-}" ]; then
 		echo "  running: ${XT_DO//,/, }; then shutting down"
 	else
@@ -298,7 +298,11 @@ run_cmd() {
 
 # guest_alive: true while the guest runs; else says why it ended (crash, poweroff from inside).
 guest_alive() {
+	# A Ctrl-C's trap may run in the middle of this (bash runs it after the current command):
+	# a guest that ended because we shut it down did not end by itself.
+	[ "$STOP" = 0 ] || return 0
 	[ "$(xt_state "$G")" = running ] && return 0
+	[ "$STOP" = 0 ] || return 0
 	_xt_reason "$G"
 	say "the guest ended by itself: reason $XT_REASON; $(xt_errors "$G")"
 	return 1
@@ -310,12 +314,22 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 }
 
+# Ctrl-C only raises a flag; the loops below act on it. (bash restarts an interrupted `read -t`
+# after the trap: a trap that ran the whole shutdown outlived read's timer, and read then waited
+# for input forever.) STOP=1 also ends the waits of a running command early.
+INTR=0
 on_int() {
+	INTR=1
+	STOP=1
+}
+trap on_int INT
+# after_int: the clean shutdown after a Ctrl-C.
+after_int() {
+	[ "$INTR" = 1 ] || return 0
 	echo
 	say "Ctrl-C: shutting down"
 	cmd_shutdown
 }
-trap on_int INT
 
 # --- boot ---------------------------------------------------------------------------------------
 net_up || say "continuing without the host forwards"
@@ -327,9 +341,10 @@ if [ "$DISK_MIB" != 0 ]; then
 		say "WARNING: no scratch disk"
 	fi
 fi
-say "xl create $G: memory=${XT_GUEST_MEMORY:-32} cmdline=\"ip=$IP/24 ${XT_GUEST_CMDLINE:-}\" vif on xenbr0${disk:+, xvda ${DISK_MIB} MiB}"
+cmdline="ip=$IP/24${XT_GUEST_CMDLINE:+ $XT_GUEST_CMDLINE}"
+say "xl create $G: memory=${XT_GUEST_MEMORY:-32} cmdline=\"$cmdline\" vif on xenbr0${disk:+, xvda ${DISK_MIB} MiB}"
 stream_console
-if ! xt_create "$G" memory="${XT_GUEST_MEMORY:-32}" cmdline="ip=$IP/24 ${XT_GUEST_CMDLINE:-}" vif=default \
+if ! xt_create "$G" memory="${XT_GUEST_MEMORY:-32}" cmdline="$cmdline" vif=default \
 	"${disk[@]}" on_crash=preserve; then
 	cleanup
 	echo "XT-RUN-END fail xl create failed"
@@ -360,12 +375,16 @@ if [ -n "${XT_DO:-}" ]; then
 		echo "xt> $c"
 		run_cmd "$c"
 	done
-	[ "$STOP" = 1 ] || cmd_shutdown || FAILED_CMDS+=(shutdown)
+	if [ "$INTR" = 1 ]; then
+		after_int
+	elif [ "$STOP" = 0 ]; then
+		cmd_shutdown || FAILED_CMDS+=(shutdown)
+	fi
 else
 	while [ "$STOP" = 0 ]; do
 		# `xl list` (in guest_alive) every 5 s at most: each fork costs here.
 		if read -r -t 5 line; then
-			run_cmd "$line"
+			[ "$STOP" = 1 ] || run_cmd "$line"
 		elif [ $? -le 128 ] && ! [ -t 0 ]; then
 			# End of input (not a terminal, nothing more to read): stop like `shutdown`.
 			say "end of input: shutting down"
@@ -376,7 +395,9 @@ else
 			FAILED_CMDS+=("(guest ended)")
 			break
 		}
+		[ "$STOP" = 1 ] && break
 	done
+	after_int
 fi
 cleanup
 if [ ${#FAILED_CMDS[@]} -eq 0 ]; then
