@@ -526,15 +526,13 @@ where
             let actions = self.xenbus.handle(input)?;
             for action in &actions {
                 match *action {
-                    Action::WriteOwnState(s) => {
-                        match self.write_own_state(xs, s) {
-                            Ok(()) => self.health.state_retry.succeeded(),
-                            Err(e) => {
-                                self.health.state_retry.arm();
-                                first_err.get_or_insert(Error::Xenstore(e));
-                            }
+                    Action::WriteOwnState(s) => match self.write_own_state(xs, s) {
+                        Ok(()) => self.health.state_retry.succeeded(),
+                        Err(e) => {
+                            self.health.state_retry.arm();
+                            first_err.get_or_insert(Error::Xenstore(e));
                         }
-                    }
+                    },
                     Action::SetupRings => {
                         let event = match self.setup(xs) {
                             Ok(()) => {

@@ -30,8 +30,8 @@ use smoltcp::iface::{
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use xenbus::XenbusState;
 use xen_abi::event_channel::EvtchnPort;
+use xenbus::XenbusState;
 
 use super::arp;
 use crate::xen::store::{self, StoreError};
