@@ -821,11 +821,11 @@ fn fuzz_findings_finish() {
     for (name, data) in [
         (
             "timeout-ca2d702d",
-            &include_bytes!("findings/netfront_hostile-timeout-ca2d702d")[..],
+            &include_bytes!("../../../fuzz/findings/netfront_hostile-timeout-ca2d702d")[..],
         ),
         (
             "slow-504196d6",
-            &include_bytes!("findings/netfront_hostile-slow-504196d6")[..],
+            &include_bytes!("../../../fuzz/findings/netfront_hostile-slow-504196d6")[..],
         ),
     ] {
         let t = std::time::Instant::now();
