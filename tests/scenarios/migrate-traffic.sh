@@ -71,13 +71,8 @@ for r in $(seq 1 "$ROUNDS"); do
 	xt_up
 	times+="$((XT_UP - t0))s "
 done
-if kill -0 "$IPERF_BG_PID" 2>/dev/null; then
-	iperf_during="iperf3 ran through all rounds"
-else
-	iperf_during="iperf3 had ended before the last round"
-fi
-iperf_bg_wait || problems+="$IPERF_BG_WHY; "
-stream_stop || problems+="$STREAM_WHY; "
+traffic_stop
+problems+=$TRAFFIC_WHY
 leftover=$(xl list 2>/dev/null | grep -e '--incoming' -e '--migratedaway')
 [ -z "$leftover" ] || problems+="a leftover --incoming/--migratedaway domain: $leftover; "
 bad=$(cat "$XT_CONSOLE_DIR/guest-$G.log" "$XT_CONSOLE_DIR/guest-$G--incoming.log" 2>/dev/null | tr -d '\r' |
@@ -91,6 +86,6 @@ if [ -n "$problems" ]; then
 elif [ "$(xt_state "$G")" != running ]; then
 	result FAIL "guest not running after the migrations (state $(xt_state "$G")); $(xt_errors "$G")"
 else
-	result PASS "$ROUNDS live migrations (domid $ids) with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received, never reset), $IPERF_BG_SUMMARY ($iperf_during); ping after every round; vif Connected lines in the console logs: $conns; tx-stall reconnects: $stalls; per round: $times"
+	result PASS "$ROUNDS live migrations (domid $ids) with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received, never reset), $IPERF_BG_SUMMARY ($TRAFFIC_DURING); ping after every round; vif Connected lines in the console logs: $conns; tx-stall reconnects: $stalls; per round: $times"
 fi
 xt_destroy "$G"

@@ -117,13 +117,8 @@ for n in $(seq 1 "$ROUNDS"); do
 	xt_up
 	times+="$((XT_UP - t0))s "
 done
-if kill -0 "$IPERF_BG_PID" 2>/dev/null; then
-	iperf_during="iperf3 ran through all rounds"
-else
-	iperf_during="iperf3 had ended before the last round"
-fi
-iperf_bg_wait || problems+="$IPERF_BG_WHY; "
-stream_stop || problems+="$STREAM_WHY; "
+traffic_stop
+problems+=$TRAFFIC_WHY
 conns=$(xt_console_count "$G" "$CONN_RE")
 [ "$conns" = 1 ] || problems+="the vif connected $conns times (a reset; want 1); "
 stalls=$(xt_console_count "$G" 'the back end took no tx request')
@@ -135,5 +130,5 @@ seen=$(tr -d '\r' <"$(xt_console "$G")" 2>/dev/null | grep -oE 'net: vif/0 back 
 [ "$(xt_triple_faults)" = 0 ] || problems+="Triple fault in xl dmesg; "
 [ -z "$problems" ] || dmesg 2>/dev/null | grep -iE 'vif|netback|xen-backend' | tail -n 20 | sed 's/^/xt| dmesg: /'
 net_verdict "$G" "${problems:+after $n rounds: $problems}" \
-	"$ROUNDS unbind/bind rounds of $dev with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received), $IPERF_BG_SUMMARY ($iperf_during); connected once, no reset; ${module:-no module reload}; $cpu; guest: $away away-waits, $reattached re-attaches; back-end state node (dom0): $states guest saw: ${seen:-nothing}; per round: $times"
+	"$ROUNDS unbind/bind rounds of $dev with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received), $IPERF_BG_SUMMARY ($TRAFFIC_DURING); connected once, no reset; ${module:-no module reload}; $cpu; guest: $away away-waits, $reattached re-attaches; back-end state node (dom0): $states guest saw: ${seen:-nothing}; per round: $times"
 xt_destroy "$G"

@@ -153,3 +153,17 @@ guest_cpu_tenths() {
 	[[ $t =~ ^[0-9]+\.[0-9]$ ]] || return 1
 	GUEST_CPU=$((10#${t/./}))
 }
+# traffic_stop: after a scenario's rounds, end the background iperf3 (iperf_bg_start) and the echo
+# stream (stream_start). Sets TRAFFIC_DURING (whether iperf3 lasted through the rounds) and
+# TRAFFIC_WHY (what went wrong with either, empty if nothing); the summaries stay in
+# IPERF_BG_SUMMARY and STREAM_FINAL.
+traffic_stop() {
+	TRAFFIC_WHY=""
+	if kill -0 "$IPERF_BG_PID" 2>/dev/null; then
+		TRAFFIC_DURING="iperf3 ran through all rounds"
+	else
+		TRAFFIC_DURING="iperf3 had ended before the last round"
+	fi
+	iperf_bg_wait || TRAFFIC_WHY+="$IPERF_BG_WHY; "
+	stream_stop || TRAFFIC_WHY+="$STREAM_WHY; "
+}
