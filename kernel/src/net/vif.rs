@@ -253,7 +253,8 @@ impl Vif {
             away_waits_seen: 0,
             away_since: None,
             events_seen: 0,
-            storm: SpuriousLimiter::new(StormConfig::default()),
+            // Counting only: see StormConfig::COUNT_ONLY.
+            storm: SpuriousLimiter::new(StormConfig::COUNT_ONLY),
             masked_port: None,
         };
         vif.watch_backend()?;
