@@ -110,8 +110,10 @@ for n in $(seq 1 "$ROUNDS"); do
 		net_diag "$G" "$IP"
 		break
 	fi
-	if ! net_ping "$IP" 3; then
-		problems+="round $n: ping after the rebind: $NET_PING; "
+	# iperf3 fills the link meanwhile, so an echo request may queue behind it for over a
+	# second (RTTs of ~1 s were seen): the guest must answer, not every request in time.
+	if ! net_ping "$IP" 3 && ! [[ $NET_PING =~ \ [1-9][0-9]*\ received ]]; then
+		problems+="round $n: no ping reply after the rebind: $NET_PING; "
 		break
 	fi
 	xt_up
