@@ -1,8 +1,8 @@
 # netback-rebind: while ONE TCP echo connection streams verified lines and an iperf3 run goes on,
 # dom0 unbinds the guest's vif from /sys/bus/xen-backend/drivers/vif and binds it again, then does
 # what the hotplug script does (re-enslaves vif<id>.0 to the bridge, writes hotplug-status), 10
-# times. Round 1 keeps the back end away for AWAY seconds (less than the guest iperf3 server's
-# 20 s stall limit, TCP back-off included): the guest's CPU time (xl list) stays flat meanwhile.
+# times. Round 1 keeps the back end away for AWAY seconds (well under the guest iperf3 server's
+# 60 s limits for a silent client and a stalled test, TCP back-off included): the guest's CPU time (xl list) stays flat meanwhile.
 # Round 2 also reloads the module (rmmod xen-netback; modprobe xen-netback) between unbind and
 # bind where that works (the result says if it did not). Linux netback's dynamic unbind/bind
 # (allow_rebind) leaves its state node as it was on unbind and re-attaches to the front end's

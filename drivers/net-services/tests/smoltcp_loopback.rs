@@ -549,7 +549,12 @@ fn iperf3_vanishing_client_and_busy_server_through_the_pump() {
 
 #[test]
 fn iperf3_silent_or_vanished_client_through_the_pump() {
-    let cfg = ServicesConfig::default();
+    // A socket timeout below the server's handshake timeout, so that in
+    // part 2 the socket's own timeout is what ends the connection.
+    let mut cfg = ServicesConfig::default();
+    cfg.iperf3.keep_alive_ms = 5_000;
+    cfg.iperf3.timeout_ms = 20_000;
+    assert!(cfg.iperf3.timeout_ms * 1000 < cfg.iperf3_server.handshake_timeout_us);
     let mut net = Net::new(&cfg);
     // 1. A client whose TCP stack is alive (answers keep-alives) but that
     //    never sends its parameters: the server's handshake timeout resets it.

@@ -71,7 +71,7 @@ impl Default for ServerConfig {
             max_conns: 9,
             max_parallel: 8,
             handshake_timeout_us: 30_000_000,
-            stall_timeout_us: 20_000_000,
+            stall_timeout_us: 60_000_000,
             grace_s: 40,
         }
     }

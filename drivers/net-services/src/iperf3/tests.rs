@@ -632,14 +632,20 @@ fn timeouts() {
         ))]
     );
 
-    // A running test where nothing moves (client vanished without a reset).
-    let mut h = H::new();
+    // A running test where nothing moves (client vanished without a reset);
+    // a stall limit below the 10 s test's deadline (time + grace), so the
+    // stall is what ends it.
+    let stall = ServerConfig {
+        stall_timeout_us: 20_000_000,
+        ..cfg
+    };
+    let mut h = H::with(stall);
     h.handshake(r#","parallel":1"#);
     h.streams(1);
     h.events();
-    h.now += cfg.stall_timeout_us / 2;
+    h.now += stall.stall_timeout_us / 2;
     h.send(1, &[0; 10]);
-    h.now += cfg.stall_timeout_us;
+    h.now += stall.stall_timeout_us;
     h.s.poll(h.now);
     assert_eq!(
         h.s.phase(),

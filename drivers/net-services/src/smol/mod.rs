@@ -114,8 +114,12 @@ impl Default for ServicesConfig {
                 sockets: 10,
                 rx_buffer: 128 * 1024,
                 tx_buffer: 128 * 1024,
-                keep_alive_ms: 5_000,
-                timeout_ms: 20_000,
+                // A client silent for a minute (probed every 10 s) is gone;
+                // shorter limits cut tests across an ordinary back-end pause
+                // (a netback rebind or a migration keeps the link away for
+                // 10-20 s, and TCP back-off stretches that).
+                keep_alive_ms: 10_000,
+                timeout_ms: 60_000,
                 nagle: false,
                 linger_ms: 5_000,
             },
