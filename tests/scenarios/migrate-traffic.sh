@@ -26,6 +26,7 @@ ids=$XT_ID
 stream_wait_progress 0 60 || problems+="the stream did not start: $STREAM_LINE; "
 # 10 Mbit/s: steady traffic that leaves the emulated machine room for the migrations.
 iperf_bg_start "$IP" 90 -b 10M
+iperf_bg_running 60 || problems+="$IPERF_BG_WHY; "
 r=0
 for r in $(seq 1 "$ROUNDS"); do
 	[ -z "$problems" ] || break

@@ -37,6 +37,7 @@ module=""
 stream_wait_progress 0 60 || problems+="the stream did not start: $STREAM_LINE; "
 # 10 Mbit/s: steady traffic that leaves the emulated machine room for the rebinds.
 iperf_bg_start "$IP" 150 -b 10M
+iperf_bg_running 60 || problems+="$IPERF_BG_WHY; "
 n=0
 for n in $(seq 1 "$ROUNDS"); do
 	[ -z "$problems" ] || break

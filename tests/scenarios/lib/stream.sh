@@ -118,6 +118,27 @@ iperf_bg_start() {
 		>"$XT_RUN/iperf-bg.json" 2>"$XT_RUN/iperf-bg.err" &
 	IPERF_BG_PID=$!
 }
+# iperf_bg_running SECS: wait until the background iperf3 has its control connection and at
+# least one stream established to port 5201 (dom0's `ss`), so that a scenario disturbs a running
+# test, not its connect (a connect while the back end is away fails at once with "No route to
+# host"); false after SECS or if iperf3 ended. Sets IPERF_BG_WHY.
+iperf_bg_running() {
+	local dl n
+	xt_up
+	dl=$((XT_UP + $1))
+	while [ "$XT_UP" -lt "$dl" ]; do
+		if ! kill -0 "$IPERF_BG_PID" 2>/dev/null; then
+			IPERF_BG_WHY="iperf3 ended before its test ran: $(tr '\n' ' ' <"$XT_RUN/iperf-bg.err" | cut -c1-200)$(jq -r '.error // empty' "$XT_RUN/iperf-bg.json" 2>/dev/null)"
+			return 1
+		fi
+		n=$(ss -Htn state established "( dport = :5201 )" 2>/dev/null | wc -l)
+		[ "$n" -ge 2 ] && return 0
+		sleep 0.5
+		xt_up
+	done
+	IPERF_BG_WHY="iperf3 had no running test after $1 s"
+	return 1
+}
 # iperf_bg_wait: wait for the background iperf3; true if its JSON has no "error" member and
 # non-zero sent and received byte sums. Sets IPERF_BG_SUMMARY (bytes, rate, retransmits) or
 # IPERF_BG_WHY.
