@@ -145,6 +145,8 @@ pub struct Vif {
     away_since: Option<(Instant, (u64, u64))>,
     /// Back-end events seen by the last pump (see `storm`).
     events_seen: u64,
+    /// Whether any pass found work since the last pass woken by an event.
+    work_since_event: bool,
     /// Event-storm damping of the vif's port.
     storm: SpuriousLimiter,
     /// The port `storm` masked, while it is masked.
@@ -253,6 +255,7 @@ impl Vif {
             away_waits_seen: 0,
             away_since: None,
             events_seen: 0,
+            work_since_event: false,
             // Counting only: see StormConfig::COUNT_ONLY.
             storm: SpuriousLimiter::new(StormConfig::COUNT_ONLY),
             masked_port: None,
@@ -468,8 +471,13 @@ impl Vif {
         if let Some(t) = self.services.as_ref().and_then(Services::poll_at) {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
+        // An event is spurious only if nothing moved since the previous event: a pass
+        // woken by a timer or the disk often consumes the responses whose event
+        // arrives just after it (the back end notifies once it published them).
+        self.work_since_event |= busy;
         if woken {
-            self.damp_storm(busy, ms);
+            self.damp_storm(self.work_since_event, ms);
+            self.work_since_event = false;
         }
         let deadlines = [
             self.nf.tx_watchdog_deadline_ms(),
@@ -484,8 +492,8 @@ impl Vif {
         PumpReport { busy, next }
     }
 
-    /// Event-storm damping: a pass woken by the back end's event that found no work
-    /// counts as spurious; a run of them masks the port for a growing while
+    /// Event-storm damping: an event after which no pass found work (since the
+    /// previous event) counts as spurious; a run of them masks the port for a growing while
     /// (`evtchn_scan::storm`, Linux's late EOI). Events meanwhile stay pending in Xen.
     fn damp_storm(&mut self, found_work: bool, ms: u64) {
         let Some(port) = self.nf.event_channel() else {
