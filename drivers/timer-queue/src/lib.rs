@@ -132,6 +132,11 @@ impl<T> TimerQueue<T> {
         self.programmed = deadline;
     }
 
+    /// The deadline the hardware timer is recorded as programmed with.
+    pub fn programmed(&self) -> Option<u64> {
+        self.programmed
+    }
+
     /// Number of queued timers.
     pub fn len(&self) -> usize {
         self.queue.len()

@@ -195,6 +195,12 @@ pub fn cancel(handle: TimerHandle) -> bool {
     removed
 }
 
+/// For diagnostics: (queued, earliest deadline, deadline recorded as programmed).
+pub fn queue_state() -> (usize, Option<u64>, Option<u64>) {
+    let t = TIMERS.lock();
+    (t.queue.len(), t.queue.earliest(), t.queue.programmed())
+}
+
 /// Number of queued timers and timers fired since boot.
 pub fn counts() -> (usize, u64) {
     let t = TIMERS.lock();
