@@ -1,9 +1,11 @@
 # nbd-suspend-loop: many short suspend rounds with NBD traffic, to catch the intermittent stall of
 # NBD I/O after a suspend (docs/BLK.md, "NBD I/O after a suspend"). A guest with a 32 MiB
 # read-write xvda; each round: `nbdcopy --flush` starts writing 32 MiB of fresh random data, one
-# suspend of the round's kind runs under it (S = xl save + xl restore, C = xl save -c, M = localhost
-# xl migrate; the kinds cycle S C M), the write must finish within 180 s, then nbdcopy reads the
-# export back within 120 s and it must equal the data written. A write or read that fails or times
+# suspend of the round's kind runs under it (S = xl save + xl restore, L = the same with the domain
+# kept saved for 70 s, longer than the guest's 60 s NBD socket timeout, C = xl save -c,
+# M = localhost xl migrate; the kinds cycle through XT_LOOP_KINDS, default "S C M L"), the write
+# must finish within 420 s (a long save leaves dom0's TCP in back-off for up to about two minutes),
+# then nbdcopy reads the export back within 120 s and it must equal the data written. A write or read that fails or times
 # out is a stall: dom0 asks the guest for a status dump (xenstore `data/dump`, the `xenrs dump:`
 # lines of docs/CONSOLE.md), twice 10 s apart so moving counters show, prints both with the
 # console tail, and the scenario fails naming the round. Rounds: XT_LOOP_ROUNDS (default 12).
@@ -14,7 +16,8 @@ G=xt-nbd-loop
 IP=169.254.77.48
 MIB=32
 ROUNDS=${XT_LOOP_ROUNDS:-12}
-KINDS=(S C M)
+read -r -a KINDS <<<"${XT_LOOP_KINDS//,/ }"
+[ ${#KINDS[@]} -gt 0 ] || KINDS=(S C M L)
 
 # _loop_dump TAG: ask the guest for a status dump and wait (15 s) for its end line.
 _loop_dump() {
@@ -52,7 +55,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	want=$BLK_SHA
 	xt_up
 	t0=$XT_UPF
-	timeout 180 nbdcopy --flush "$XT_DISKS/src" "$BLK_URI" >"$XT_RUN/loop-writer.out" 2>&1 &
+	timeout 420 nbdcopy --flush "$XT_DISKS/src" "$BLK_URI" >"$XT_RUN/loop-writer.out" 2>&1 &
 	writer=$!
 	# Let the copy get under way (I/O in flight at the suspend).
 	sleep 1

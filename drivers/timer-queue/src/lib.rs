@@ -6,12 +6,15 @@
 //! empty, and nothing when that is already programmed. Entries are keyed by
 //! (deadline, id), so equal deadlines fire in queueing order; a [`TimerHandle`] cancels
 //! exactly its entry. Time is passed in, never read here, so the logic is the same
-//! under test.
+//! under test. [`clock`]: the guest clock's offset over Xen system time, which stands
+//! still while the domain is suspended.
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod clock;
 
 use alloc::collections::BTreeMap;
 

@@ -324,7 +324,7 @@ impl NbdService {
             let over_budget = self.reserved() >= budget;
             let Some(mut live) = self.slots.get_mut(i).and_then(Option::take) else {
                 // An active socket without a connection (cannot happen): reset it.
-                self.pool.abort(i, sock);
+                self.pool.abort(i, sock, now_us);
                 continue;
             };
             busy |= Self::pump(
@@ -346,7 +346,7 @@ impl NbdService {
                 }
                 Some(CloseAction::Abort) => {
                     live.conn.abandon();
-                    self.pool.abort(i, sock);
+                    self.pool.abort(i, sock, now_us);
                     self.closed(live);
                     busy = true;
                 }
