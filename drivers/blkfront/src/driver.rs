@@ -15,7 +15,7 @@ use xenbus::{Handshake, Phase};
 use xenstore::TxId;
 
 use crate::error::{BlkError, Error, Fault, ProbeError, SubmitError};
-use crate::queue::{BlkStats, Completion, Limits, Op, Queue, ReqId};
+use crate::queue::{BlkStats, Completion, Limits, Op, Queue, QueueState, ReqId};
 use crate::wire;
 
 /// Largest ring order this driver accepts (`2^4` pages, 512 slots).
@@ -566,6 +566,11 @@ where
     /// Requests queued or in flight.
     pub fn outstanding(&self) -> usize {
         self.bi().queue.outstanding()
+    }
+
+    /// A snapshot of the request engine and the ring's indices (diagnostics).
+    pub fn queue_state(&self) -> QueueState {
+        self.bi().queue.state()
     }
 
     /// Ring requests in flight.

@@ -46,4 +46,4 @@ pub use driver::{
     disk_name,
 };
 pub use error::{BlkError, Error, Fault, ProbeError, SubmitError};
-pub use queue::{BlkStats, Completion, Op, ReqId};
+pub use queue::{BlkStats, Completion, Op, QueueState, ReqId};

@@ -193,6 +193,51 @@ pub struct BlkStats {
     pub errors: u64,
 }
 
+/// A snapshot of the engine for diagnostics ([`crate::BlkFront::queue_state`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueState {
+    /// Caller ops queued or in flight.
+    pub ops: usize,
+    /// Of which some part was never posted (or must be posted again).
+    pub unposted_ops: usize,
+    /// Ring requests in flight (shadows in use).
+    pub in_flight: usize,
+    /// Free ring slots.
+    pub free_slots: usize,
+    /// Free pool pages.
+    pub free_pages: usize,
+    /// Free indirect pages.
+    pub free_indirect: usize,
+    /// Completions not yet taken.
+    pub done: usize,
+    /// Our `req_prod_pvt` and `rsp_cons`, and the shared `req_prod`,
+    /// `req_event`, `rsp_prod`, `rsp_event` (None without a ring).
+    pub ring: Option<[u32; 6]>,
+}
+
+impl core::fmt::Display for QueueState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "ops={} unposted={} in_flight={} free_slots={} free_pages={} free_indirect={} done={}",
+            self.ops,
+            self.unposted_ops,
+            self.in_flight,
+            self.free_slots,
+            self.free_pages,
+            self.free_indirect,
+            self.done
+        )?;
+        match self.ring {
+            Some([pvt, cons, prod, req_event, rsp_prod, rsp_event]) => write!(
+                f,
+                " ring req_prod_pvt={pvt} rsp_cons={cons} req_prod={prod} req_event={req_event} rsp_prod={rsp_prod} rsp_event={rsp_event}"
+            ),
+            None => f.write_str(" ring none"),
+        }
+    }
+}
+
 /// The engine.
 pub(crate) struct Queue<Pg> {
     ops: VecDeque<OpState>,
@@ -232,6 +277,37 @@ impl<Pg: SharedRing> Queue<Pg> {
     /// Ops queued or in flight.
     pub(crate) fn outstanding(&self) -> usize {
         self.ops.len()
+    }
+
+    /// A snapshot for diagnostics (reads the shared indices once each).
+    pub(crate) fn state(&self) -> QueueState {
+        use core::sync::atomic::Ordering::Acquire;
+        use xen_ring::RingIndex as I;
+        let ring = self.ring.as_ref().map(|r| {
+            let area = xen_frontend::RingArea(&r.pages);
+            [
+                r.front.req_prod_pvt(),
+                r.front.rsp_cons(),
+                area.load(I::ReqProd, Acquire),
+                area.load(I::ReqEvent, Acquire),
+                area.load(I::RspProd, Acquire),
+                area.load(I::RspEvent, Acquire),
+            ]
+        });
+        QueueState {
+            ops: self.ops.len(),
+            unposted_ops: self
+                .ops
+                .iter()
+                .filter(|o| o.has_unposted() || o.stage == Stage::FlushDue)
+                .count(),
+            in_flight: self.in_flight(),
+            free_slots: self.free_slots.len(),
+            free_pages: self.free_pages.len(),
+            free_indirect: self.free_indirect.len(),
+            done: self.done.len(),
+            ring,
+        }
     }
 
     /// Ring requests in flight.

@@ -504,6 +504,10 @@ pub struct SimBlkback {
     kept: Vec<(GrantRef, Access)>,
     disk: Vec<u8>,
     hold: bool,
+    /// Takes requests from the ring only after a notification (knob).
+    events_only: bool,
+    /// The guest's notifications counted at the last look at the ring.
+    notifies_seen: u64,
     reverse: bool,
     keep_mappings: bool,
     in_flight_policy: InFlightOnDisconnect,
@@ -558,6 +562,8 @@ impl SimBlkback {
             busy: None,
             kept: Vec::new(),
             disk,
+            events_only: false,
+            notifies_seen: 0,
             hold: false,
             reverse: false,
             keep_mappings: false,
@@ -721,6 +727,16 @@ impl SimBlkback {
     /// or `hold(false)` and the next service). A slow disk.
     pub fn hold(&mut self, on: bool) {
         self.hold = on;
+    }
+
+    /// Takes requests from the ring only when the guest notified since the
+    /// last look (true), as blkback does: its thread runs on the event
+    /// channel's interrupt. Default false: every service looks at the ring, so
+    /// a missing notification goes unseen. Answering what was taken (a slow
+    /// disk finishing) needs no notification.
+    pub fn events_only(&mut self, on: bool) {
+        self.events_only = on;
+        self.notifies_seen = self.evt.to_backend();
     }
 
     /// Answers up to `n` held requests now (oldest first, or newest first
@@ -1123,7 +1139,14 @@ impl SimBlkback {
     /// operation: `BLKIF_RSP_EOPNOTSUPP`. Responses echo the id and the
     /// operation (for INDIRECT: its `indirect_op`).
     pub fn service(&mut self) -> bool {
-        let mut moved = self.take_requests();
+        let notifies = self.evt.to_backend();
+        let notified = notifies != self.notifies_seen;
+        self.notifies_seen = notifies;
+        let mut moved = if self.events_only && !notified {
+            false
+        } else {
+            self.take_requests()
+        };
         if !self.hold {
             moved |= self.complete(usize::MAX) > 0;
             moved |= self.complete_busy();

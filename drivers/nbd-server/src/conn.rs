@@ -412,6 +412,39 @@ pub struct Connection {
     closed_reported: bool,
 }
 
+/// [`Connection::debug_state`].
+struct DebugState<'a>(&'a Connection);
+
+impl fmt::Display for DebugState<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.0;
+        let input = match &c.input {
+            Input::ClientFlags => "client-flags",
+            Input::OptionHeader => "option-header",
+            Input::OptionData { .. } => "option-data",
+            Input::RequestHeader => "request-header",
+            Input::WritePayload { .. } => "write-payload",
+            Input::Skip { .. } => "skip",
+            Input::Stopped => "stopped",
+        };
+        write!(
+            f,
+            "phase={:?} input={input} acc={} wants_input={} reserved={} pending={} submitted={} queued={} out_chunks={} out_bytes={} close={:?} drain={}",
+            c.phase,
+            c.acc.len(),
+            c.wants_input(),
+            c.reserved,
+            c.pending.len(),
+            c.outstanding(),
+            c.queue.len(),
+            c.out.len(),
+            c.out_bytes,
+            c.close,
+            c.drain_then_close
+        )
+    }
+}
+
 /// Events kept per connection before older ones are dropped.
 const MAX_EVENTS: usize = 16;
 
@@ -477,6 +510,12 @@ impl Connection {
             .iter()
             .filter(|p| p.stage == Stage::Submitted)
             .count()
+    }
+
+    /// One line of the connection's internals for diagnostics: input state,
+    /// budget, requests by stage, queued submissions and reply bytes.
+    pub fn debug_state(&self) -> impl fmt::Display + '_ {
+        DebugState(self)
     }
 
     /// The next event.

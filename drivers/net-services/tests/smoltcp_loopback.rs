@@ -14,16 +14,19 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
 
 /// One end of an in-memory Ethernet cable (frames up to 1514 bytes, like netfront).
+/// While `down` (the guest's netfront reconnecting after a restore) it sends
+/// nothing and what arrives is lost.
 struct PipeEnd {
     rx: Queue,
     tx: Queue,
+    down: Rc<Cell<bool>>,
 }
 
 struct Rx(Vec<u8>);
@@ -49,11 +52,18 @@ impl Device for PipeEnd {
     type TxToken<'a> = Tx;
 
     fn receive(&mut self, _: Instant) -> Option<(Rx, Tx)> {
+        if self.down.get() {
+            self.rx.borrow_mut().clear();
+            return None;
+        }
         let f = self.rx.borrow_mut().pop_front()?;
         Some((Rx(f), Tx(self.tx.clone())))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<Tx> {
+        if self.down.get() {
+            return None;
+        }
         Some(Tx(self.tx.clone()))
     }
 
@@ -71,6 +81,11 @@ const CLIENT_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 2);
 
 struct Net {
     now: Instant,
+    /// How far the server's (the guest's) clock is behind the client's: the
+    /// time it spent suspended, when its clock stood still meanwhile.
+    s_behind: Duration,
+    /// The server's link is down (see [`PipeEnd`]).
+    s_down: Rc<Cell<bool>>,
     s_iface: Interface,
     s_dev: PipeEnd,
     s_sockets: SocketSet<'static>,
@@ -97,17 +112,25 @@ impl Net {
     fn new(cfg: &ServicesConfig) -> Net {
         let a: Queue = Rc::default();
         let b: Queue = Rc::default();
+        let s_down = Rc::new(Cell::new(false));
         let mut s_dev = PipeEnd {
             rx: a.clone(),
             tx: b.clone(),
+            down: s_down.clone(),
         };
-        let mut c_dev = PipeEnd { rx: b, tx: a };
+        let mut c_dev = PipeEnd {
+            rx: b,
+            tx: a,
+            down: Rc::default(),
+        };
         let s_iface = iface(&mut s_dev, [2, 0, 0, 0, 0, 1], SERVER_IP, 1);
         let c_iface = iface(&mut c_dev, [2, 0, 0, 0, 0, 2], CLIENT_IP, 2);
         let mut s_sockets = SocketSet::new(vec![]);
         let services = Services::new(&mut s_sockets, cfg).unwrap();
         Net {
             now: Instant::ZERO,
+            s_behind: Duration::ZERO,
+            s_down,
             s_iface,
             s_dev,
             s_sockets,
@@ -129,21 +152,44 @@ impl Net {
 
     /// One millisecond: the guest's event-loop order on the server side.
     fn step(&mut self) {
-        self.now += Duration::from_millis(1);
-        self.c_iface
-            .poll(self.now, &mut self.c_dev, &mut self.c_sockets);
-        self.s_iface
-            .poll(self.now, &mut self.s_dev, &mut self.s_sockets);
+        self.client_step();
+        let now = self.now - self.s_behind;
+        self.s_iface.poll(now, &mut self.s_dev, &mut self.s_sockets);
         self.services
-            .poll(&mut self.s_sockets, self.now, &mut self.disks);
-        self.s_iface
-            .poll(self.now, &mut self.s_dev, &mut self.s_sockets);
+            .poll(&mut self.s_sockets, now, &mut self.disks);
+        self.s_iface.poll(now, &mut self.s_dev, &mut self.s_sockets);
         while let Some(e) = self.services.next_event() {
             match e {
                 ServiceEvent::Iperf3(e) => self.events.push(e),
                 ServiceEvent::Nbd(e) => self.nbd_events.push(e),
             }
         }
+    }
+
+    /// One millisecond of the client alone (the guest is suspended).
+    fn client_step(&mut self) {
+        self.now += Duration::from_millis(1);
+        self.c_iface
+            .poll(self.now, &mut self.c_dev, &mut self.c_sockets);
+    }
+
+    /// The guest is saved for `pause` and restored: its link is down
+    /// meanwhile and for its first 200 ms after the restore (netfront
+    /// reconnecting). `clock_stands_still`: the guest's clock does not count
+    /// the pause (the kernel since the fix of the NBD stall); otherwise it
+    /// jumps by the pause at the restore.
+    fn save_restore(&mut self, pause: Duration, clock_stands_still: bool) {
+        self.s_down.set(true);
+        for _ in 0..pause.total_millis() {
+            self.client_step();
+        }
+        if clock_stands_still {
+            self.s_behind += pause;
+        }
+        for _ in 0..200 {
+            self.step();
+        }
+        self.s_down.set(false);
     }
 
     fn run_until(&mut self, what: &str, max_steps: u32, mut done: impl FnMut(&mut Net) -> bool) {
@@ -814,6 +860,60 @@ mod nbd {
             assert!(joined.contains(want), "missing {want:?} in\n{joined}");
         }
         assert!(net.disks.disks[1].data.iter().all(|&b| b == 0));
+    }
+
+    /// A write, answered: the connection is in use and then idle, the client
+    /// waiting for nothing.
+    fn one_write(net: &mut Net, h: SocketHandle, handle: u64) {
+        let mut b = request(Command::Write, 0, handle, handle << 12, 4096);
+        b.extend_from_slice(&pattern(4096, handle as u32));
+        net.send_all(h, &b);
+        let r = reply(net, h);
+        assert_eq!((r.handle, r.error), (handle, 0));
+    }
+
+    /// The NBD stall after a suspend (docs/BLK.md): a save longer than the
+    /// NBD socket timeout (60 s), with the guest's clock jumping by the pause
+    /// (as the kernel's did), times the connection out at the first poll after
+    /// the restore, while the link is still down. The RST must still reach the
+    /// client once the link is back: a client that waits for a reply and has
+    /// nothing of its own to retransmit (dom0's nbdcopy) would otherwise wait
+    /// forever. (Before the pool waited for the RST, the socket listened again
+    /// at once and the RST was never sent.)
+    #[test]
+    fn nbd_connection_timed_out_while_the_link_is_down_is_reset_once_it_is_back() {
+        let mut net = Net::new(&ServicesConfig::default());
+        let (h, _) = open(&mut net, "xvda");
+        one_write(&mut net, h, 1);
+        net.save_restore(Duration::from_secs(70), false);
+        assert_eq!(
+            net.services.nbd().unwrap().connections(),
+            (0, 0),
+            "the guest dropped the connection (timeout)"
+        );
+        net.run_until("the client learns of the reset", 5_000, |n| {
+            n.tcp(h).state() == tcp::State::Closed
+        });
+        // And a new connection is served.
+        let (h2, _) = open(&mut net, "xvda");
+        one_write(&mut net, h2, 2);
+    }
+
+    /// The same save with the guest's clock standing still while suspended
+    /// (the kernel's clock since the fix, `timer_queue::clock`): the
+    /// connection survives and serves the next request.
+    #[test]
+    fn nbd_connection_survives_a_long_save_when_the_guest_clock_stands_still() {
+        let mut net = Net::new(&ServicesConfig::default());
+        let (h, _) = open(&mut net, "xvda");
+        one_write(&mut net, h, 1);
+        net.save_restore(Duration::from_secs(70), true);
+        assert_eq!(net.services.nbd().unwrap().connections(), (1, 0));
+        one_write(&mut net, h, 2);
+        net.send_all(h, &request(Command::Read, 0, 3, 2 << 12, 4096));
+        assert_eq!(reply(&mut net, h).error, 0);
+        assert_eq!(net.recv_exact(h, 4096), pattern(4096, 2));
+        assert_eq!(net.tcp(h).state(), tcp::State::Established);
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! empty, and nothing when that is already programmed. Entries are keyed by
 //! (deadline, id), so equal deadlines fire in queueing order; a [`TimerHandle`] cancels
 //! exactly its entry. Time is passed in, never read here, so the logic is the same
-//! under test.
+//! under test. [`clock`]: the guest clock's offset over Xen system time, which stands
+//! still while the domain is suspended.
 
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod clock;
 
 use alloc::collections::BTreeMap;
 
@@ -130,6 +133,11 @@ impl<T> TimerQueue<T> {
     /// the next [`TimerQueue::to_program`] asks again).
     pub fn set_programmed(&mut self, deadline: Option<u64>) {
         self.programmed = deadline;
+    }
+
+    /// The deadline the hardware timer is recorded as programmed with.
+    pub fn programmed(&self) -> Option<u64> {
+        self.programmed
     }
 
     /// Number of queued timers.

@@ -586,6 +586,42 @@ pub fn log_stats() {
     }
 }
 
+/// Prints every disk's state (`xenrs dump: blk ...`, the status dump asked
+/// through `data/dump`). Skipped if the disks are busy (cannot happen from
+/// the main loop).
+pub fn dump() {
+    let Some(guard) = BLK.try_lock() else {
+        crate::println!("xenrs dump: blk busy");
+        return;
+    };
+    let Some(blk) = guard.as_ref() else {
+        crate::println!("xenrs dump: blk none");
+        return;
+    };
+    for d in &blk.disks {
+        let port = d.bf.event_channel();
+        let bits = port.and_then(crate::xen::events::port_bits);
+        crate::println!(
+            "xenrs dump: blk {} phase={:?} up={} fault={:?} closing={:?} routes={} events={} notifies={} port={:?} (pending,masked,marked)={:?} {}",
+            d.bf.name(),
+            d.bf.phase(),
+            d.bf.is_up(),
+            d.bf.fault(),
+            d.closing_since,
+            d.routes.len(),
+            // Relaxed: a statistic.
+            d.counters.events.load(Ordering::Relaxed),
+            d.bf.notifies(),
+            port,
+            bits,
+            d.bf.queue_state()
+        );
+    }
+    for (owner, q) in &blk.done {
+        crate::println!("xenrs dump: blk done owner {owner}: {}", q.len());
+    }
+}
+
 /// The disks' suspend hook (see the module docs).
 pub struct BlkHook;
 

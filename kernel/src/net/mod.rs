@@ -400,6 +400,29 @@ fn retry_deferred_grants() {
     }
 }
 
+/// Prints the network's state (`xenrs dump: net ...`, the status dump asked
+/// through `data/dump`): the wake-up timer, every vif's counters, interface
+/// deadline and NBD connections.
+pub fn dump() {
+    let Some(mut guard) = NET.try_lock() else {
+        crate::println!("xenrs dump: net busy");
+        return;
+    };
+    let Some(net) = guard.as_mut() else {
+        crate::println!("xenrs dump: net none");
+        return;
+    };
+    crate::println!(
+        "xenrs dump: net timer={:?} last_busy={} clock_at={}",
+        net.timer.as_ref().map(|(at, _)| *at),
+        net.last_busy,
+        vif::instant_ns(net.clock_at)
+    );
+    for v in &mut net.vifs {
+        v.dump();
+    }
+}
+
 /// Logs every vif's counters (info level; once per suspend).
 pub fn log_stats() {
     if let Some(net) = NET.lock().as_ref() {

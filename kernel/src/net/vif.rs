@@ -849,6 +849,35 @@ impl Vif {
         }
     }
 
+    /// Prints this vif's state (`xenrs dump: ...` lines; see `net::dump`).
+    pub fn dump(&mut self) {
+        let now = instant_now();
+        let port = self.nf.event_channel();
+        let poll_at = self
+            .iface
+            .poll_at(now, &self.sockets)
+            .map(|t| t.total_micros());
+        crate::println!(
+            "xenrs dump: {} iface_poll_at={:?} now={} services_poll_at={:?} port_bits={:?} masked_port={:?}",
+            self.stats_line(),
+            poll_at,
+            now.total_micros(),
+            self.services
+                .as_ref()
+                .and_then(Services::poll_at)
+                .map(|t| t.total_micros()),
+            port.and_then(crate::xen::events::port_bits),
+            self.masked_port
+        );
+        if let Some(nbd) = self.services.as_ref().and_then(Services::nbd) {
+            let mut text = alloc::string::String::new();
+            let _ = nbd.describe(&self.sockets, &mut text, "xenrs dump: ");
+            for line in text.lines() {
+                crate::println!("{line}");
+            }
+        }
+    }
+
     /// Counters for the debug log.
     pub fn stats_line(&self) -> impl fmt::Display + '_ {
         StatsLine(self)

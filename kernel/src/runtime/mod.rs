@@ -283,10 +283,31 @@ fn run() -> ! {
             act(request);
             busy = true;
         }
+        if control::take_dump() {
+            dump();
+            busy = true;
+        }
         if !busy && !store::events_queued() {
             events::idle();
         }
     }
+}
+
+/// The status dump asked through `data/dump` (see `docs/CONSOLE.md`).
+fn dump() {
+    let (queued, earliest, programmed) = crate::xen::time::queue_state();
+    let ev = events::stats();
+    crate::println!(
+        "xenrs dump: clock now_ns={} timers queued={queued} earliest={earliest:?} programmed={programmed:?}; events upcalls={} dispatched={} unhandled={} marked={}",
+        crate::xen::time::now_ns(),
+        ev.upcalls,
+        ev.dispatched,
+        ev.unhandled,
+        events::anything_marked()
+    );
+    blk::dump();
+    net::dump();
+    crate::println!("xenrs dump: end");
 }
 
 /// `device/` changed (hotplug): each class compares the ids listed now with

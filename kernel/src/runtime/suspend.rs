@@ -11,11 +11,12 @@
 //! 1. `xenrs suspending n=<k>`; hooks' `suspend()` (reverse registration order);
 //!    xenstore quiesced (no request in flight); the clock read; console flushed;
 //!    interrupts off; `SCHEDOP_shutdown(SHUTDOWN_suspend)`.
-//! 2. Returned 1 (cancelled): nothing is re-initialised.
+//! 2. Returned 1 (cancelled): nothing is re-initialised; the clock continues where it
+//!    stopped (the time spent saving does not count) and the one-shot timer is re-armed.
 //! 3. Returned 0 (new domain), interrupts still off, nothing printed until the
 //!    console hook ran (the console's event channel is stale until then):
 //!    shared info re-mapped → event delivery reset (old ports stale, all masked,
-//!    callback vector re-registered) → clock offset raised (monotonic) and
+//!    callback vector re-registered) → clock continued where it stopped (the suspended time does not count) and
 //!    `VIRQ_TIMER` re-bound, timer re-armed → grant frames re-mapped, grant
 //!    bookkeeping reset → interrupts on → xenstore: new store port from
 //!    `HVM_PARAM_STORE_EVTCHN`, stale responses dropped, every watch re-sent and
@@ -54,7 +55,7 @@ pub fn suspend() -> ResumeMode {
     if let Err(e) = store::quiesce() {
         crate::println!("xenrs xenstore error: quiesce before suspend: {e}");
     }
-    let before = time::now_ns();
+    let before = time::raw_before_suspend();
     console::flush(false);
 
     interrupts::disable();
@@ -68,9 +69,11 @@ pub fn suspend() -> ResumeMode {
         }
     };
     let mut errors = Vec::new();
-    if mode == ResumeMode::NewDomain {
-        core_resume(before, &mut errors);
-    }
+    let paused = if mode == ResumeMode::NewDomain {
+        core_resume(before, &mut errors)
+    } else {
+        time::resume_cancelled(before)
+    };
     interrupts::enable();
 
     suspend::for_each_hook(false, |hook| {
@@ -85,6 +88,10 @@ pub fn suspend() -> ResumeMode {
         mode.as_str(),
         time::now_ns()
     );
+    log::info!(
+        "suspend: Xen system time moved {} ms while suspended (not counted by the clock)",
+        paused / 1_000_000
+    );
     grants::print_counts("after-resume");
     crate::mm::memory::print_usage("after-resume");
     control::mark_ready();
@@ -92,16 +99,22 @@ pub fn suspend() -> ResumeMode {
 }
 
 /// Rebuilds the core in a new domain (step 3 of the module docs). Prints nothing.
-fn core_resume(before: u64, errors: &mut Vec<CoreError>) {
+/// Returns the time the domain was suspended (ns of Xen system time, 0 if it
+/// restarted on another host).
+fn core_resume(before: u64, errors: &mut Vec<CoreError>) -> u64 {
     if let Err(e) = shared_info::remap() {
         errors.push(CoreError::SharedInfo(e));
     }
     if let Err(e) = events::resume_new_domain() {
         errors.push(CoreError::Events(e));
     }
-    if let Err(e) = time::resume_new_domain(before) {
-        errors.push(CoreError::Timer(e));
-    }
+    let paused = match time::resume_new_domain(before) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(CoreError::Timer(e));
+            0
+        }
+    };
     if let Err(e) = grants::resume_new_domain() {
         errors.push(CoreError::Grants(e));
     }
@@ -114,4 +127,5 @@ fn core_resume(before: u64, errors: &mut Vec<CoreError>) {
     if let Err(e) = control::resume_new_domain() {
         errors.push(CoreError::Control(e));
     }
+    paused
 }

@@ -12,7 +12,10 @@
 //!   `device/suspend/event-channel`; a notification on it is a suspend request;
 //! - echo: each non-empty value of `data/echo-in` (at most 256 bytes) is written to
 //!   `data/echo-out` and printed (`xenrs echo: '<v>'`, escaped);
-//! - `data/ready` = `1` once services are up and after every resume.
+//! - `data/ready` = `1` once services are up and after every resume;
+//! - status: each new non-empty value of `data/dump` asks the main loop for a dump of
+//!   its state (`xenrs dump: ...` lines: clock, timers, events, every disk and vif with
+//!   its NBD connections), for diagnosing a stall from dom0.
 //!
 //! All paths are relative to the domain's home, so they follow the domain to its new
 //! domid after a restore or migration (the client re-sends watches as registered).
@@ -20,7 +23,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use spin::Mutex;
 use xen_abi::DomId;
@@ -72,6 +75,17 @@ static DOMID: AtomicU32 = AtomicU32::new(0);
 /// The suspend event channel.
 static SUSPEND_PORT: Mutex<Option<Port>> = Mutex::new(None);
 
+/// A status dump was asked for (`data/dump`).
+static DUMP: AtomicBool = AtomicBool::new(false);
+/// The last `data/dump` value acted on (a watch fires again on re-registration).
+static DUMP_SEEN: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Takes a pending status-dump request.
+pub fn take_dump() -> bool {
+    // Relaxed: set and taken by main-loop code.
+    DUMP.swap(false, Ordering::Relaxed)
+}
+
 /// Longest echo value handled; longer values are cut.
 pub const ECHO_MAX: usize = 256;
 
@@ -116,6 +130,7 @@ pub fn init(domid: DomId) -> Result<(), ControlError> {
     publish_suspend_port()?;
     store::watch("control/shutdown", 4, Box::new(on_shutdown))?;
     store::watch("data/echo-in", 16, Box::new(on_echo))?;
+    store::watch("data/dump", 4, Box::new(on_dump))?;
     Ok(())
 }
 
@@ -248,4 +263,18 @@ fn on_echo(_path: &str) {
         return;
     }
     crate::println!("xenrs echo: '{}'", Escaped(&value));
+}
+
+/// The `data/dump` watch handler: a new non-empty value asks for a status dump.
+fn on_dump(_path: &str) {
+    let Ok(value) = store::read("data/dump") else {
+        return;
+    };
+    let mut seen = DUMP_SEEN.lock();
+    if value.is_empty() || *seen == value {
+        return;
+    }
+    *seen = value;
+    // Relaxed: see take_dump.
+    DUMP.store(true, Ordering::Relaxed);
 }

@@ -461,6 +461,16 @@ pub fn idle() {
     interrupts::enable_and_hlt();
 }
 
+/// For diagnostics: port `port`'s pending and mask bits in shared info and whether
+/// it is marked here (`None` without shared info).
+pub fn port_bits(port: EvtchnPort) -> Option<(bool, bool, bool)> {
+    let si = shared_info::get()?;
+    let (w, b) = (evtchn_word(port), evtchn_bit(port));
+    let pending = si.pending(w) & b != 0;
+    let masked = si.mask(w) & b != 0;
+    Some((pending, masked, MARKS.is_marked(port)))
+}
+
 /// Whether `port` is marked (without taking it).
 pub fn port_marked(port: &Port) -> bool {
     MARKS.is_marked(port.number)

@@ -7,11 +7,13 @@
 //! **Monotonic clock.** Xen system time (ns since the host booted) is
 //! `system_time + scale(tsc - tsc_timestamp)` from vCPU 0's `vcpu_time_info`, read as a
 //! version-checked copy with `rdtsc` in the same window (never `rdtscp`). The guest's
-//! clock is that plus an offset. After a resume in a new domain, Xen system time may
-//! have restarted (another host) or jumped; [`resume_new_domain`] raises the offset so
-//! the clock continues from just above the last value read before the suspend, so it
-//! never goes backwards across save/restore/migrate. Reads are also clamped to the
-//! last value returned ([`now_ns`] never decreases).
+//! clock is that plus a signed offset. While the domain is suspended (saved, migrated, or
+//! checkpointed by `xl save -c`) Xen system time goes on, or restarts on another host;
+//! after every resume ([`resume_new_domain`], [`resume_cancelled`]) the offset is set so
+//! the clock continues from just above the last value returned before the suspend: it
+//! never goes backwards and the suspended time does not count (`timer_queue::clock`: a
+//! pause longer than a socket timeout must not reset every connection). Reads are also
+//! clamped to the last value returned ([`now_ns`] never decreases).
 //!
 //! **Timers.** A deadline-ordered queue of one-shot callbacks ([`schedule_at`],
 //! [`cancel`] by handle). The earliest deadline is programmed with
@@ -25,15 +27,23 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 pub use timer_queue::TimerHandle;
-use timer_queue::{Program, TimerQueue};
+use timer_queue::{Program, TimerQueue, clock};
 use xen_abi::event_channel::VIRQ_TIMER;
 
 use crate::arch::hypercall;
 use crate::xen::events::{self, EventError, Port};
 use crate::xen::shared_info;
 
-/// Added to Xen system time to get the guest's monotonic time.
+/// Added to Xen system time to get the guest's monotonic time (an `i64`'s bits:
+/// negative after a save on the same host, see `timer_queue::clock`).
 static OFFSET: AtomicU64 = AtomicU64::new(0);
+
+/// The offset as the signed value it is.
+fn offset() -> i64 {
+    // Relaxed: the offset only changes in resume, with interrupts off, before any
+    // other code runs.
+    OFFSET.load(Ordering::Relaxed) as i64
+}
 /// The largest value [`now_ns`] has returned.
 static LAST: AtomicU64 = AtomicU64::new(0);
 
@@ -54,9 +64,7 @@ fn xen_system_ns() -> u64 {
 
 /// The guest's monotonic clock in ns. Never decreases, also across resumes.
 pub fn now_ns() -> u64 {
-    // Relaxed: the offset only changes in resume, with interrupts off, before any
-    // other code runs.
-    let now = xen_system_ns().saturating_add(OFFSET.load(Ordering::Relaxed));
+    let now = clock::to_guest(xen_system_ns(), offset());
     // AcqRel: keeps LAST a running maximum even if an interrupt handler read the
     // clock in between (none does today).
     let prev = LAST.fetch_max(now, Ordering::AcqRel);
@@ -149,27 +157,51 @@ fn bind() -> Result<(), EventError> {
     Ok(())
 }
 
-/// After a resume in a new domain: keeps the clock monotonic (the offset takes up any
-/// restart of Xen system time; `last_before` is the clock read right before the
-/// suspend), rebinds `VIRQ_TIMER` and re-arms. Call after the shared info page and
-/// event delivery are back.
-pub fn resume_new_domain(last_before: u64) -> Result<(), EventError> {
+/// Sets the offset so the clock continues at just above its last value: the time the
+/// domain spent suspended does not count. Returns that time in ns (Xen system time
+/// between `raw_before`, read just before the suspend, and now; 0 after a restart
+/// of Xen system time on another host).
+fn continue_clock(raw_before: u64) -> u64 {
     let raw = xen_system_ns();
-    // Relaxed: resume runs alone (interrupts off, one vCPU).
-    let offset = OFFSET.load(Ordering::Relaxed);
-    if raw.saturating_add(offset) <= last_before {
-        // Relaxed: as above; readers run after resume returns.
-        OFFSET.store(
-            last_before.saturating_add(1).saturating_sub(raw),
-            Ordering::Relaxed,
-        );
-    }
+    // Acquire: pairs with fetch_max in now_ns (same context; a plain read).
+    let last = LAST.load(Ordering::Acquire);
+    // Relaxed: resume runs alone (interrupts off, one vCPU); readers run after it.
+    OFFSET.store(
+        clock::offset_after_resume(last, raw) as u64,
+        Ordering::Relaxed,
+    );
+    raw.saturating_sub(raw_before)
+}
+
+/// Xen system time now, read right before a suspend (for [`resume_new_domain`] and
+/// [`resume_cancelled`]).
+pub fn raw_before_suspend() -> u64 {
+    xen_system_ns()
+}
+
+/// After a resume in a new domain: the clock continues where it stopped (see the
+/// module docs), `VIRQ_TIMER` is bound again and the timer re-armed. Call after the
+/// shared info page and event delivery are back. Returns the suspended time (ns).
+pub fn resume_new_domain(raw_before: u64) -> Result<u64, EventError> {
+    let paused = continue_clock(raw_before);
     // The old port died with the old domain: forget the stale handle.
     if let Some(old) = TIMERS.lock().port.take() {
         let _ = old.close();
     }
     let _ = hypercall::vcpu_stop_periodic_timer(0);
-    bind()
+    bind()?;
+    Ok(paused)
+}
+
+/// After a cancelled suspend (`xl save -c`): the clock continues where it stopped and
+/// the one-shot timer is programmed again under the new offset. Returns the
+/// suspended time (ns).
+pub fn resume_cancelled(raw_before: u64) -> u64 {
+    let paused = continue_clock(raw_before);
+    let mut t = TIMERS.lock();
+    t.queue.set_programmed(None);
+    arm(&mut t);
+    paused
 }
 
 /// Queues `callback` to run once the monotonic clock reaches `deadline_ns`.
@@ -195,6 +227,12 @@ pub fn cancel(handle: TimerHandle) -> bool {
     removed
 }
 
+/// For diagnostics: (queued, earliest deadline, deadline recorded as programmed).
+pub fn queue_state() -> (usize, Option<u64>, Option<u64>) {
+    let t = TIMERS.lock();
+    (t.queue.len(), t.queue.earliest(), t.queue.programmed())
+}
+
 /// Number of queued timers and timers fired since boot.
 pub fn counts() -> (usize, u64) {
     let t = TIMERS.lock();
@@ -209,8 +247,7 @@ fn arm(t: &mut Timers) {
     };
     let result = match program {
         Program::At(deadline) => {
-            // Relaxed: see now_ns.
-            let xen = deadline.saturating_sub(OFFSET.load(Ordering::Relaxed));
+            let xen = clock::to_raw(deadline, offset());
             hypercall::vcpu_set_singleshot_timer(0, xen)
         }
         Program::Stop => hypercall::vcpu_stop_singleshot_timer(0),

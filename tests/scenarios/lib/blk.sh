@@ -313,7 +313,9 @@ blk_writer_stop() {
 }
 
 # blk_round NAME KIND N: one round against the running guest: S = `xl save` + `xl restore`,
-# C = `xl save -c`, M = `xl migrate -s "" NAME "xl migrate-receive"` (localhost, over pipes). It
+# L = the same with the domain kept saved for BLK_LONG_SAVE seconds (default 70, longer than the
+# guest's 60 s NBD socket timeout) between the two, C = `xl save -c`,
+# M = `xl migrate -s "" NAME "xl migrate-receive"` (localhost, over pipes). It
 # waits (60 s) for the N-th suspend's `xenrs resumed n=N mode=new-domain|cancelled` line and,
 # after S and M, for one more `xenrs blk: xvda` line than before (the disk reconnected to the new
 # back end, 120 s). Sets BLK_WHY on failure, BLK_ROUND_SECS on success.
@@ -326,11 +328,12 @@ blk_round() {
 	xt_id "$name"
 	old=$XT_ID
 	case "$kind" in
-	S)
+	S | L)
 		if ! timeout 300 xl save "$name" "$f" >"$XT_RUN/$name.save.log" 2>&1; then
 			BLK_WHY="round $n: xl save failed: $(tail -n 3 "$XT_RUN/$name.save.log" | tr '\n' ' ')"
 			return 1
 		fi
+		[ "$kind" = L ] && sleep "${BLK_LONG_SAVE:-70}"
 		if ! timeout 300 xl restore "$f" >"$XT_RUN/$name.restore.log" 2>&1; then
 			BLK_WHY="round $n: xl restore failed: $(tail -n 3 "$XT_RUN/$name.restore.log" | tr '\n' ' ')"
 			return 1

@@ -72,7 +72,7 @@ impl Iperf3Service {
                 // The table and the pool are the same size, so this means the
                 // two lost step; reset rather than serve blind.
                 self.server.closed(id, now_us);
-                self.pool.abort(i, sock);
+                self.pool.abort(i, sock, now_us);
                 continue;
             }
             busy |= new;
@@ -94,7 +94,7 @@ impl Iperf3Service {
     fn apply_close(&mut self, i: usize, sock: &mut tcp::Socket<'_>, kind: CloseKind, now_us: u64) {
         match kind {
             CloseKind::Close => self.pool.close(i, sock, now_us),
-            CloseKind::Abort => self.pool.abort(i, sock),
+            CloseKind::Abort => self.pool.abort(i, sock, now_us),
         }
     }
 

@@ -189,6 +189,53 @@ impl NbdService {
             .fold(0usize, usize::saturating_add)
     }
 
+    /// Writes one line per connection (and orphan) with its socket's and
+    /// protocol's state, for diagnostics (`prefix` starts each line).
+    pub fn describe(
+        &self,
+        sockets: &SocketSet<'_>,
+        out: &mut dyn fmt::Write,
+        prefix: &str,
+    ) -> fmt::Result {
+        let budget = self.pool.len().saturating_mul(self.cfg.limits.budget);
+        writeln!(
+            out,
+            "{prefix}nbd: reserved={} budget={budget} orphans={} accepted={} stray={}",
+            self.reserved(),
+            self.orphans.len(),
+            self.pool.accepted(),
+            self.stats.stray_completions
+        )?;
+        for (i, live) in self.slots.iter().enumerate() {
+            let Some(live) = live else { continue };
+            write!(out, "{prefix}nbd: slot {i} conn {}", live.id)?;
+            if let Some(h) = self.pool.handles().get(i) {
+                let s = sockets.get::<tcp::Socket>(*h);
+                write!(
+                    out,
+                    " tcp={} recv_queue={} send_queue={} can_recv={} can_send={} may_recv={} may_send={}",
+                    s.state(),
+                    s.recv_queue(),
+                    s.send_queue(),
+                    s.can_recv(),
+                    s.can_send(),
+                    s.may_recv(),
+                    s.may_send()
+                )?;
+            }
+            writeln!(out, " {}", live.conn.debug_state())?;
+        }
+        for o in &self.orphans {
+            writeln!(
+                out,
+                "{prefix}nbd: orphan conn {} {}",
+                o.id,
+                o.conn.debug_state()
+            )?;
+        }
+        Ok(())
+    }
+
     /// The next event to log.
     pub fn next_event(&mut self) -> Option<NbdEvent> {
         self.events.pop_front()
@@ -277,7 +324,7 @@ impl NbdService {
             let over_budget = self.reserved() >= budget;
             let Some(mut live) = self.slots.get_mut(i).and_then(Option::take) else {
                 // An active socket without a connection (cannot happen): reset it.
-                self.pool.abort(i, sock);
+                self.pool.abort(i, sock, now_us);
                 continue;
             };
             busy |= Self::pump(
@@ -299,7 +346,7 @@ impl NbdService {
                 }
                 Some(CloseAction::Abort) => {
                     live.conn.abandon();
-                    self.pool.abort(i, sock);
+                    self.pool.abort(i, sock, now_us);
                     self.closed(live);
                     busy = true;
                 }

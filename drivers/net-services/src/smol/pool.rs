@@ -3,8 +3,15 @@
 //! smoltcp hands each incoming connection to one socket in the LISTEN state,
 //! so serving N connections at once takes N sockets listening on the same
 //! port. Each pool slot cycles: listening → active (owned by a service) →
-//! closing (FIN sent, or waiting one interface poll after a reset so the RST
-//! goes out) → listening again.
+//! closing (FIN sent, or a reset whose RST has not gone out yet) → listening
+//! again.
+//!
+//! A socket smoltcp closed with a RST still to send (our abort, or its own
+//! timeout) keeps its connection until the RST went out: listening again
+//! forgets the connection and the RST with it, and a peer that waits for an
+//! answer (with nothing of its own to retransmit) would then wait forever.
+//! That happens when the reset comes while the device cannot send (netfront
+//! reconnecting after a restore); the slot waits at most `linger_ms`.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -68,8 +75,9 @@ pub(crate) enum Slot {
     Active,
     /// Closed by us; waiting for the close to finish (or `linger` to pass).
     Closing { since_us: u64 },
-    /// Reset by us; listen again at the next pump, after the RST went out.
-    Rearm,
+    /// Reset (by us or by smoltcp's timeout); listen again once the RST went
+    /// out (or `linger` passed).
+    Rearm { since_us: u64 },
 }
 
 /// What a slot is at the start of a pump step.
@@ -193,7 +201,7 @@ impl TcpPool {
             .count()
     }
 
-    fn relisten(&mut self, i: usize, sock: &mut tcp::Socket<'_>) {
+    fn relisten(&mut self, i: usize, sock: &mut tcp::Socket<'_>, now_us: u64) {
         // From CLOSED or TIME-WAIT `listen` succeeds; anything else is reset first.
         if sock.is_open() {
             sock.abort();
@@ -203,7 +211,35 @@ impl TcpPool {
                 *s = Slot::Listening;
             }
         } else if let Some(s) = self.slots.get_mut(i) {
-            *s = Slot::Rearm;
+            *s = Slot::Rearm { since_us: now_us };
+        }
+    }
+
+    /// Whether `sock` is closed with a RST still to send: smoltcp keeps the
+    /// connection (its endpoints) until the RST is on the wire.
+    fn reset_pending(sock: &tcp::Socket<'_>) -> bool {
+        sock.state() == tcp::State::Closed && sock.remote_endpoint().is_some()
+    }
+
+    /// Listens again on a closed socket, or, while its RST has not gone out,
+    /// waits for it (at most `linger_ms` from `since_us`).
+    fn relisten_after_reset(
+        &mut self,
+        i: usize,
+        sock: &mut tcp::Socket<'_>,
+        since_us: u64,
+        now_us: u64,
+    ) {
+        let lingered = now_us.saturating_sub(since_us) > self.cfg.linger_ms.saturating_mul(1000);
+        if Self::reset_pending(sock) && !lingered {
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = Slot::Rearm { since_us };
+            }
+        } else {
+            if lingered && Self::reset_pending(sock) {
+                self.lingered = self.lingered.saturating_add(1);
+            }
+            self.relisten(i, sock, now_us);
         }
     }
 
@@ -243,7 +279,7 @@ impl TcpPool {
             Slot::Listening => match sock.state() {
                 tcp::State::Listen | tcp::State::SynReceived => SlotStep::Idle,
                 tcp::State::Closed => {
-                    self.relisten(i, sock);
+                    self.relisten_after_reset(i, sock, now_us, now_us);
                     SlotStep::Idle
                 }
                 _ => {
@@ -263,19 +299,19 @@ impl TcpPool {
                     }
                 }
                 if !sock.is_open() {
-                    self.relisten(i, sock);
+                    self.relisten_after_reset(i, sock, now_us, now_us);
                 } else if now_us.saturating_sub(since_us) > self.cfg.linger_ms.saturating_mul(1000)
                 {
                     self.lingered = self.lingered.saturating_add(1);
                     sock.abort();
                     if let Some(s) = self.slots.get_mut(i) {
-                        *s = Slot::Rearm;
+                        *s = Slot::Rearm { since_us: now_us };
                     }
                 }
                 SlotStep::Idle
             }
-            Slot::Rearm => {
-                self.relisten(i, sock);
+            Slot::Rearm { since_us } => {
+                self.relisten_after_reset(i, sock, since_us, now_us);
                 SlotStep::Idle
             }
         }
@@ -289,21 +325,23 @@ impl TcpPool {
         }
     }
 
-    /// The service is done with slot `i`: reset it.
-    pub(crate) fn abort(&mut self, i: usize, sock: &mut tcp::Socket<'_>) {
+    /// The service is done with slot `i`: reset it (listening again once the
+    /// RST went out).
+    pub(crate) fn abort(&mut self, i: usize, sock: &mut tcp::Socket<'_>, now_us: u64) {
         sock.abort();
         if let Some(s) = self.slots.get_mut(i) {
-            *s = Slot::Rearm;
+            *s = Slot::Rearm { since_us: now_us };
         }
     }
 
     /// The connection in slot `i` is gone (peer reset, timeout): listen again
-    /// now, or close our half first if it is still open.
+    /// (once the RST of a timeout went out), or close our half first if it is
+    /// still open.
     pub(crate) fn finished(&mut self, i: usize, sock: &mut tcp::Socket<'_>, now_us: u64) {
         if sock.is_open() {
             self.close(i, sock, now_us);
         } else {
-            self.relisten(i, sock);
+            self.relisten_after_reset(i, sock, now_us, now_us);
         }
     }
 }
