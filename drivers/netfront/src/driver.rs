@@ -34,8 +34,9 @@ pub struct Config {
     pub xs_attempts: u32,
     /// Tx watchdog: with tx requests waiting, the back end notified, and no tx
     /// response for this many milliseconds, the connection counts as stalled
-    /// ([`Fault::TxStalled`]); half-way the back end is notified once more.
-    /// 0 turns the watchdog off. See [`NetFront::check_tx_progress`].
+    /// ([`Fault::TxStalled`]); half-way the back end is notified once more,
+    /// and at least half of it must pass after that notification. 0 turns the
+    /// watchdog off. See [`NetFront::check_tx_progress`].
     pub tx_stall_ms: u64,
     /// Rx watchdog: with rx buffers posted, no rx response for this many
     /// milliseconds while at least [`rx_stall_min_tx`](Self::rx_stall_min_tx)
@@ -56,7 +57,7 @@ impl Default for Config {
             tx_buffers: 256,
             rx_refill_batch: 32,
             xs_attempts: 16,
-            tx_stall_ms: 2000,
+            tx_stall_ms: 4000,
             rx_stall_ms: 20_000,
             rx_stall_min_tx: 64,
         }
@@ -115,8 +116,8 @@ struct TxWatch {
     /// When progress was last seen (the caller's millisecond clock); `None`
     /// while nothing waits.
     since_ms: Option<u64>,
-    /// Whether the half-way notification was sent.
-    renotified: bool,
+    /// When the half-way notification was sent (`None`: not yet).
+    renotified_ms: Option<u64>,
 }
 
 /// The rx watchdog's state (see [`NetFront::check_rx_progress`]).
@@ -128,8 +129,41 @@ struct RxWatch {
     tx_completed: u64,
     /// When progress was last seen; `None` while no buffer is posted.
     since_ms: Option<u64>,
-    /// Whether the half-way notification was sent.
-    renotified: bool,
+    /// When the half-way notification was sent (`None`: not yet).
+    renotified_ms: Option<u64>,
+}
+
+/// A watchdog's verdict at `now` (see [`NetFront::check_tx_progress`]):
+/// the back end gets a second notification once half of `limit` has passed
+/// without progress, and the connection counts as stalled only when all of
+/// `limit` has passed *and* half of it since that notification. A check
+/// that runs late (the guest was not scheduled, or the clock was stopped
+/// for a suspend) therefore notifies first and never faults at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watch {
+    Wait,
+    Renotify,
+    Stalled,
+}
+
+fn watch_verdict(since: u64, renotified: Option<u64>, limit: u64, now: u64) -> Watch {
+    let half = limit / 2;
+    match renotified {
+        None if now.saturating_sub(since) >= half => Watch::Renotify,
+        Some(r) if now.saturating_sub(since) >= limit && now.saturating_sub(r) >= half => {
+            Watch::Stalled
+        }
+        _ => Watch::Wait,
+    }
+}
+
+/// When [`watch_verdict`] next changes.
+fn watch_deadline(since: u64, renotified: Option<u64>, limit: u64) -> u64 {
+    let half = limit / 2;
+    match renotified {
+        None => since.saturating_add(half),
+        Some(r) => since.saturating_add(limit).max(r.saturating_add(half)),
+    }
 }
 
 /// What netif adds to the shared runtime: the two rings, the rx buffers and
@@ -787,7 +821,8 @@ where
     /// netback after `xl restore`; see docs/NET.md, "The tx watchdog"). So:
     /// responses are consumed first; then, with requests waiting and no
     /// response for half of [`Config::tx_stall_ms`], the back end is notified
-    /// once more; after all of it, the connection fails with
+    /// once more; after all of it, and at least half of it after that
+    /// notification (a late check never faults at once), the connection fails with
     /// [`Fault::TxStalled`] and the caller reconnects as for any fault
     /// ([`reconnect`](Self::reconnect)). Suspend and resume restart the clock.
     /// Before acting, it asks whether the back end is away (its end of the
@@ -816,33 +851,36 @@ where
                 n.tx_watch = TxWatch {
                     rsp_cons: cons,
                     since_ms: waiting.then_some(now_ms),
-                    renotified: false,
+                    renotified_ms: None,
                 };
                 return Ok(());
             }
         };
-        let waited = now_ms.saturating_sub(since);
-        let due = waited >= limit || (waited >= limit / 2 && !n.tx_watch.renotified);
-        if due && self.dev.backend_away() {
+        let verdict = watch_verdict(since, n.tx_watch.renotified_ms, limit, now_ms);
+        if verdict != Watch::Wait && self.dev.backend_away() {
             // The back end closed its end of the event channel (unbound from
             // its driver): it is away, not stalled. Wait for it to come back
             // and re-attach to the rings; check again after another half.
             let n = self.nif_mut();
             n.watchdog_away_waits += 1;
             n.tx_watch.since_ms = Some(now_ms);
-            n.tx_watch.renotified = false;
+            n.tx_watch.renotified_ms = None;
             return Ok(());
         }
         let (n, io) = self.dev.parts_mut();
-        if waited >= limit {
-            n.tx_watch = TxWatch::default();
-            n.watchdog_stalls += 1;
-            return Err(self.fail(Fault::TxStalled { waited_ms: waited }));
-        }
-        if waited >= limit / 2 && !n.tx_watch.renotified {
-            n.tx_watch.renotified = true;
-            n.watchdog_notifies += 1;
-            io.notify();
+        match verdict {
+            Watch::Wait => {}
+            Watch::Renotify => {
+                n.tx_watch.renotified_ms = Some(now_ms);
+                n.watchdog_notifies += 1;
+                io.notify();
+            }
+            Watch::Stalled => {
+                n.tx_watch = TxWatch::default();
+                n.watchdog_stalls += 1;
+                let waited_ms = now_ms.saturating_sub(since);
+                return Err(self.fail(Fault::TxStalled { waited_ms }));
+            }
         }
         Ok(())
     }
@@ -886,7 +924,7 @@ where
                 rsp_cons: cons,
                 tx_completed: completed,
                 since_ms: posted.then_some(now_ms),
-                renotified: false,
+                renotified_ms: None,
             };
         };
         let since = match n.rx_watch.since_ms {
@@ -898,23 +936,25 @@ where
         };
         let waited = now_ms.saturating_sub(since);
         let talked = completed.saturating_sub(n.rx_watch.tx_completed);
-        if waited >= limit {
-            if talked < min_tx {
+        match watch_verdict(since, n.rx_watch.renotified_ms, limit, now_ms) {
+            Watch::Wait => {}
+            Watch::Renotify => {
+                // Half-way (once, so the deadline moves on): a back end that
+                // missed our refill notification gets another one.
+                n.rx_watch.renotified_ms = Some(now_ms);
+                if talked > 0 {
+                    n.watchdog_notifies += 1;
+                    io.notify();
+                }
+            }
+            Watch::Stalled if talked < min_tx => {
                 // An idle (or one-way quiet) link: not a stall.
                 restart(n);
-                return Ok(());
             }
-            n.rx_watch = RxWatch::default();
-            n.rx_watchdog_stalls += 1;
-            return Err(self.fail(Fault::RxStalled { waited_ms: waited }));
-        }
-        if waited >= limit / 2 && !n.rx_watch.renotified {
-            // Half-way (once, so the deadline moves on): a back end that
-            // missed our refill notification gets another one.
-            n.rx_watch.renotified = true;
-            if talked > 0 {
-                n.watchdog_notifies += 1;
-                io.notify();
+            Watch::Stalled => {
+                n.rx_watch = RxWatch::default();
+                n.rx_watchdog_stalls += 1;
+                return Err(self.fail(Fault::RxStalled { waited_ms: waited }));
             }
         }
         Ok(())
@@ -925,12 +965,7 @@ where
     pub fn rx_watchdog_deadline_ms(&self) -> Option<u64> {
         let n = self.nif();
         let since = n.rx_watch.since_ms?;
-        let limit = n.config.rx_stall_ms;
-        Some(if n.rx_watch.renotified {
-            since.saturating_add(limit)
-        } else {
-            since.saturating_add(limit / 2)
-        })
+        Some(watch_deadline(since, n.rx_watch.renotified_ms, n.config.rx_stall_ms))
     }
 
     /// When [`check_tx_progress`](Self::check_tx_progress) next has
@@ -938,12 +973,7 @@ where
     pub fn tx_watchdog_deadline_ms(&self) -> Option<u64> {
         let n = self.nif();
         let since = n.tx_watch.since_ms?;
-        let limit = n.config.tx_stall_ms;
-        Some(if n.tx_watch.renotified {
-            since.saturating_add(limit)
-        } else {
-            since.saturating_add(limit / 2)
-        })
+        Some(watch_deadline(since, n.tx_watch.renotified_ms, n.config.tx_stall_ms))
     }
 
     /// Before the caller sleeps (`RING_FINAL_CHECK_FOR_RESPONSES` on both
