@@ -192,6 +192,19 @@ fn seed(mac: [u8; 6]) -> u64 {
     x ^ (x >> 31)
 }
 
+/// netfront's configuration for a guest with `free_frames` pages left: the default 256
+/// rx and 256 tx buffers (one page each), fewer when they would take more than half the
+/// free pages (a guest of a few MiB), never fewer than 32.
+fn netfront_config(free_frames: u64) -> NetConfig {
+    let d = NetConfig::default();
+    let fit = u16::try_from(free_frames / 4).unwrap_or(u16::MAX).max(32);
+    NetConfig {
+        rx_buffers: d.rx_buffers.min(fit),
+        tx_buffers: d.tx_buffers.min(fit),
+        ..d
+    }
+}
+
 /// Formats an optional gateway as `A.B.C.D` or `none`.
 struct Gw(Option<Ipv4Address>);
 
@@ -223,7 +236,7 @@ impl Vif {
                 KernelPages::default(),
                 grants,
                 evtchn,
-                NetConfig::default(),
+                netfront_config(crate::mm::memory::free_frames()),
             )
         })
         .map_err(VifError::Store)?
