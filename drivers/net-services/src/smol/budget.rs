@@ -208,6 +208,9 @@ impl ServicesConfig {
             },
             limits: nbd_server::Limits {
                 budget: payload,
+                // nbdcopy opens 4 connections to a multi-conn server: with
+                // fewer sockets the rest would be refused.
+                multi_conn: clients >= NBD_MAX_CLIENTS,
                 ..d.nbd.limits
             },
             ..d.nbd
@@ -396,6 +399,8 @@ mod tests {
         // Without a disk NBD keeps its minimum, the others get the room.
         let nodisk = ServicesConfig::for_budget(Selection::ALL, 2 * MIB, false).unwrap();
         assert_eq!(nodisk.nbd.pool.sockets, 1);
+        // One client at a time: no multi-conn (nbdcopy would open 4 connections).
+        assert!(!nodisk.nbd.limits.multi_conn && mid.nbd.limits.multi_conn);
         assert!(nodisk.iperf3.buffer_bytes() > small.iperf3.buffer_bytes());
         assert_eq!(
             format!(
