@@ -59,6 +59,10 @@ pub struct Limits {
     pub max_option: u32,
     /// Reply bytes queued during negotiation before input pauses.
     pub negotiation_output: usize,
+    /// Whether to advertise `NBD_FLAG_CAN_MULTI_CONN` (clients such as nbdcopy
+    /// then open several connections: turn it off when the server takes only
+    /// one or two at a time).
+    pub multi_conn: bool,
 }
 
 impl Default for Limits {
@@ -72,6 +76,7 @@ impl Default for Limits {
             max_requests: 64,
             max_option: 8192,
             negotiation_output: 64 * 1024,
+            multi_conn: true,
         }
     }
 }
@@ -797,9 +802,12 @@ impl Connection {
     }
 
     /// The transmission flags advertised for `e`.
-    pub fn transmission_flags(e: &ExportInfo) -> u16 {
+    pub fn transmission_flags(&self, e: &ExportInfo) -> u16 {
         use transmission_flags::*;
-        let mut f = HAS_FLAGS | SEND_FLUSH | SEND_FUA | CAN_MULTI_CONN;
+        let mut f = HAS_FLAGS | SEND_FLUSH | SEND_FUA;
+        if self.limits.multi_conn {
+            f |= CAN_MULTI_CONN;
+        }
         if e.read_only {
             f |= READ_ONLY;
         } else {
@@ -831,7 +839,7 @@ impl Connection {
                     let size = self.export_size(&e);
                     let r = InfoExportRepr {
                         size,
-                        flags: Self::transmission_flags(&e),
+                        flags: self.transmission_flags(&e),
                     }
                     .export_name_reply(self.no_zeroes);
                     self.push_out(r, 0);
@@ -856,7 +864,7 @@ impl Connection {
                 let mut d = [0u8; InfoExportRepr::LEN];
                 InfoExportRepr {
                     size,
-                    flags: Self::transmission_flags(&e),
+                    flags: self.transmission_flags(&e),
                 }
                 .emit(&mut d);
                 self.option_reply(opt, reply::INFO, &d);

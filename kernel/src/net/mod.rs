@@ -32,6 +32,7 @@
 //! clock continues from where it stopped, so no TCP timer fires because of the pause.
 
 mod arp;
+mod frag;
 mod vif;
 
 use alloc::boxed::Box;
@@ -41,7 +42,6 @@ use alloc::vec::Vec;
 use guest_config::{NetConfig, NetMode};
 use net_services::{Selection, ServicesConfig};
 
-use net_services::smol::TcpPoolConfig;
 use smoltcp::time::Instant;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use spin::Mutex;
@@ -52,8 +52,12 @@ use vif::{Addressing, Vif};
 
 /// Most vifs driven (further ones are reported and ignored).
 const MAX_VIFS: usize = 4;
-/// Heap left free after a vif's services are set up.
-const HEAP_RESERVE: usize = 1024 * 1024;
+/// Heap smoltcp's IPv4 reassembly of one vif may grow to (see [`lazy_bytes`]).
+const REASSEMBLY_WORST: usize = 4 * 132 * 1024;
+/// How long smoltcp keeps an incomplete IPv4 datagram: fragments of one datagram
+/// arrive within milliseconds on a LAN, and a flood of fragments that never
+/// complete holds the four reassembly buffers at most this long.
+pub(crate) const REASSEMBLY_TIMEOUT_MS: u64 = 5_000;
 /// Interval of the grant table's deferred end-access retries, ns.
 const DEFERRED_POLL_NS: u64 = time::NS_PER_SEC;
 /// Least sleep when the stack wants a pass "now" but the last pass moved nothing
@@ -68,8 +72,8 @@ struct Net {
     vifs: Vec<Vif>,
     /// The command line's network configuration (for vifs added later).
     cfg: NetConfig,
-    /// The services each vif runs.
-    services: ServicesConfig,
+    /// The services each vif runs (sized per vif from the heap, [`Net::add_vif`]).
+    selection: Selection,
     /// The console's list of those services.
     listening: String,
     /// The programmed wake-up: (deadline ns, handle).
@@ -107,26 +111,31 @@ impl Net {
 /// The network, once [`start`] found a vif.
 static NET: Mutex<Option<Net>> = Mutex::new(None);
 
-/// The services' configuration: those chosen with `services=` (default all); 40 TCP
-/// echo sockets (so 32 parallel connections are served at once) of 16 KiB each way,
-/// the defaults otherwise.
-fn services_config(chosen: guest_config::Services) -> ServicesConfig {
-    let d = ServicesConfig::default();
-    ServicesConfig {
-        selection: Selection {
-            tcp_echo: chosen.tcp_echo,
-            udp_echo: chosen.udp_echo,
-            iperf3: chosen.iperf3,
-            nbd: chosen.nbd,
-        },
-        tcp_echo: TcpPoolConfig {
-            sockets: 40,
-            rx_buffer: 16 * 1024,
-            tx_buffer: 16 * 1024,
-            ..d.tcp_echo
-        },
-        ..d
+/// The services chosen with `services=` (default all).
+fn selection(chosen: guest_config::Services) -> Selection {
+    Selection {
+        tcp_echo: chosen.tcp_echo,
+        udp_echo: chosen.udp_echo,
+        iperf3: chosen.iperf3,
+        nbd: chosen.nbd,
     }
+}
+
+/// Heap kept free beside the vifs' commitments: an eighth of the heap, 512 KiB
+/// to 2 MiB (per-connection state, disks added later, events, DHCP).
+fn heap_reserve(heap: usize) -> usize {
+    (heap / 8).clamp(512 * 1024, 2 * 1024 * 1024)
+}
+
+/// Heap a vif may take after its setup without allocating it then: the worst case
+/// of smoltcp's IPv4 reassembly (4 buffers, each grown to at most the largest
+/// datagram a 1514-byte frame can announce, ~66 KiB, with `Vec`'s doubling) and
+/// the NBD connections' payload in flight.
+fn lazy_bytes(services: Option<&ServicesConfig>) -> usize {
+    let nbd = services.filter(|s| s.selection.nbd).map_or(0, |s| {
+        s.nbd.pool.sockets.saturating_mul(s.nbd.limits.budget)
+    });
+    REASSEMBLY_WORST.saturating_add(nbd)
 }
 
 /// The console's list of the services that run, e.g. `tcp-echo:7 iperf3:5201`,
@@ -191,12 +200,12 @@ pub fn start(cfg: &NetConfig) {
             ids.len()
         );
     }
-    let services = services_config(cfg.services);
+    let selection = selection(cfg.services);
     let mut net = Net {
         vifs: Vec::new(),
         cfg: *cfg,
-        services,
-        listening: services_listening(&services.selection),
+        selection,
+        listening: services_listening(&selection),
         timer: None,
         deferred_at: time::now_ns(),
         clock_at: vif::instant_now(),
@@ -222,16 +231,8 @@ impl Net {
                 Addressing::None
             }
         };
-        let services = &self.services;
-        let (_, heap_free) = crate::mm::memory::heap_usage();
-        let with_services = heap_free >= services.buffer_bytes().saturating_add(HEAP_RESERVE);
-        if !with_services {
-            crate::println!(
-                "xenrs net error: vif/{id}: {heap_free} heap bytes free, the services need {}; not started on this vif",
-                services.buffer_bytes()
-            );
-        }
-        match Vif::new(id, primary, addressing, with_services.then_some(services)) {
+        let services = self.size_services(id);
+        match Vif::new(id, primary, addressing, services.as_ref()) {
             Ok(v) => {
                 if v.has_services() {
                     if primary {
@@ -243,6 +244,48 @@ impl Net {
                 self.vifs.push(v);
             }
             Err(e) => crate::println!("xenrs net error: vif/{id}: {e}"),
+        }
+    }
+
+    /// The services of vif `id` sized from the heap free now, less the reserve
+    /// and what the vifs up already may still take (their reassembly buffers and
+    /// NBD payloads). Prints the chosen sizes (`xenrs net: vif/<id> buffers ...`),
+    /// or `xenrs net error: ...` and `None` if not even the minimum fits.
+    fn size_services(&self, id: u32) -> Option<ServicesConfig> {
+        if self.selection == Selection::NONE {
+            return None;
+        }
+        let (heap_used, heap_free) = crate::mm::memory::heap_usage();
+        let heap = heap_used.saturating_add(heap_free);
+        let committed: usize = self
+            .vifs
+            .iter()
+            .map(|v| lazy_bytes(v.services_config()))
+            .fold(REASSEMBLY_WORST, usize::saturating_add);
+        let budget = heap_free
+            .saturating_sub(heap_reserve(heap))
+            .saturating_sub(committed);
+        let disks = crate::xenbus::devices::ids("vbd").is_ok_and(|ids| !ids.is_empty());
+        // `buffer_bytes` counts the NBD payloads too, so they fit the budget.
+        let sized = ServicesConfig::for_budget(self.selection, budget, disks);
+        match sized {
+            Ok(c) => {
+                crate::println!(
+                    "xenrs net: vif/{id} buffers heap_kib={} heap_free_kib={} budget_kib={} services_kib={} {}",
+                    heap / 1024,
+                    heap_free / 1024,
+                    budget / 1024,
+                    c.buffer_bytes() / 1024,
+                    c.sizes()
+                );
+                Some(c)
+            }
+            Err(e) => {
+                crate::println!(
+                    "xenrs net error: vif/{id}: {heap_free} heap bytes free of {heap}: {e}; services not started on this vif"
+                );
+                None
+            }
         }
     }
 

@@ -14,14 +14,16 @@
 //! storm (events that find no work) masks the port with a growing back-off
 //! (`evtchn_scan::storm`), counted on the stats line.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec;
+use core::cell::RefCell;
 use core::fmt;
 use core::sync::atomic::Ordering;
 
 use evtchn_scan::storm::{SpuriousLimiter, StormConfig, Verdict};
 use net_services::iperf3::Event as IperfEvent;
-use net_services::smol::ServiceEvent;
+use net_services::smol::{EchoReplyFix, FixedDevice, ServiceEvent};
 use net_services::{Services, ServicesConfig};
 use netfront::{Config as NetConfig, Fault, NetError, NetFront, ProbeError};
 use smoltcp::iface::{
@@ -108,12 +110,15 @@ pub struct Vif {
     primary: bool,
     /// The front end (the smoltcp device).
     nf: KernelNetFront,
-    /// The smoltcp interface.
-    iface: Interface,
+    /// The smoltcp interface (boxed: its IPv4 fragmentation buffer is 16 KiB, too
+    /// much to move around on the 64 KiB boot stack).
+    iface: Box<Interface>,
     /// Sockets of the services and DHCP.
     sockets: SocketSet<'static>,
     /// The services, if there was memory for them.
     services: Option<Services>,
+    /// Corrects the checksum of ping replies above the MTU (see `poll_iface`).
+    echo_fix: RefCell<EchoReplyFix>,
     /// The DHCP socket, with `dhcp`.
     dhcp: Option<SocketHandle>,
     /// How the address is configured.
@@ -189,6 +194,19 @@ fn seed(mac: [u8; 6]) -> u64 {
     x ^ (x >> 31)
 }
 
+/// netfront's configuration for a guest with `free_frames` pages left: the default 256
+/// rx and 256 tx buffers (one page each), fewer when they would take more than half the
+/// free pages (a guest of a few MiB), never fewer than 32.
+fn netfront_config(free_frames: u64) -> NetConfig {
+    let d = NetConfig::default();
+    let fit = u16::try_from(free_frames / 4).unwrap_or(u16::MAX).max(32);
+    NetConfig {
+        rx_buffers: d.rx_buffers.min(fit),
+        tx_buffers: d.tx_buffers.min(fit),
+        ..d
+    }
+}
+
 /// Formats an optional gateway as `A.B.C.D` or `none`.
 struct Gw(Option<Ipv4Address>);
 
@@ -220,7 +238,7 @@ impl Vif {
                 KernelPages::default(),
                 grants,
                 evtchn,
-                NetConfig::default(),
+                netfront_config(crate::mm::memory::free_frames()),
             )
         })
         .map_err(VifError::Store)?
@@ -232,7 +250,10 @@ impl Vif {
         let mut cfg = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
         cfg.random_seed = seed(mac.0);
         let now = instant_now();
-        let iface = Interface::new(cfg, &mut nf, now);
+        let mut iface = Box::new(Interface::new(cfg, &mut nf, now));
+        iface.set_reassembly_timeout(smoltcp::time::Duration::from_millis(
+            super::REASSEMBLY_TIMEOUT_MS,
+        ));
         let mut vif = Vif {
             id,
             primary,
@@ -240,6 +261,7 @@ impl Vif {
             iface,
             sockets: SocketSet::new(vec![]),
             services: None,
+            echo_fix: RefCell::default(),
             dhcp: None,
             addressing,
             watch: None,
@@ -322,6 +344,11 @@ impl Vif {
     /// Whether the services run on this vif.
     pub fn has_services(&self) -> bool {
         self.services.is_some()
+    }
+
+    /// The services' configuration, if they run on this vif.
+    pub fn services_config(&self) -> Option<&ServicesConfig> {
+        self.services.as_ref().map(Services::config)
     }
 
     /// Watches `<backend>/state` (the shared [`StateWatch`]: the handler only flags
@@ -685,18 +712,25 @@ impl Vif {
     fn poll_iface(&mut self, now: Instant) -> bool {
         let mut moved = false;
         self.iface.poll_maintenance(now);
+        // Big ping replies get their checksum from the request (smoltcp 0.14's
+        // is wrong after a bigger datagram: net_services::smol::EchoReplyFix).
+        let mut dev = FixedDevice::new(&mut self.nf, &self.echo_fix);
         for _ in 0..INGRESS_BUDGET {
             match self
                 .iface
-                .poll_ingress_single(now, &mut self.nf, &mut self.sockets)
+                .poll_ingress_single(now, &mut dev, &mut self.sockets)
             {
                 PollIngressSingleResult::None => break,
                 PollIngressSingleResult::PacketProcessed
                 | PollIngressSingleResult::SocketStateChanged => moved = true,
             }
+            // A ping reply above the MTU: its fragments before the next reply.
+            super::frag::drain(&mut self.iface, &mut dev, now);
         }
         for _ in 0..EGRESS_ROUNDS {
-            match self.iface.poll_egress(now, &mut self.nf, &mut self.sockets) {
+            let r = self.iface.poll_egress(now, &mut dev, &mut self.sockets);
+            super::frag::drain(&mut self.iface, &mut dev, now);
+            match r {
                 PollResult::None => break,
                 PollResult::SocketStateChanged => moved = true,
             }

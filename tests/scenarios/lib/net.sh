@@ -51,11 +51,11 @@ net_start() {
 	fi
 	net_wait_up "$name" "^xenrs net: ip=${ip//./\\.}/24 \\(static\\) gw=none\$"
 }
-# net_ping IP COUNT: ping COUNT times, 0.2 s apart, waiting up to 2 s per reply. Sets NET_PING (the
-# summary line and the rtt line); true on 0% loss.
+# net_ping IP COUNT [ARGS...]: ping COUNT times, 0.2 s apart, waiting up to 2 s per reply (ARGS
+# added, e.g. -s 8000). Sets NET_PING (the summary line and the rtt line); true on 0% loss.
 net_ping() {
 	local out sum rtt
-	out=$(ping -n -c "$2" -i 0.2 -W 2 "$1" 2>&1)
+	out=$(ping -n -c "$2" -i 0.2 -W 2 "${@:3}" "$1" 2>&1)
 	sum=$(grep -E 'packets transmitted' <<<"$out")
 	rtt=$(grep -E '^(rtt|round-trip)' <<<"$out")
 	NET_PING="$sum; $rtt"

@@ -16,12 +16,16 @@
 //!
 //! Each pump only touches the sockets it created (by handle).
 
+mod budget;
 mod echo;
+mod frag;
 mod iperf;
 mod nbd;
 mod pool;
 
+pub use budget::{BudgetTooSmall, Sizes, min_budget};
 pub use echo::{TcpEcho, TcpEchoStats, UdpEcho, UdpEchoConfig, UdpEchoStats};
+pub use frag::{EchoReplyFix, FixedDevice, FixedRx, FixedTx};
 pub use iperf::Iperf3Service;
 pub use nbd::{NbdConfig, NbdEvent, NbdService, NbdStats};
 pub use pool::{PoolError, TcpPool, TcpPoolConfig};
@@ -92,7 +96,8 @@ pub struct ServicesConfig {
 }
 
 impl Default for ServicesConfig {
-    /// All services; about 5.9 MiB of buffers: TCP echo 16 × (8 + 8)
+    /// All services, fixed sizes (the guest sizes them from its heap with
+    /// [`ServicesConfig::for_budget`]); about 5.9 MiB of buffers: TCP echo 16 × (8 + 8)
     /// KiB, UDP echo 2 × 64 KiB, iperf3 10 × (128 + 128) KiB, NBD 4 ×
     /// (128 + 128 KiB sockets + 512 KiB payload in flight).
     fn default() -> Self {
@@ -189,6 +194,7 @@ pub enum ServiceEvent {
 
 /// The selected services, bound to sockets in one `SocketSet`.
 pub struct Services {
+    cfg: ServicesConfig,
     tcp_echo: Option<TcpEcho>,
     udp_echo: Option<UdpEcho>,
     iperf3: Option<Iperf3Service>,
@@ -200,6 +206,7 @@ impl Services {
     pub fn new(sockets: &mut SocketSet<'_>, cfg: &ServicesConfig) -> Result<Self, SetupError> {
         let sel = cfg.selection;
         Ok(Services {
+            cfg: *cfg,
             tcp_echo: if sel.tcp_echo {
                 Some(TcpEcho::new(sockets, cfg.tcp_echo)?)
             } else {
@@ -269,6 +276,11 @@ impl Services {
             .as_mut()
             .and_then(NbdService::next_event)
             .map(ServiceEvent::Nbd)
+    }
+
+    /// The configuration the services were made with.
+    pub fn config(&self) -> &ServicesConfig {
+        &self.cfg
     }
 
     /// The TCP echo service, if selected.
