@@ -1,14 +1,21 @@
-//! Software completion of TCP/UDP checksums over IPv4 for `NETRXF_csum_blank` packets.
+//! TCP/UDP-over-IPv4 checksums for the offloads netfront negotiates: checking what the back end did not vouch for, writing the partial sum on transmit.
 //!
-//! A Linux dom0 hands a guest packets whose transport checksum was never
-//! filled in (`CHECKSUM_PARTIAL` on its side: locally generated traffic, or
-//! traffic from another guest that offloaded it); netback flags them
-//! `NETRXF_csum_blank` (`xen/include/public/io/netif.h`). Such a packet holds at
-//! best the pseudo-header sum in the checksum field, so a stack that verifies
-//! checksums would drop it. [`complete_checksum`] computes the real checksum
-//! (RFC 793 / RFC 768 over the RFC 791 pseudo-header, arithmetic of RFC 1071)
-//! from scratch, ignoring whatever the field held, as Linux netfront does with
-//! `skb_checksum_setup(skb, true)`.
+//! Receive: a Linux back end flags a packet `NETRXF_csum_blank` (its checksum
+//! was never filled in: `CHECKSUM_PARTIAL` in dom0, locally generated or from
+//! a guest that offloaded it; the field holds at best the pseudo-header sum)
+//! or `NETRXF_data_validated` (dom0 or its NIC verified it). Like Linux
+//! netfront, netfront trusts both flags, and verifies in software
+//! ([`checksum_ok`]) only packets that carry neither; a blank packet must
+//! still be one whose checksum could be set up ([`check_offloadable`]: IPv4,
+//! TCP or UDP, not a fragment), as Linux's `skb_checksum_setup` demands.
+//!
+//! Transmit: [`blank_checksum`] writes the folded pseudo-header sum into the
+//! field (RFC 793 / RFC 768 over the RFC 791 pseudo-header, RFC 1071
+//! arithmetic), which is what a back end given `NETTXF_csum_blank` expects:
+//! Linux netback marks the packet `CHECKSUM_PARTIAL` without recalculating the
+//! pseudo-header, and whoever completes it sums from the transport header on,
+//! field included. [`complete_checksum`] computes the full checksum (the
+//! simulator completes the guest's blank frames with it, as dom0 would).
 //!
 //! Parsing goes through smoltcp's checked wire views (`EthernetFrame`,
 //! `Ipv4Packet`, `TcpPacket`, `UdpPacket`, each built with `new_checked`) and
@@ -30,7 +37,7 @@ pub const IPPROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const IPPROTO_UDP: u8 = 17;
 
-/// Why a checksum could not be completed (the packet is dropped).
+/// Why a frame's TCP/UDP checksum could not be checked, completed or set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ChecksumError {
     /// Not an IPv4 frame (IPv6 and VLAN-tagged frames are not offloaded to us:
@@ -139,6 +146,25 @@ pub fn complete_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
     Ok(())
 }
 
+/// Whether a frame is one whose checksum can be offloaded: Ethernet, IPv4
+/// (not a fragment), and a TCP or UDP header that fits the segment. Reads
+/// headers only.
+pub fn check_offloadable(frame: &[u8]) -> Result<(), ChecksumError> {
+    let at = locate(frame)?;
+    let seg = frame
+        .get(at.start..at.end)
+        .ok_or(ChecksumError::Truncated)?;
+    match at.proto {
+        IpProtocol::Tcp => TcpPacket::new_checked(seg)
+            .map(|_| ())
+            .map_err(|_| ChecksumError::Truncated),
+        IpProtocol::Udp => UdpPacket::new_checked(seg)
+            .map(|_| ())
+            .map_err(|_| ChecksumError::Truncated),
+        p => Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
+    }
+}
+
 /// Whether the TCP/UDP checksum of an Ethernet/IPv4 frame verifies (a UDP
 /// checksum of zero, "none", counts as valid).
 pub fn checksum_ok(frame: &[u8]) -> Result<bool, ChecksumError> {
@@ -175,8 +201,8 @@ fn pseudo_header(at: &Segment, len: usize) -> u16 {
 }
 
 /// Replaces the transport checksum with the folded pseudo-header sum, as a
-/// Linux sender with checksum offload leaves it (`CHECKSUM_PARTIAL`). For
-/// tests and the simulator.
+/// Linux sender with checksum offload leaves it (`CHECKSUM_PARTIAL`): what
+/// netfront's transmit offload writes before setting `NETTXF_csum_blank`.
 pub fn blank_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
     let at = locate(frame)?;
     let seg = frame
@@ -282,7 +308,21 @@ mod tests {
         for n in 0..good.len() {
             let mut cut = good[..n].to_vec();
             assert!(complete_checksum(&mut cut).is_err());
+            assert!(check_offloadable(&cut).is_err());
         }
+        // What cannot be completed cannot be offloaded either.
+        assert_eq!(check_offloadable(&good), Ok(()));
+        assert_eq!(check_offloadable(&tcp_frame()), Ok(()));
+        assert_eq!(
+            check_offloadable(&v6),
+            Err(ChecksumError::NotIpv4 { ethertype: 0x86dd })
+        );
+        assert_eq!(check_offloadable(&frag), Err(ChecksumError::Fragment));
+        assert_eq!(
+            check_offloadable(&icmp),
+            Err(ChecksumError::UnsupportedProtocol(1))
+        );
+        assert_eq!(check_offloadable(&ihl), Err(ChecksumError::BadIpHeader));
     }
     /// A TCP/IPv4 SYN 10.0.0.1:40000 -> 10.0.0.2:80, checksum completed.
     fn tcp_frame() -> alloc::vec::Vec<u8> {
@@ -395,6 +435,7 @@ mod tests {
             f[at] = (x >> 32) as u8;
             f.truncate((x >> 40) as usize % (f.len() + 8));
             let _ = checksum_ok(&f);
+            let _ = check_offloadable(&f);
             let _ = blank_checksum(&mut f);
             let _ = complete_checksum(&mut f);
         }

@@ -3,15 +3,18 @@
 //! The receive token borrows only the rx reassembly buffer, the transmit
 //! token only the tx pool, its ring and the event channel, so smoltcp can hold
 //! both at once (to answer a packet while reading it). Capabilities: Ethernet,
-//! MTU = IP MTU + 14 (1514 by default), and the default checksum
-//! capabilities: the stack computes every checksum on transmit and verifies
-//! every checksum on receive (blank ones were completed by the driver, see the
-//! crate docs).
+//! MTU = IP MTU + 14 (1514 by default), and TCP/UDP checksums left to the
+//! driver both ways (`Checksum::None`): on receive the driver delivers only
+//! packets the back end vouched for (`NETRXF_csum_blank`/`_data_validated`)
+//! or whose checksum it verified; on transmit it writes the pseudo-header sum
+//! and sets `NETTXF_csum_blank | NETTXF_data_validated` (see the crate docs).
+//! IPv4 header and ICMP checksums stay with smoltcp (`Checksum::Both`).
 
 use alloc::vec;
 
-use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
+use xen_abi::netif::{NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED};
 
 use crate::NetFront;
 use crate::error::Fault;
@@ -54,8 +57,16 @@ impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg,
             self.tx.stats.dropped += 1;
             return f(&mut vec![0u8; len]);
         }
-        let r = f(self.tx.frame_mut(len));
-        match self.tx.post(len) {
+        let frame = self.tx.frame_mut(len);
+        let r = f(frame);
+        // smoltcp left TCP/UDP checksums out (capabilities below): a
+        // TCP/UDP-over-IPv4 frame gets the pseudo-header sum and the offload
+        // flags; anything else (ARP, ICMP) is complete as it is.
+        let flags = match crate::csum::blank_checksum(frame) {
+            Ok(()) => NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED,
+            Err(_) => 0,
+        };
+        match self.tx.post(len, flags) {
             Ok(true) => self.kick.notify(),
             Ok(false) => {}
             Err(fault) => *self.fault = Some(fault),
@@ -115,7 +126,10 @@ where
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = (self.mtu() as usize + crate::ETH_HLEN).min(self.max_frame());
         caps.max_burst_size = None;
-        caps.checksum = ChecksumCapabilities::default();
+        let mut checksum = ChecksumCapabilities::default();
+        checksum.tcp = Checksum::None;
+        checksum.udp = Checksum::None;
+        caps.checksum = checksum;
         caps
     }
 }

@@ -126,8 +126,13 @@ pub enum RxError {
     TooLong,
     /// A packet of zero bytes.
     Empty,
-    /// `NETRXF_csum_blank` set but the checksum could not be completed.
+    /// A TCP/UDP checksum that could not be checked: `NETRXF_csum_blank` on
+    /// a frame that is not TCP/UDP over IPv4 (unfragmented), or a packet the
+    /// back end did not vouch for whose TCP/UDP headers are malformed.
     Checksum(ChecksumError),
+    /// A packet without `NETRXF_csum_blank`/`NETRXF_data_validated` whose
+    /// TCP/UDP checksum is wrong.
+    BadChecksum,
 }
 
 /// Why a frame was not sent.
@@ -298,7 +303,8 @@ impl fmt::Display for RxError {
             RxError::TooManySlots => f.write_str("too many slots in one rx packet"),
             RxError::TooLong => f.write_str("rx packet longer than the reassembly buffer"),
             RxError::Empty => f.write_str("rx packet of zero bytes"),
-            RxError::Checksum(e) => write!(f, "completing a blank checksum: {e:?}"),
+            RxError::Checksum(e) => write!(f, "rx checksum: {e}"),
+            RxError::BadChecksum => f.write_str("rx TCP/UDP checksum is wrong"),
         }
     }
 }

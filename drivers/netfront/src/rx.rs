@@ -32,12 +32,12 @@ use alloc::vec::Vec;
 
 use xen_abi::PAGE_SIZE;
 use xen_abi::netif::{
-    NETRXF_CSUM_BLANK, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NetifRxRequest,
+    NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NetifRxRequest,
     XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_MAX, XEN_NETIF_EXTRA_TYPE_NONE,
 };
 use xen_ring::{RingError, SharedRing};
 
-use crate::csum::complete_checksum;
+use crate::csum::{ChecksumError, check_offloadable, checksum_ok};
 use crate::error::{Fault, NetError, RxError};
 use crate::wire::{RxReq, RxRsp};
 use xen_frontend::{Held, RingHalf};
@@ -59,8 +59,11 @@ pub struct RxStats {
     pub bytes: u64,
     /// Packets dropped because of an [`RxError`].
     pub errors: u64,
-    /// Packets whose checksum was completed in software (`NETRXF_csum_blank`).
-    pub csum_completed: u64,
+    /// Packets delivered on the back end's word (`NETRXF_csum_blank` or
+    /// `NETRXF_data_validated`), their TCP/UDP checksum not looked at.
+    pub csum_trusted: u64,
+    /// TCP/UDP packets without those flags whose checksum was verified here.
+    pub csum_verified: u64,
     /// Extra-info slots skipped.
     pub extras: u64,
     /// Response slots consumed.
@@ -308,16 +311,19 @@ impl<Pg: SharedRing> Rx<Pg> {
             None if asm.len == 0 => Err(RxError::Empty),
             None => Ok(asm.len),
         };
-        if let Ok(len) = result
-            && asm.flags & NETRXF_CSUM_BLANK != 0
-        {
-            let frame = self.scratch.get_mut(..len).unwrap_or(&mut []);
-            result = match complete_checksum(frame) {
-                Ok(()) => {
-                    self.stats.csum_completed += 1;
+        if let Ok(len) = result {
+            let frame = self.scratch.get(..len).unwrap_or(&[]);
+            result = match rx_checksum(asm.flags, frame) {
+                Ok(Csum::Trusted) => {
+                    self.stats.csum_trusted += 1;
                     Ok(len)
                 }
-                Err(e) => Err(RxError::Checksum(e)),
+                Ok(Csum::Verified) => {
+                    self.stats.csum_verified += 1;
+                    Ok(len)
+                }
+                Ok(Csum::NotTcpUdp) => Ok(len),
+                Err(e) => Err(e),
             };
         }
         match result {
@@ -329,6 +335,47 @@ impl<Pg: SharedRing> Rx<Pg> {
                 self.stats.errors += 1;
                 Err(NetError::Rx(e))
             }
+        }
+    }
+}
+
+/// What the receive path did about a packet's TCP/UDP checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Csum {
+    /// The back end vouched for it (flags); not looked at.
+    Trusted,
+    /// Verified here.
+    Verified,
+    /// Not an unfragmented TCP/UDP-over-IPv4 frame: smoltcp checks what it
+    /// accepts of it (IPv4 header and ICMP checksums; it has no IP
+    /// reassembly, so it drops fragments).
+    NotTcpUdp,
+}
+
+/// The checksum policy (see the crate docs): trust `NETRXF_csum_blank` and
+/// `NETRXF_data_validated` as Linux netfront does (a blank packet must be one
+/// whose checksum could be set up, as `skb_checksum_setup` demands), verify
+/// every other TCP/UDP packet, because the smoltcp device verifies none.
+fn rx_checksum(flags: u16, frame: &[u8]) -> Result<Csum, RxError> {
+    if flags & NETRXF_CSUM_BLANK != 0 {
+        return match check_offloadable(frame) {
+            Ok(()) => Ok(Csum::Trusted),
+            Err(e) => Err(RxError::Checksum(e)),
+        };
+    }
+    if flags & NETRXF_DATA_VALIDATED != 0 {
+        return Ok(Csum::Trusted);
+    }
+    match checksum_ok(frame) {
+        Ok(true) => Ok(Csum::Verified),
+        Ok(false) => Err(RxError::BadChecksum),
+        Err(
+            ChecksumError::NotIpv4 { .. }
+            | ChecksumError::UnsupportedProtocol(_)
+            | ChecksumError::Fragment,
+        ) => Ok(Csum::NotTcpUdp),
+        Err(e @ (ChecksumError::Truncated | ChecksumError::BadIpHeader)) => {
+            Err(RxError::Checksum(e))
         }
     }
 }

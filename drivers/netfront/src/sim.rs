@@ -126,6 +126,15 @@ impl SimRxPacket {
     }
 }
 
+/// A frame the guest transmitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimTxFrame {
+    /// The frame.
+    pub data: Vec<u8>,
+    /// Flags of its first request (`NETTXF_*`).
+    pub flags: u16,
+}
+
 /// A one-shot corruption of the next rx packet's first data response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RxCorruption {
@@ -237,7 +246,7 @@ pub struct SimNetback {
     last_rx_id: Option<u16>,
     tx_partial: Vec<NetifTxRequest>,
     tx_replay: Option<u16>,
-    sent: Vec<Vec<u8>>,
+    sent: Vec<SimTxFrame>,
     hold_tx: bool,
     keep_mappings: bool,
     rx_corrupt: Option<RxCorruption>,
@@ -345,6 +354,15 @@ impl SimNetback {
 
     /// Takes the frames the guest transmitted so far.
     pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        core::mem::take(&mut self.sent)
+            .into_iter()
+            .map(|f| f.data)
+            .collect()
+    }
+
+    /// Takes the frames the guest transmitted, with their flags, as they
+    /// came (a `NETTXF_csum_blank` frame holds the pseudo-header sum).
+    pub fn take_sent_frames(&mut self) -> Vec<SimTxFrame> {
         core::mem::take(&mut self.sent)
     }
 
@@ -718,7 +736,10 @@ impl SimNetback {
         }
         if ok {
             self.stats.tx_frames += 1;
-            self.sent.push(frame);
+            self.sent.push(SimTxFrame {
+                data: frame,
+                flags: reqs.first().map_or(0, |r| r.flags),
+            });
         }
         let status = if ok { NETIF_RSP_OKAY } else { NETIF_RSP_ERROR };
         for r in reqs {

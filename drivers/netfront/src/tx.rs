@@ -31,7 +31,8 @@ use alloc::vec::Vec;
 
 use xen_abi::PAGE_SIZE;
 use xen_abi::netif::{
-    NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETTXF_MORE_DATA, NetifTxRequest,
+    NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_MORE_DATA,
+    NetifTxRequest,
 };
 use xen_ring::{RingError, SharedRing};
 
@@ -64,6 +65,9 @@ pub struct TxStats {
     pub dropped: u64,
     /// Frames that needed more than one slot.
     pub multi_slot: u64,
+    /// Frames sent with their TCP/UDP checksum left to the back end
+    /// (`NETTXF_csum_blank`).
+    pub csum_offloaded: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,7 +221,7 @@ impl<Pg: SharedRing> Tx<Pg> {
     ) -> Result<(R, bool), NetError> {
         self.check(len)?;
         let r = fill(self.frame_mut(len));
-        Ok((r, self.post(len)?))
+        Ok((r, self.post(len, 0)?))
     }
 
     /// Whether a frame of `len` bytes can be sent now.
@@ -241,9 +245,10 @@ impl<Pg: SharedRing> Tx<Pg> {
     }
 
     /// Copies the staged frame of `len` bytes (checked by [`Self::check`])
-    /// into free pool pages and posts it. Returns whether the back end must
-    /// be notified.
-    pub(crate) fn post(&mut self, len: usize) -> Result<bool, Fault> {
+    /// into free pool pages and posts it, with `flags` (`NETTXF_csum_blank`,
+    /// `NETTXF_data_validated`) on its first request. Returns whether the
+    /// back end must be notified.
+    pub(crate) fn post(&mut self, len: usize, flags: u16) -> Result<bool, Fault> {
         let n = len.div_ceil(PAGE_SIZE);
         if n == 0 || n > MAX_TX_SLOTS || self.free.len() < n {
             return Ok(false);
@@ -275,7 +280,7 @@ impl<Pg: SharedRing> Tx<Pg> {
                 req: NetifTxRequest {
                     gref: 0,
                     offset: 0,
-                    flags: if more { NETTXF_MORE_DATA } else { 0 },
+                    flags: if more { NETTXF_MORE_DATA } else { 0 } | if k == 0 { flags } else { 0 },
                     id,
                     size,
                 },
@@ -292,6 +297,9 @@ impl<Pg: SharedRing> Tx<Pg> {
         }
         self.stats.packets += 1;
         self.stats.bytes += len as u64;
+        if flags & NETTXF_CSUM_BLANK != 0 {
+            self.stats.csum_offloaded += 1;
+        }
         if n > 1 {
             self.stats.multi_slot += 1;
         }

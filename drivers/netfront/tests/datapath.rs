@@ -341,7 +341,7 @@ fn steady_state_issues_no_grant_and_allocates_no_page() {
 }
 
 #[test]
-fn blank_checksums_are_completed() {
+fn flagged_checksums_are_trusted_and_the_rest_verified() {
     let mut w = SimWorld::new(SimNetConfig::default());
     let mut nf = w.connect(Config::default());
     let udp = udp_frame(b"hello, netfront", 5353);
@@ -349,15 +349,18 @@ fn blank_checksums_are_completed() {
     let odd = udp_frame(b"odd", 1);
     assert_eq!(checksum_ok(&udp), Ok(true));
     assert_eq!(checksum_ok(&tcp), Ok(true));
+    let mut expect = Vec::new();
     for good in [&udp, &tcp, &odd] {
-        // As a Linux dom0 sends it: pseudo-header sum in the field.
+        // As a Linux dom0 sends it: pseudo-header sum in the field, wrong
+        // on the wire, delivered as it is (the stack is told not to check).
         let mut blank = good.clone();
         blank_checksum(&mut blank).unwrap();
-        assert_ne!(&blank, good);
+        assert_eq!(checksum_ok(&blank), Ok(false));
         let mut p = SimRxPacket::new(&blank);
         p.flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
         w.back.inject(p);
-        // A zeroed field, split over slots.
+        expect.push(blank.clone());
+        // A zeroed field, split over slots, csum_blank alone.
         let mut zero = good.clone();
         let l4 = 14 + 20;
         let field = if good[23] == 6 { l4 + 16 } else { l4 + 6 };
@@ -367,26 +370,51 @@ fn blank_checksums_are_completed() {
         p.flags = NETRXF_CSUM_BLANK;
         p.chunk = 40;
         w.back.inject(p);
+        expect.push(zero.clone());
+        // The same wrong checksum with data_validated alone: trusted too.
+        let mut p = SimRxPacket::new(&blank);
+        p.flags = NETRXF_DATA_VALIDATED;
+        w.back.inject(p);
+        expect.push(blank.clone());
+        // And with no flag: verified, wrong, dropped.
+        w.back.inject(SimRxPacket::new(&blank));
+        // A correct one with no flag: verified and delivered.
+        w.back.inject(SimRxPacket::new(good));
+        expect.push(good.clone());
     }
-    // Validated-only and plain packets are passed through untouched.
-    let mut p = SimRxPacket::new(&udp);
-    p.flags = NETRXF_DATA_VALIDATED;
-    w.back.inject(p);
+    // Not TCP/UDP (no flag): left to the stack.
+    let other = frame(80, 9);
+    w.back.inject(SimRxPacket::new(&other));
+    expect.push(other);
     let (frames, errors) = w.receive_all(&mut nf);
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(frames, expect);
     assert_eq!(
-        frames,
-        vec![
-            udp.clone(),
-            udp.clone(),
-            tcp.clone(),
-            tcp.clone(),
-            odd.clone(),
-            odd,
-            udp
-        ]
+        errors,
+        vec![NetError::Rx(netfront::RxError::BadChecksum); 3],
+        "each unflagged bad checksum is dropped"
     );
-    assert_eq!(nf.stats().rx.csum_completed, 6);
+    let st = nf.stats().rx;
+    assert_eq!(st.csum_trusted, 9);
+    assert_eq!(st.csum_verified, 3);
+    assert_eq!(st.errors, 3);
+}
+
+#[test]
+fn unflagged_malformed_tcp_is_dropped() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config::default());
+    // A TCP data offset past the segment: cannot be verified.
+    let mut bad = tcp_frame(b"x", 1);
+    bad[14 + 20 + 12] = 0xF0;
+    w.back.inject(SimRxPacket::new(&bad));
+    let (frames, errors) = w.receive_all(&mut nf);
+    assert!(frames.is_empty());
+    assert_eq!(
+        errors,
+        vec![NetError::Rx(netfront::RxError::Checksum(
+            netfront::csum::ChecksumError::Truncated
+        ))]
+    );
 }
 
 #[test]

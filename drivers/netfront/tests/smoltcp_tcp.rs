@@ -2,21 +2,24 @@
 //! the back end's side talks TCP to a smoltcp stack on NetFront. Every
 //! TCP/UDP packet the peer sends reaches the guest with its checksum blanked
 //! and `NETRXF_csum_blank` set, as from a Linux dom0 with offload on: if the
-//! driver's completion were wrong, the guest stack would drop the segments
-//! and the transfer would not finish.
+//! driver mishandled them, the guest stack would drop the segments and the
+//! transfer would not finish. Every TCP frame the guest sends leaves with
+//! `NETTXF_csum_blank | NETTXF_data_validated` and the pseudo-header sum in
+//! its checksum field; the test completes it as dom0 would before the peer
+//! (which verifies every checksum) sees it.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
 use std::collections::VecDeque;
 
 use netfront::Config;
-use netfront::csum::blank_checksum;
+use netfront::csum::{blank_checksum, checksum_ok, complete_checksum};
 use netfront::sim::{SimNetConfig, SimRxPacket, SimWorld};
 use smoltcp::iface::{Config as IfConfig, Interface, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
-use xen_abi::netif::NETRXF_CSUM_BLANK;
+use xen_abi::netif::{NETRXF_CSUM_BLANK, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED};
 
 /// The peer's NIC: frames to and from the simulated back end.
 #[derive(Default)]
@@ -117,6 +120,7 @@ fn tcp_transfer_through_netfront_with_blank_checksums() {
     let mut sent = 0usize;
     let mut echoed = Vec::new();
     let mut blanked = 0u64;
+    let mut offloaded = 0u64;
     let mut now = Instant::ZERO;
     for _ in 0..200_000 {
         now += smoltcp::time::Duration::from_millis(1);
@@ -157,7 +161,21 @@ fn tcp_transfer_through_netfront_with_blank_checksums() {
         }
         guest.poll(now, &mut nf, &mut gsockets);
         w.back.service();
-        wire.rx.extend(w.back.take_sent());
+        for mut f in w.back.take_sent_frames() {
+            if f.data.get(23) == Some(&6) {
+                // TCP: offloaded, the field holds the pseudo-header sum.
+                assert_eq!(f.flags, NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED);
+                let mut partial = f.data.clone();
+                blank_checksum(&mut partial).unwrap();
+                assert_eq!(partial, f.data, "field is not the pseudo-header sum");
+                complete_checksum(&mut f.data).unwrap();
+                offloaded += 1;
+            } else {
+                assert_eq!(f.flags & NETTXF_CSUM_BLANK, 0);
+            }
+            assert_ne!(checksum_ok(&f.data), Ok(false));
+            wire.rx.push_back(f.data);
+        }
         if echoed.len() == data.len() {
             break;
         }
@@ -166,7 +184,9 @@ fn tcp_transfer_through_netfront_with_blank_checksums() {
     assert!(echoed == data);
     let st = nf.stats();
     assert!(blanked > 100);
-    assert_eq!(st.rx.csum_completed, blanked);
+    assert_eq!(st.rx.csum_trusted, blanked);
+    assert_eq!(st.tx.csum_offloaded, offloaded);
+    assert!(offloaded > 100);
     assert_eq!(st.rx.errors, 0);
     assert!(st.tx.completed > 100);
     assert_eq!(w.back.stats().bad_rx_grefs, 0);
