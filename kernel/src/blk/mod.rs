@@ -83,11 +83,14 @@ struct Disk {
     closing_since: Option<u64>,
 }
 
+/// Finished requests per owner: (tag, result).
+type DoneQueues = BTreeMap<u16, VecDeque<(u64, Result<Vec<u8>, DiskError>)>>;
+
 /// The disks.
 struct Blk {
     disks: Vec<Disk>,
     /// Finished requests per owner: (tag, result).
-    done: BTreeMap<u16, VecDeque<(u64, Result<Vec<u8>, DiskError>)>>,
+    done: DoneQueues,
     /// Whether the NBD service runs (its export lines are printed).
     nbd: bool,
 }
@@ -269,7 +272,7 @@ impl Disk {
     fn pump(
         &mut self,
         nbd: bool,
-        done: &mut BTreeMap<u16, VecDeque<(u64, Result<Vec<u8>, DiskError>)>>,
+        done: &mut DoneQueues,
     ) -> bool {
         let mut busy = false;
         let name = alloc::string::String::from(self.bf.name());
