@@ -193,11 +193,24 @@ bench_sample() {
 	fi
 }
 # bench_delta A B: B - A, or null when either is null; sub-second values keep one decimal.
+# Integers in bash; `xl list`'s seconds (one decimal) as tenths, so no fork either way.
 bench_delta() {
-	if [ "$1" = null ] || [ "$2" = null ]; then
+	local a=$1 b=$2
+	if [ "$a" = null ] || [ "$b" = null ] || [ -z "$a" ] || [ -z "$b" ]; then
 		echo null
+	elif [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ ]]; then
+		echo $((b - a))
+	elif [[ $a =~ ^([0-9]+)\.([0-9])$ && $b =~ ^([0-9]+)\.([0-9])$ ]]; then
+		a=${a/./}
+		b=${b/./}
+		a=$((10#$b - 10#$a))
+		if [ "$a" -ge 0 ]; then
+			printf '%d.%d\n' $((a / 10)) $((a % 10))
+		else
+			awk -v d="$a" 'BEGIN {printf "%.1f", d / 10}'
+		fi
 	else
-		awk -v a="$1" -v b="$2" 'BEGIN {d = b - a; if (d == int(d)) printf "%d", d; else printf "%.1f", d}'
+		awk -v a="$a" -v b="$b" 'BEGIN {printf "%.1f", b - a}'
 	fi
 }
 # bench_record G DIR REP FIGURE-JSON: append one run (the figure, and the deltas between the
