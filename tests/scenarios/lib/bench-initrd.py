@@ -16,6 +16,8 @@ import sys
 WRAPPER = b"""#!/bin/busybox sh
 # bench (tests/scenarios/lib/bench-initrd.py): a TCP echo server on port 7, then the original /init.
 /bin/busybox --install -s /bin
+# /dev is empty until devtmpfs is mounted (the original /init mounts it again, quietly failing).
+/bin/busybox mount -t devtmpfs devtmpfs /dev
 /bin/busybox nc -ll -p 7 -e /bin/cat </dev/null >/dev/null 2>&1 &
 echo "linux-domu: tcp echo (busybox nc) on port 7 (pid $!)"
 exec /bin/busybox sh /init.bench-orig
