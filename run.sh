@@ -33,10 +33,11 @@
 #       `flakes: N`; the exit status is non-zero on any failure. See docs/TESTING-XEN.md.
 #
 #   ./run.sh bench [--smp N]
-#       Set up, `cargo kbuild`, then only the real-Xen `bench` scenario: iperf3 both ways and the
-#       time from `xl create` to a TCP port answering, for xenrs and for a Linux PVH domU in the
-#       same boot. Writes target/xen-harness/bench-latest.{json,md} and puts the table into
-#       BENCHMARKS.md. (`./run.sh test` runs the bench scenario too, but leaves BENCHMARKS.md alone.)
+#       Set up, `cargo kbuild`, then only the real-Xen `bench` scenario (about half an hour under
+#       TCG): iperf3 both ways, NBD, resume, smallest memory and density, for xenrs and for a Linux
+#       PVH domU in the same boot. Writes target/xen-harness/bench-latest.{json,md} (and every run
+#       in bench-latest-runs.jsonl) and puts the table into BENCHMARKS.md. `./run.sh test` does not
+#       run it (`# xt-explicit` in tests/scenarios/bench.sh); `./run.sh test --only bench` does.
 #
 #   ./run.sh soak [--rounds N] [--minutes M] [--smp N]
 #       Set up, `cargo kbuild`, then only the save/restore soak (tests/soak/soak.sh, body in

@@ -7,7 +7,8 @@
 #
 # Options:
 #   --only LIST        comma-separated built-in scenarios (tests/scenarios/NAME.sh) to run;
-#                      default: all of them; "none": only the --scenario files
+#                      default: all of them but those marked `# xt-explicit` (bench); "none":
+#                      only the --scenario files
 #   --scenario FILE    also run this user scenario (repeatable) against a fresh default guest
 #   --kernel ELF       guest kernel (default: $CARGO_TARGET_DIR or target/ + x86_64-xen/release/kernel)
 #   --memory N         interactive guest's memory in MiB (default 32)
@@ -100,7 +101,10 @@ SCEN_DIR="$XT_REPO/tests/scenarios"
 mapfile -t ALL < <(find "$SCEN_DIR" -maxdepth 1 -name '*.sh' -printf '%f\n' 2>/dev/null | sed 's/\.sh$//' | LC_ALL=C sort)
 SELECTED=()
 if [ -z "$ONLY" ]; then
-	SELECTED=("${ALL[@]}")
+	# A scenario with a `# xt-explicit` line (the long bench) runs only when --only names it.
+	for n in "${ALL[@]}"; do
+		grep -q -E '^#[[:space:]]*xt-explicit([[:space:]]|$)' "$SCEN_DIR/$n.sh" || SELECTED+=("$n")
+	done
 elif [ "$ONLY" != none ]; then
 	IFS=',' read -r -a want <<<"$ONLY"
 	for w in "${want[@]}"; do
@@ -201,7 +205,8 @@ SUMMARY="$LOGDIR/summary-latest.txt"
 # first removes the previous ones, so they are never mistaken for this run's.
 BENCH_JSON="$LOGDIR/bench-latest.json"
 BENCH_MD="$LOGDIR/bench-latest.md"
-case " ${SELECTED[*]} " in *" bench "*) rm -f "$BENCH_JSON" "$BENCH_MD" ;; esac
+BENCH_RUNS="$LOGDIR/bench-latest-runs.jsonl"
+case " ${SELECTED[*]} " in *" bench "*) rm -f "$BENCH_JSON" "$BENCH_MD" "$BENCH_RUNS" ;; esac
 # Replaced by the real verdict at the end; says FAIL if this script dies on the way.
 printf 'RESULT xen-harness FAIL run-suite.sh did not finish\n0 passed, 1 failed\nflakes: 0\n' >"$SUMMARY"
 [ -n "$LOG" ] || LOG="$LOGDIR/serial-$(date +%Y%m%d-%H%M%S)-$$.log"
@@ -320,9 +325,13 @@ printf '%s\n%s\n%s\n' "${RESULTS#$'\n'}" "$PASSED passed, $FAILED failed" "flake
 BJ=$(sed -n -E 's/^\[ *[0-9]+\.[0-9]+\] xt\| BENCH-JSON //p' "$LOG" | tail -n 1)
 if [ -n "$BJ" ]; then
 	printf '%s\n' "$BJ" >"$BENCH_JSON"
+	# Every run of the last bench: the BENCH-RUN lines printed just before its BENCH-JSON line.
+	sed -n -E 's/^\[ *[0-9]+\.[0-9]+\] xt\| (BENCH-RUN |BENCH-JSON )/\1/p' "$LOG" |
+		awk '/^BENCH-JSON / {m = n; for (i = 0; i < n; i++) f[i] = l[i]; n = 0; next}
+			{sub(/^BENCH-RUN /, ""); l[n++] = $0} END {for (i = 0; i < m; i++) print f[i]}' >"$BENCH_RUNS"
 	sed -n -E 's/^\[ *[0-9]+\.[0-9]+\] xt\| BENCH-MD ?//p' "$LOG" |
 		awk '/^Measured / {n = 0} {l[n++] = $0} END {for (i = 0; i < n; i++) print l[i]}' >"$BENCH_MD"
-	xt_log "benchmark figures: $BENCH_JSON and $BENCH_MD"
+	xt_log "benchmark figures: $BENCH_JSON, $BENCH_MD and every run in $BENCH_RUNS"
 fi
 echo "==== real-Xen suite: serial log $LOG ($ELAPSED) ===="
 cat "$SUMMARY"

@@ -217,6 +217,56 @@ pub fn start(cfg: &NetConfig) {
     }
     *NET.lock() = Some(net);
     suspend::register(Box::new(NetHook));
+    if let Err(e) = crate::xen::store::watch(STATS_IN, 4, Box::new(on_stats_request)) {
+        crate::println!("xenrs net error: watching {STATS_IN}: {e}");
+    }
+}
+
+/// The stats request node: dom0 writes a tag there (`data/stats-in`, relative to
+/// our home); see [`on_stats_request`].
+const STATS_IN: &str = "data/stats-in";
+/// Where the answer goes: `<tag> <vif stats line>[ | <vif stats line>]...`.
+const STATS_OUT: &str = "data/stats-out";
+/// The longest tag taken (longer ones are cut).
+const STATS_TAG_MAX: usize = 32;
+
+/// The `data/stats-in` watch handler: for a non-empty value `<tag>`, prints
+/// `xenrs stats <tag>: vif/<id>: rx ...` (every vif's counters, the line of
+/// [`log_stats`]) and writes them, after the tag, to `data/stats-out`, so that a
+/// dom0 script (the bench) can read the counters around a run without disturbing
+/// it. Runs in the main loop, like every watch handler.
+fn on_stats_request(_path: &str) {
+    use core::fmt::Write;
+    let tag = match crate::xen::store::read(STATS_IN) {
+        Ok(v) => v,
+        // Fired once when registered, before dom0 wrote anything.
+        Err(_) => return,
+    };
+    let tag: String = tag
+        .iter()
+        .take(STATS_TAG_MAX)
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                char::from(b)
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if tag.is_empty() {
+        return;
+    }
+    let mut out = tag.clone();
+    if let Some(net) = NET.lock().as_ref() {
+        for (i, v) in net.vifs.iter().enumerate() {
+            let line = alloc::format!("{}", v.stats_line());
+            crate::println!("xenrs stats {tag}: {line}");
+            let _ = write!(out, "{}{line}", if i == 0 { " " } else { " | " });
+        }
+    }
+    if let Err(e) = crate::xen::store::write(STATS_OUT, out.as_bytes()) {
+        crate::println!("xenrs net error: writing {STATS_OUT}: {e}");
+    }
 }
 
 impl Net {
