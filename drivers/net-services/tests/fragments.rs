@@ -13,7 +13,7 @@
 use nbd_server::NoDisks;
 use net_services::smol::{EchoReplyFix, FixedDevice, Selection, Services, ServicesConfig};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Device};
 use smoltcp::socket::{icmp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -23,8 +23,6 @@ use smoltcp::wire::{
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The system allocator, counting the bytes live and their peak.
@@ -55,53 +53,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-/// One end of an in-memory Ethernet cable (frames up to 1514 bytes, like netfront).
-struct PipeEnd {
-    rx: Queue,
-    tx: Queue,
-}
-
-struct Rx(Vec<u8>);
-struct Tx(Queue);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        assert!(len <= 1514, "a {len}-byte frame on a 1514-byte link");
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.0.borrow_mut().push_back(buf);
-        r
-    }
-}
-
-impl Device for PipeEnd {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx;
-
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx)> {
-        let f = self.rx.borrow_mut().pop_front()?;
-        Some((Rx(f), Tx(self.tx.clone())))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<Tx> {
-        Some(Tx(self.tx.clone()))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut c = DeviceCapabilities::default();
-        c.medium = Medium::Ethernet;
-        c.max_transmission_unit = 1514;
-        c
-    }
-}
+#[path = "common/pipe.rs"]
+mod pipe;
+use pipe::{PipeEnd, cable};
 
 const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 1);
 const CLIENT_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 2);
@@ -136,13 +90,7 @@ fn iface(dev: &mut PipeEnd, mac: [u8; 6], ip: Ipv4Address, seed: u64) -> Interfa
 
 impl Net {
     fn new() -> Net {
-        let a: Queue = Rc::default();
-        let b: Queue = Rc::default();
-        let mut s_dev = PipeEnd {
-            rx: a.clone(),
-            tx: b.clone(),
-        };
-        let mut c_dev = PipeEnd { rx: b, tx: a };
+        let (mut s_dev, mut c_dev) = cable();
         let s_iface = iface(&mut s_dev, SERVER_MAC, SERVER_IP, 1);
         let c_iface = iface(&mut c_dev, CLIENT_MAC, CLIENT_IP, 2);
         let mut s_sockets = SocketSet::new(vec![]);

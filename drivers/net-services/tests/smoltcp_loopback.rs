@@ -10,70 +10,15 @@ use net_services::iperf3::{AbortReason, Event, Phase, State};
 use net_services::smol::{NbdEvent, ServiceEvent, Services, ServicesConfig};
 use serde_json::Value;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
 use std::rc::Rc;
 
-type Queue = Rc<RefCell<VecDeque<Vec<u8>>>>;
-
-/// One end of an in-memory Ethernet cable (frames up to 1514 bytes, like netfront).
-/// While `down` (the guest's netfront reconnecting after a restore) it sends
-/// nothing and what arrives is lost.
-struct PipeEnd {
-    rx: Queue,
-    tx: Queue,
-    down: Rc<Cell<bool>>,
-}
-
-struct Rx(Vec<u8>);
-struct Tx(Queue);
-
-impl phy::RxToken for Rx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for Tx {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0u8; len];
-        let r = f(&mut buf);
-        self.0.borrow_mut().push_back(buf);
-        r
-    }
-}
-
-impl Device for PipeEnd {
-    type RxToken<'a> = Rx;
-    type TxToken<'a> = Tx;
-
-    fn receive(&mut self, _: Instant) -> Option<(Rx, Tx)> {
-        if self.down.get() {
-            self.rx.borrow_mut().clear();
-            return None;
-        }
-        let f = self.rx.borrow_mut().pop_front()?;
-        Some((Rx(f), Tx(self.tx.clone())))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<Tx> {
-        if self.down.get() {
-            return None;
-        }
-        Some(Tx(self.tx.clone()))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut c = DeviceCapabilities::default();
-        c.medium = Medium::Ethernet;
-        c.max_transmission_unit = 1514;
-        c
-    }
-}
+#[path = "common/pipe.rs"]
+mod pipe;
+use pipe::{PipeEnd, cable};
 
 /// Addresses from TEST-NET-1 (RFC 5737); nothing leaves the process.
 const SERVER_IP: Ipv4Address = Ipv4Address::new(192, 0, 2, 1);
@@ -110,19 +55,8 @@ fn iface(dev: &mut PipeEnd, mac: [u8; 6], ip: Ipv4Address, seed: u64) -> Interfa
 
 impl Net {
     fn new(cfg: &ServicesConfig) -> Net {
-        let a: Queue = Rc::default();
-        let b: Queue = Rc::default();
-        let s_down = Rc::new(Cell::new(false));
-        let mut s_dev = PipeEnd {
-            rx: a.clone(),
-            tx: b.clone(),
-            down: s_down.clone(),
-        };
-        let mut c_dev = PipeEnd {
-            rx: b,
-            tx: a,
-            down: Rc::default(),
-        };
+        let (mut s_dev, mut c_dev) = cable();
+        let s_down = s_dev.down.clone();
         let s_iface = iface(&mut s_dev, [2, 0, 0, 0, 0, 1], SERVER_IP, 1);
         let c_iface = iface(&mut c_dev, [2, 0, 0, 0, 0, 2], CLIENT_IP, 2);
         let mut s_sockets = SocketSet::new(vec![]);

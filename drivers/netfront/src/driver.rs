@@ -965,7 +965,11 @@ where
     pub fn rx_watchdog_deadline_ms(&self) -> Option<u64> {
         let n = self.nif();
         let since = n.rx_watch.since_ms?;
-        Some(watch_deadline(since, n.rx_watch.renotified_ms, n.config.rx_stall_ms))
+        Some(watch_deadline(
+            since,
+            n.rx_watch.renotified_ms,
+            n.config.rx_stall_ms,
+        ))
     }
 
     /// When [`check_tx_progress`](Self::check_tx_progress) next has
@@ -973,7 +977,11 @@ where
     pub fn tx_watchdog_deadline_ms(&self) -> Option<u64> {
         let n = self.nif();
         let since = n.tx_watch.since_ms?;
-        Some(watch_deadline(since, n.tx_watch.renotified_ms, n.config.tx_stall_ms))
+        Some(watch_deadline(
+            since,
+            n.tx_watch.renotified_ms,
+            n.config.tx_stall_ms,
+        ))
     }
 
     /// Before the caller sleeps (`RING_FINAL_CHECK_FOR_RESPONSES` on both

@@ -1062,3 +1062,59 @@ impl SimWorld {
         (frames, errors)
     }
 }
+
+/// The peer's NIC for host tests that run smoltcp on the other end of the
+/// simulated netback: frames the test hands to the peer (`rx`) and frames
+/// the peer's stack sent (`tx`).
+#[cfg(feature = "smoltcp")]
+#[derive(Default)]
+pub struct PeerWire {
+    /// Frames for the peer's stack to receive.
+    pub rx: VecDeque<Vec<u8>>,
+    /// Frames the peer's stack sent.
+    pub tx: Vec<Vec<u8>>,
+}
+
+/// A frame for the peer ([`PeerWire`]).
+#[cfg(feature = "smoltcp")]
+pub struct PeerRx(Vec<u8>);
+
+/// Room for a frame from the peer ([`PeerWire`]).
+#[cfg(feature = "smoltcp")]
+pub struct PeerTx<'a>(&'a mut Vec<Vec<u8>>);
+
+#[cfg(feature = "smoltcp")]
+impl smoltcp::phy::RxToken for PeerRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+#[cfg(feature = "smoltcp")]
+impl smoltcp::phy::TxToken for PeerTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut b = vec![0; len];
+        let r = f(&mut b);
+        self.0.push(b);
+        r
+    }
+}
+
+#[cfg(feature = "smoltcp")]
+impl smoltcp::phy::Device for PeerWire {
+    type RxToken<'a> = PeerRx;
+    type TxToken<'a> = PeerTx<'a>;
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(PeerRx, PeerTx<'_>)> {
+        let f = self.rx.pop_front()?;
+        Some((PeerRx(f), PeerTx(&mut self.tx)))
+    }
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<PeerTx<'_>> {
+        Some(PeerTx(&mut self.tx))
+    }
+    fn capabilities(&self) -> smoltcp::phy::DeviceCapabilities {
+        let mut c = smoltcp::phy::DeviceCapabilities::default();
+        c.medium = smoltcp::phy::Medium::Ethernet;
+        c.max_transmission_unit = 1514;
+        c
+    }
+}

@@ -396,13 +396,19 @@ fn hostile_sessions_from_pseudo_random_bytes() {
     );
 }
 
-#[test]
-fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
+/// A connected vif whose tx watchdog trips after `ms`.
+fn with_tx_stall_ms(ms: u64) -> (SimWorld, netfront::sim::SimNetFront) {
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config {
-        tx_stall_ms: 2000,
+    let nf = w.connect(Config {
+        tx_stall_ms: ms,
         ..small()
     });
+    (w, nf)
+}
+
+#[test]
+fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
+    let (mut w, mut nf) = with_tx_stall_ms(2000);
     // Nothing waits: the watchdog is idle.
     nf.check_tx_progress(0).unwrap();
     assert_eq!(nf.tx_watchdog_deadline_ms(), None);
@@ -448,11 +454,7 @@ fn tx_stall_renotifies_then_faults_and_a_reconnect_recovers() {
 /// half the limit after that notification, and not if the back end then moves.
 #[test]
 fn a_late_tx_check_notifies_before_it_faults() {
-    let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config {
-        tx_stall_ms: 2000,
-        ..small()
-    });
+    let (mut w, mut nf) = with_tx_stall_ms(2000);
     w.back.hold_tx(true);
     nf.transmit(60, |b| b.fill(1)).unwrap();
     nf.check_tx_progress(0).unwrap();
@@ -484,11 +486,7 @@ fn a_late_tx_check_notifies_before_it_faults() {
 
 #[test]
 fn tx_watchdog_restarts_on_progress_and_after_a_suspend() {
-    let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config {
-        tx_stall_ms: 2000,
-        ..small()
-    });
+    let (mut w, mut nf) = with_tx_stall_ms(2000);
     // A slow back end that still moves never trips it.
     w.back.hold_tx(true);
     nf.transmit(60, |b| b.fill(1)).unwrap();

@@ -9,60 +9,17 @@
 //! (which verifies every checksum) sees it.
 #![allow(clippy::unwrap_used)] // in tests a panic is the failure report
 
-use std::collections::VecDeque;
-
 use netfront::Config;
 use netfront::csum::{blank_checksum, checksum_ok, complete_checksum};
 use netfront::sim::{SimNetConfig, SimRxPacket, SimWorld};
 use smoltcp::iface::{Config as IfConfig, Interface, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use xen_abi::netif::{NETRXF_CSUM_BLANK, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED};
 
-/// The peer's NIC: frames to and from the simulated back end.
-#[derive(Default)]
-struct Wire {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct WireRx(Vec<u8>);
-struct WireTx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for WireRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for WireTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut b = vec![0; len];
-        let r = f(&mut b);
-        self.0.push(b);
-        r
-    }
-}
-
-impl Device for Wire {
-    type RxToken<'a> = WireRx;
-    type TxToken<'a> = WireTx<'a>;
-    fn receive(&mut self, _: Instant) -> Option<(WireRx, WireTx<'_>)> {
-        let f = self.rx.pop_front()?;
-        Some((WireRx(f), WireTx(&mut self.tx)))
-    }
-    fn transmit(&mut self, _: Instant) -> Option<WireTx<'_>> {
-        Some(WireTx(&mut self.tx))
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut c = DeviceCapabilities::default();
-        c.medium = Medium::Ethernet;
-        c.max_transmission_unit = 1514;
-        c
-    }
-}
+use netfront::sim::PeerWire as Wire;
 
 #[test]
 fn tcp_transfer_through_netfront_with_blank_checksums() {

@@ -269,11 +269,7 @@ impl Disk {
 
     /// One pass: back-end state, connection changes, faults, responses.
     /// Returns whether anything moved.
-    fn pump(
-        &mut self,
-        nbd: bool,
-        done: &mut DoneQueues,
-    ) -> bool {
+    fn pump(&mut self, nbd: bool, done: &mut DoneQueues) -> bool {
         let mut busy = false;
         let name = alloc::string::String::from(self.bf.name());
         if self.watch.as_ref().is_some_and(StateWatch::take) {
