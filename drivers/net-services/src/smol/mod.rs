@@ -203,30 +203,38 @@ pub struct Services {
 
 impl Services {
     /// Adds the selected services' sockets to `sockets`, listening/bound.
+    /// The bulk-traffic services come first (iperf3, then NBD): smoltcp looks
+    /// a segment's socket up by walking the set in order, and the TCP echo
+    /// pool's dozens of sockets would otherwise be walked for every iperf3 or
+    /// NBD segment (issue 11, "iperf3's sockets found first").
     pub fn new(sockets: &mut SocketSet<'_>, cfg: &ServicesConfig) -> Result<Self, SetupError> {
         let sel = cfg.selection;
+        let iperf3 = if sel.iperf3 {
+            Some(Iperf3Service::new(sockets, cfg.iperf3, cfg.iperf3_server)?)
+        } else {
+            None
+        };
+        let nbd = if sel.nbd {
+            Some(NbdService::new(sockets, cfg.nbd)?)
+        } else {
+            None
+        };
+        let udp_echo = if sel.udp_echo {
+            Some(UdpEcho::new(sockets, cfg.udp_echo)?)
+        } else {
+            None
+        };
+        let tcp_echo = if sel.tcp_echo {
+            Some(TcpEcho::new(sockets, cfg.tcp_echo)?)
+        } else {
+            None
+        };
         Ok(Services {
             cfg: *cfg,
-            tcp_echo: if sel.tcp_echo {
-                Some(TcpEcho::new(sockets, cfg.tcp_echo)?)
-            } else {
-                None
-            },
-            udp_echo: if sel.udp_echo {
-                Some(UdpEcho::new(sockets, cfg.udp_echo)?)
-            } else {
-                None
-            },
-            iperf3: if sel.iperf3 {
-                Some(Iperf3Service::new(sockets, cfg.iperf3, cfg.iperf3_server)?)
-            } else {
-                None
-            },
-            nbd: if sel.nbd {
-                Some(NbdService::new(sockets, cfg.nbd)?)
-            } else {
-                None
-            },
+            tcp_echo,
+            udp_echo,
+            iperf3,
+            nbd,
         })
     }
 
