@@ -262,8 +262,8 @@ where
     /// re-sends tx frames that were in flight, and lists the nodes:
     /// `request-rx-copy=1` (the only rx mode implemented), `feature-rx-notify=1`
     /// (netback requires it), `feature-sg=1` (multi-slot packets are
-    /// reassembled), `feature-no-csum-offload=0` (blank checksums are completed
-    /// in software); no GSO, IPv6 offload, multicast control or multi-queue.
+    /// reassembled), `feature-no-csum-offload=0` (blank checksums are trusted,
+    /// as the crate docs explain); no GSO, IPv6 offload, multicast control or multi-queue.
     fn setup(
         &mut self,
         io: &mut Resources<P, G, E>,

@@ -30,23 +30,23 @@
 //!
 //! # Checksums (the choice, and why)
 //!
-//! **Receive:** checksum offload stays negotiated ON (`feature-no-csum-offload=0`)
-//! and packets flagged `NETRXF_csum_blank` get their TCP/UDP checksum completed
-//! in software over the IPv4 pseudo-header ([`csum::complete_checksum`]),
-//! before the stack sees them. Why: it works with a stock Linux dom0 as it
-//! is (no `ethtool -K vifX.Y tx off`), and it does not depend on every back
-//! end honouring `feature-no-csum-offload` — a packet that arrives blank is
-//! correct either way. The cost is one pass over the packets dom0 did not
-//! checksum (which dom0 would otherwise do itself). Blank packets we cannot
-//! complete (IPv6, IP fragments, other protocols — none of which a back end
-//! sends blank to a front end that did not advertise IPv6 offload) are
-//! dropped with [`RxError::Checksum`]. `NETRXF_data_validated` is not relied
-//! on: the stack still verifies every checksum.
+//! **Receive:** checksum offload stays negotiated ON (`feature-no-csum-offload=0`),
+//! and like Linux netfront we trust the back end's flags: a packet flagged
+//! `NETRXF_csum_blank` (its checksum never filled in, dom0's
+//! `CHECKSUM_PARTIAL`) or `NETRXF_data_validated` goes to the stack unchecked,
+//! provided its checksum could be set up at all ([`csum::check_offloadable`]:
+//! IPv4, TCP or UDP, not a fragment; else [`RxError::Checksum`]). Only TCP/UDP
+//! packets carrying neither flag are verified here ([`csum::checksum_ok`]), so
+//! the smoltcp device tells the stack to verify no TCP/UDP checksum. IP
+//! fragments pass unverified (their checksum spans the whole datagram);
+//! smoltcp does not verify the reassembled datagram either.
 //!
-//! **Transmit:** we send full checksums (the stack computes them) and set no
-//! `NETTXF_csum_blank`/`NETTXF_data_validated` flag: simplest and correct for
-//! every receiver. Hence the smoltcp device reports the default
-//! `ChecksumCapabilities` (compute on tx, verify on rx).
+//! **Transmit:** smoltcp leaves TCP/UDP checksums out; for a TCP or UDP
+//! packet over IPv4 the device writes the pseudo-header sum into the field and
+//! sets `NETTXF_csum_blank | NETTXF_data_validated`, as a Linux sender with
+//! offload does, so dom0 completes (or never needs) the sum. Anything else
+//! (ARP, ICMP, a fragment, whose UDP checksum smoltcp leaves zero, "none") goes
+//! as it is. IPv4 header and ICMP checksums stay with smoltcp.
 //!
 //! # Data path
 //!
