@@ -417,7 +417,7 @@ done
 # bench_density G MEM MAX FIRST_OCTET: start min(MAX, fit) guests together, time until every one
 # answers a ping. Appends a "density" run to $RUNS; sets BENCH_WHY on failure.
 bench_density() {
-	local g=$1 mem=$2 max=$3 base=$4 free0 free1 n i name pids=() t0 tc t_all ok left per fit ip
+	local g=$1 mem=$2 max=$3 base=$4 free0 free1 n i name pids=() t0 tc t_all ok left per fit ip asked
 	local -a at
 	free0=$(xl info free_memory 2>/dev/null)
 	[[ $free0 =~ ^[0-9]+$ ]] || {
@@ -443,17 +443,34 @@ bench_density() {
 		fi
 		pids+=($!)
 	done
+	# A create that fails (Xen out of memory, a hotplug script timing out among
+	# many) ends the count: the density is what was created and answers; the
+	# first failure's reason is printed and kept with the figure.
 	ok=0
-	for i in "${pids[@]}"; do wait "$i" && ok=$((ok + 1)); done
+	local -a up
+	local why=""
+	for i in $(seq 1 "$n"); do
+		if wait "${pids[i - 1]}"; then
+			up[i]=1
+			ok=$((ok + 1))
+		else
+			up[i]=""
+			[ -n "$why" ] || why="xt-bench-d-$g-$i: $(grep -v '^xt: bench: created' "$XT_RUN/bench-d-$g-$i.log" 2>/dev/null | tail -n 4 | tr '\n"' ' \047')"
+		fi
+	done
 	bench_now
 	tc=$((BENCH_NOW - t0))
-	[ "$ok" = "$n" ] || {
-		BENCH_WHY="only $ok of $n xl create succeeded"
+	[ "$ok" -gt 0 ] || {
+		BENCH_WHY="none of $n xl create succeeded: $why"
 		return 1
 	}
+	asked=$n
+	if [ "$ok" != "$n" ]; then
+		echo "xt| bench: density $g: $ok of $n xl create succeeded; the first failure: $why"
+	fi
 	free1=$(xl info free_memory 2>/dev/null)
-	left=$n
-	for i in $(seq 1 "$n"); do at[i]=""; done
+	left=$ok
+	for i in $(seq 1 "$n"); do if [ -n "${up[i]}" ]; then at[i]=""; else at[i]=-; fi; done
 	while [ "$left" -gt 0 ] && [ $((BENCH_NOW - t0)) -lt 600000 ]; do
 		for i in $(seq 1 "$n"); do
 			[ -z "${at[i]}" ] || continue
@@ -472,19 +489,25 @@ bench_density() {
 	for i in $(seq 1 "$n"); do xt_destroy "xt-bench-d-$g-$i" >/dev/null & done
 	wait
 	[ "$left" = 0 ] || {
-		BENCH_WHY="$left of $n guests did not answer a ping within 600 s"
+		BENCH_WHY="$left of $ok guests did not answer a ping within 600 s"
 		return 1
 	}
+	local -a pinged=()
 	t_all=0
-	for i in $(seq 1 "$n"); do [ "${at[i]}" -le "$t_all" ] || t_all=${at[i]}; done
+	for i in $(seq 1 "$n"); do
+		[ "${at[i]}" != - ] || continue
+		pinged+=("${at[i]}")
+		[ "${at[i]}" -le "$t_all" ] || t_all=${at[i]}
+	done
+	n=$ok
 	per=$(awk -v a="$free0" -v b="$free1" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')
 	fit=$(awk -v a="$free0" -v p="$per" 'BEGIN {if (p > 0) printf "%d", a / p; else print "null"}')
-	echo "xt| bench: density $g: $n guests of $mem MiB created together in $tc ms, all answering ping after $t_all ms; $per MiB each, $free0 MiB were free: $fit would fit"
-	printf '{"guest":"%s","dir":"density","memory_mib":%s,"guests":%s,"create_all_ms":%s,"all_ping_ms":%s,"first_ping_ms":%s,"free_mib_before":%s,"mib_per_guest":%s,"fit":%s,"ping_ms":[%s]}\n' \
-		"$g" "$mem" "$n" "$tc" "$t_all" "$(printf '%s\n' "${at[@]}" | sort -n | head -n 1)" "$free0" "$per" "$fit" \
+	echo "xt| bench: density $g: $n guests of $mem MiB created together ($asked asked) in $tc ms, all answering ping after $t_all ms; $per MiB each, $free0 MiB were free: $fit would fit"
+	printf '{"guest":"%s","dir":"density","memory_mib":%s,"guests":%s,"asked":%s,"create_error":"%s","create_all_ms":%s,"all_ping_ms":%s,"first_ping_ms":%s,"free_mib_before":%s,"mib_per_guest":%s,"fit":%s,"ping_ms":[%s]}\n' \
+		"$g" "$mem" "$n" "$asked" "${why//\\/\\\\}" "$tc" "$t_all" "$(printf '%s\n' "${pinged[@]}" | sort -n | head -n 1)" "$free0" "$per" "$fit" \
 		"$(
 			IFS=,
-			echo "${at[*]}"
+			echo "${pinged[*]}"
 		)" >>"$RUNS"
 }
 if [ -z "${minmem[xenrs]:-}" ]; then
@@ -539,7 +562,7 @@ jq -r '
 	def mmm: if . == null then "missing" else "\(.min | f) / **\(.median | f)** / \(.max | f)" end;
 	def ratio($a; $b): if $a == null or $b == null or $b.median == 0 then "" else (($a.median / $b.median) * 100 | round / 100 | tostring) end;
 	def row($name; $k): "| \($name) | \(.figures.xenrs[$k] | mmm) | \(.figures.linux[$k] | mmm) | \(ratio(.figures.xenrs[$k]; .figures.linux[$k])) |";
-	def dens($g): .figures[$g].density | if . == null then "missing" else "\(.guests) × \(.memory_mib) MiB: all answer ping after \(.all_ping_ms) ms (first \(.first_ping_ms)); `xl create` of all \(.create_all_ms) ms; \(.mib_per_guest) MiB of Xen memory each, so \(.fit) fit in the \(.free_mib_before) MiB free" end;
+	def dens($g): .figures[$g].density | if . == null then "missing" else "\(.guests) × \(.memory_mib) MiB\(if (.asked // .guests) > .guests then " (of \(.asked) asked; the first failed create: \(.create_error))" else "" end): all answer ping after \(.all_ping_ms) ms (first \(.first_ping_ms)); `xl create` of all \(.create_all_ms) ms; \(.mib_per_guest) MiB of Xen memory each, so \(.fit) fit in the \(.free_mib_before) MiB free" end;
 	def pr($g; $d; $k): .figures[$g].per_run_medians[$d] | if . == null then "missing" else (.[$k] | f) end;
 	"Measured \(.date) in one harness boot (Xen \(.xen) under QEMU TCG; Linux domU kernel \(.linux_domu_kernel)); dom0 load average at the end \(.load). Figures are min / **median** / max of \(.reps) runs, interleaved xenrs, Linux, xenrs, Linux. iperf3 -t \(.iperf3_seconds): rx = the guest receives (dom0 runs iperf3 -c), tx = the guest sends (-R); Mbit/s at the receiver. Disk: nbdcopy of \(.nbd_mib) MiB through each guest'"'"'s NBD export of its 64 MiB file disk. Resume: `xl save` + `xl restore`, then a fresh TCP connection to port 7 every 20 ms until one echoes.",
 	"",
