@@ -150,16 +150,22 @@ pub fn complete_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
 /// (not a fragment), and a TCP or UDP header that fits the segment. Reads
 /// headers only.
 pub fn check_offloadable(frame: &[u8]) -> Result<(), ChecksumError> {
+    offloadable_protocol(frame).map(|_| ())
+}
+
+/// The IP protocol number ([`IPPROTO_TCP`] or [`IPPROTO_UDP`]) of a frame
+/// whose checksum can be offloaded (see [`check_offloadable`]).
+pub fn offloadable_protocol(frame: &[u8]) -> Result<u8, ChecksumError> {
     let at = locate(frame)?;
     let seg = frame
         .get(at.start..at.end)
         .ok_or(ChecksumError::Truncated)?;
     match at.proto {
         IpProtocol::Tcp => TcpPacket::new_checked(seg)
-            .map(|_| ())
+            .map(|_| IPPROTO_TCP)
             .map_err(|_| ChecksumError::Truncated),
         IpProtocol::Udp => UdpPacket::new_checked(seg)
-            .map(|_| ())
+            .map(|_| IPPROTO_UDP)
             .map_err(|_| ChecksumError::Truncated),
         p => Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
     }
@@ -312,7 +318,8 @@ mod tests {
         }
         // What cannot be completed cannot be offloaded either.
         assert_eq!(check_offloadable(&good), Ok(()));
-        assert_eq!(check_offloadable(&tcp_frame()), Ok(()));
+        assert_eq!(offloadable_protocol(&good), Ok(IPPROTO_UDP));
+        assert_eq!(offloadable_protocol(&tcp_frame()), Ok(IPPROTO_TCP));
         assert_eq!(
             check_offloadable(&v6),
             Err(ChecksumError::NotIpv4 { ethertype: 0x86dd })

@@ -262,8 +262,10 @@ where
     /// re-sends tx frames that were in flight, and lists the nodes:
     /// `request-rx-copy=1` (the only rx mode implemented), `feature-rx-notify=1`
     /// (netback requires it), `feature-sg=1` (multi-slot packets are
-    /// reassembled), `feature-no-csum-offload=0` (blank checksums are completed
-    /// in software); no GSO, IPv6 offload, multicast control or multi-queue.
+    /// reassembled), `feature-no-csum-offload=0` (blank checksums are
+    /// accepted, see the crate docs), `feature-gso-tcpv4=1` (TCPv4 GSO
+    /// packets of up to 64 KiB are received as one segment); no IPv6 offload,
+    /// multicast control or multi-queue.
     fn setup(
         &mut self,
         io: &mut Resources<P, G, E>,
@@ -319,6 +321,7 @@ where
         nodes.push("feature-rx-notify", 1);
         nodes.push("feature-sg", 1);
         nodes.push("feature-no-csum-offload", 0);
+        nodes.push("feature-gso-tcpv4", 1);
         Ok(())
     }
 

@@ -25,35 +25,51 @@
 //! ring pages, allocates an unbound event channel, grants every rx buffer and
 //! tx pool page, posts the rx buffers, and writes `tx-ring-ref`,
 //! `rx-ring-ref`, `event-channel`, `request-rx-copy=1`, `feature-rx-notify=1`,
-//! `feature-sg=1` and `feature-no-csum-offload=0` in one xenstore transaction
+//! `feature-sg=1`, `feature-no-csum-offload=0` and `feature-gso-tcpv4=1` in one xenstore transaction
 //! (retried on `EAGAIN`), then announces Connected (netfront's handshake).
 //!
-//! # Checksums (the choice, and why)
+//! # Checksums and offloads (the choice, and why)
 //!
-//! **Receive:** checksum offload stays negotiated ON (`feature-no-csum-offload=0`)
-//! and packets flagged `NETRXF_csum_blank` get their TCP/UDP checksum completed
-//! in software over the IPv4 pseudo-header ([`csum::complete_checksum`]),
-//! before the stack sees them. Why: it works with a stock Linux dom0 as it
-//! is (no `ethtool -K vifX.Y tx off`), and it does not depend on every back
-//! end honouring `feature-no-csum-offload` — a packet that arrives blank is
-//! correct either way. The cost is one pass over the packets dom0 did not
-//! checksum (which dom0 would otherwise do itself). Blank packets we cannot
-//! complete (IPv6, IP fragments, other protocols — none of which a back end
-//! sends blank to a front end that did not advertise IPv6 offload) are
-//! dropped with [`RxError::Checksum`]. `NETRXF_data_validated` is not relied
-//! on: the stack still verifies every checksum.
+//! **Receive:** checksum offload stays negotiated ON (`feature-no-csum-offload=0`).
+//! As Linux netfront does, a packet flagged `NETRXF_csum_blank` or
+//! `NETRXF_data_validated` is delivered on the back end's word, its TCP/UDP
+//! checksum not looked at (a blank one must still be TCP/UDP over IPv4,
+//! unfragmented, or it is dropped with [`RxError::Checksum`]); every other
+//! TCP/UDP packet has its checksum verified here ([`csum::checksum_ok`]) and
+//! is dropped with [`RxError::BadChecksum`] if it is wrong. So the smoltcp
+//! device tells the stack not to verify TCP/UDP checksums (`Checksum::None`;
+//! smoltcp can only be told per device, not per packet), and nothing reaches
+//! it unchecked except what the back end vouched for. Why trusting the back
+//! end is no weaker than before: it writes every byte of every packet we
+//! receive, so it can forge a packet with a correct checksum just as well;
+//! the flags only save a pass over data it already validated (or that never
+//! left dom0's memory).
 //!
-//! **Transmit:** we send full checksums (the stack computes them) and set no
-//! `NETTXF_csum_blank`/`NETTXF_data_validated` flag: simplest and correct for
-//! every receiver. Hence the smoltcp device reports the default
-//! `ChecksumCapabilities` (compute on tx, verify on rx).
+//! **Transmit:** smoltcp leaves TCP/UDP checksums out; the device writes the
+//! folded pseudo-header sum into the field ([`csum::blank_checksum`]) and sets
+//! `NETTXF_csum_blank | NETTXF_data_validated` on the frame's first request,
+//! as Linux netfront does for `CHECKSUM_PARTIAL` packets. Linux netback
+//! turns such a frame into a `CHECKSUM_PARTIAL` skb without recalculating
+//! the pseudo-header, so the partial sum must be in the field; every netback
+//! accepts IPv4 checksum offload from a front end (it has no feature node for
+//! it). IPv4 header and ICMP checksums stay with smoltcp; frames sent through
+//! [`NetFront::transmit`] go out as the caller built them, with no flags.
+//!
+//! **GSO on receive:** the front end writes `feature-gso-tcpv4=1`, so Linux
+//! netback keeps TSO on the vif and delivers TCP segments of up to 64 KiB as
+//! multi-slot packets with a `XEN_NETIF_EXTRA_TYPE_GSO` extra slot. The extra
+//! is validated (type TCPv4, size not 0, at most one per packet, the packet
+//! TCP over IPv4, at most [`rx::RX_MAX_PACKET`] bytes and
+//! [`rx::RX_MAX_SLOTS`] slots) and the packet goes to smoltcp as one TCP
+//! segment larger than the MTU, which smoltcp accepts (it bounds what it
+//! sends by the MTU, not what it receives).
 //!
 //! # Data path
 //!
 //! - rx ([`rx`] module docs): buffers are pre-granted pages, refilled in
 //!   batches with one push and at most one notify; every response is read once
 //!   into a local copy and validated; multi-slot packets are reassembled and
-//!   extra-info slots skipped; a violation drops the packet with an
+//!   extra-info slots validated (GSO's acted on, the rest skipped); a violation drops the packet with an
 //!   [`RxError`] and recycles its buffers.
 //! - tx ([`tx`] module docs): a pool of pre-granted pages reused on
 //!   completion — no allocation and no new grant in the steady state;
