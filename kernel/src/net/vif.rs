@@ -927,13 +927,14 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}",
+            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}",
             v.id,
             s.rx.packets,
             s.rx.bytes,
             s.rx.errors,
             s.rx.csum_trusted,
             s.rx.csum_verified,
+            s.rx.gso_packets,
             s.tx.packets,
             s.tx.bytes,
             s.tx.errors,
