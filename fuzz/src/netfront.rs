@@ -117,8 +117,26 @@ pub fn hostile_session(data: &[u8]) {
                 }
             }
             5 => {
-                let len = usize::from(a16) % 10000;
-                let _ = nf.transmit(len, |b| b.fill(arg[2]));
+                if arg[3] & 1 == 0 {
+                    let len = usize::from(a16) % 10000;
+                    let _ = nf.transmit(len, |b| b.fill(arg[2]));
+                } else {
+                    // A TSO frame through the smoltcp token (a GSO extra slot,
+                    // or segmented here), of any size and segment size.
+                    use smoltcp::phy::{Device, TxToken};
+                    let len = usize::from(a16);
+                    let mut meta = smoltcp::phy::PacketMeta::default();
+                    meta.segmentation_offload_size =
+                        core::num::NonZeroU16::new(u16::from_le_bytes([arg[4], arg[5]]));
+                    if let Some(mut t) = Device::transmit(&mut nf, smoltcp::time::Instant::ZERO) {
+                        t.set_meta(meta);
+                        let f = tcp_frame(len, arg[2], arg[7] & 1 != 0);
+                        t.consume(len, |b| {
+                            let n = b.len().min(f.len());
+                            b[..n].copy_from_slice(&f[..n]);
+                        });
+                    }
+                }
             }
             6 => {
                 if arg[0] & 1 == 0 {

@@ -11,6 +11,7 @@
 //! IPv4 header and ICMP checksums stay with smoltcp (`Checksum::Both`).
 
 use alloc::vec;
+use core::num::NonZeroUsize;
 
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -33,6 +34,8 @@ pub struct TxToken<'a, Pg, E> {
     tx: &'a mut Tx<Pg>,
     kick: &'a mut Kick<E>,
     fault: &'a mut Option<Fault>,
+    /// The TSO segment size smoltcp asked for (0: an ordinary frame).
+    gso: u16,
 }
 
 impl<Pg: xen_ring::SharedRing> phy::RxToken for RxToken<'_, Pg> {
@@ -46,11 +49,15 @@ impl<Pg: xen_ring::SharedRing> phy::RxToken for RxToken<'_, Pg> {
 }
 
 impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg, E> {
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.gso = meta.segmentation_offload_size.map_or(0, |s| s.get());
+    }
+
     fn consume<R, F>(self, len: usize, f: F) -> R
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        if self.fault.is_some() || self.tx.check(len).is_err() {
+        if self.fault.is_some() || self.tx.check(len, self.gso).is_err() {
             // The token was handed out with room for a full frame; only an
             // oversized or runt frame (or a fault meanwhile) gets here. The
             // stack builds it into a throwaway buffer and it is dropped.
@@ -66,7 +73,10 @@ impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg,
             Ok(()) => NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED,
             Err(_) => 0,
         };
-        match self.tx.post(len, flags) {
+        // smoltcp asks for segmentation of TCP only; anything else with a
+        // segment size (it cannot happen) goes as an ordinary frame if it fits.
+        let gso = if flags != 0 { self.gso } else { 0 };
+        match self.tx.post(len, flags, gso) {
             Ok(true) => self.kick.notify(),
             Ok(false) => {}
             Err(fault) => *self.fault = Some(fault),
@@ -104,13 +114,13 @@ where
                 tx: &mut n.tx,
                 kick: io.kick_mut(),
                 fault: &mut n.fault,
+                gso: 0,
             },
         ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        let frame = self.max_frame();
-        if !self.can_transmit(frame) {
+        if self.poll_tx().is_err() || !self.dev.driver().tx.token_room() {
             return None;
         }
         let (n, io) = self.dev.parts_mut();
@@ -118,6 +128,7 @@ where
             tx: &mut n.tx,
             kick: io.kick_mut(),
             fault: &mut n.fault,
+            gso: 0,
         })
     }
 
@@ -130,6 +141,9 @@ where
         checksum.tcp = Checksum::None;
         checksum.udp = Checksum::None;
         caps.checksum = checksum;
+        // TSO (smoltcp's `segmentation-offload`): TCP segments of up to
+        // 64 KiB, sent whole with a GSO extra slot or segmented here.
+        caps.segmentation.tcpv4 = NonZeroUsize::new(self.dev.driver().tx.tso_limit);
         caps
     }
 }

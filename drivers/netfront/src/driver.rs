@@ -281,6 +281,7 @@ where
             return Err(SetupError::MissingFeature("feature-rx-copy"));
         }
         self.tx.sg = features.sg;
+        self.tx.gso = features.gso_tcpv4;
         // The MAC normally stays; re-read it in case the toolstack changed it.
         if let Ok(v) = xs.read(TxId::NONE, &format!("device/vif/{}/mac", self.devid))
             && let Ok(mac) = MacAddr::parse(&v)
@@ -290,6 +291,7 @@ where
 
         if self.tx.ring.is_none() {
             self.tx.ring = Some(io.new_ring::<TxReq, TxRsp>(wire::tx_layout(), domid)?);
+            self.tx.new_ring();
         }
         if self.rx.ring.is_none() {
             self.rx.ring = Some(io.new_ring::<RxReq, RxRsp>(wire::rx_layout(), domid)?);

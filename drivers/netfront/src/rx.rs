@@ -73,6 +73,9 @@ pub struct RxStats {
     pub extras: u64,
     /// TCPv4 GSO packets delivered (one segment of up to 64 KiB each).
     pub gso_packets: u64,
+    /// IPv6 packets other than ICMPv6 without a checksum flag, dropped
+    /// (the guest has no IPv6 address; see the crate docs).
+    pub ipv6_ignored: u64,
     /// Response slots consumed.
     pub slots: u64,
     /// Refill batches pushed to the ring.
@@ -282,10 +285,13 @@ impl<Pg: SharedRing> Rx<Pg> {
         if self.ready.is_some() {
             return Ok(true);
         }
-        let Some(ring) = self.ring.as_mut() else {
+        if self.ring.is_none() {
             return Err(NetError::NotConnected);
-        };
+        }
         loop {
+            let Some(ring) = self.ring.as_mut() else {
+                return Err(NetError::NotConnected);
+            };
             let idx = ring.front.rsp_cons();
             let slot = match ring.front.next_response(ring.page.buffer()) {
                 Ok(Some(s)) => s,
@@ -312,12 +318,18 @@ impl<Pg: SharedRing> Rx<Pg> {
             }
             if done {
                 let asm = core::mem::replace(&mut self.asm, Assembly::NEW);
-                return self.finish(asm);
+                match self.finish(asm) {
+                    // Silently dropped: on to the next packet.
+                    None => continue,
+                    Some(r) => return r,
+                }
             }
         }
     }
 
-    fn finish(&mut self, asm: Assembly) -> Result<bool, NetError> {
+    /// Ends a packet: `None` if it was dropped silently (IPv6 the guest does
+    /// not speak), else ready (`Ok(true)`) or dropped with an error.
+    fn finish(&mut self, asm: Assembly) -> Option<Result<bool, NetError>> {
         self.stats.extras += u64::from(asm.extras);
         let mut result = match asm.error {
             Some(e) => Err(e),
@@ -346,13 +358,17 @@ impl<Pg: SharedRing> Rx<Pg> {
                     Ok(len)
                 }
                 Ok(Csum::NotTcpUdp) => Ok(len),
+                Ok(Csum::Ignored) => {
+                    self.stats.ipv6_ignored += 1;
+                    return None;
+                }
                 Err(e) => Err(e),
             };
             if result.is_ok() && asm.gso.is_some() {
                 self.stats.gso_packets += 1;
             }
         }
-        match result {
+        Some(match result {
             Ok(len) => {
                 self.ready = Some(len);
                 Ok(true)
@@ -361,7 +377,7 @@ impl<Pg: SharedRing> Rx<Pg> {
                 self.stats.errors += 1;
                 Err(NetError::Rx(e))
             }
-        }
+        })
     }
 }
 
@@ -376,7 +392,15 @@ enum Csum {
     /// accepts of it (IPv4 header and ICMP checksums; it has no IP
     /// reassembly, so it drops fragments).
     NotTcpUdp,
+    /// IPv6 that is not plain ICMPv6, without a flag: not verifiable here,
+    /// and nothing in the guest speaks it; dropped, not an error.
+    Ignored,
 }
+
+/// Ethertype of IPv6.
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+/// IPv6 next header of ICMPv6.
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// The checksum policy (see the crate docs): trust `NETRXF_csum_blank` and
 /// `NETRXF_data_validated` as Linux netfront does (a blank packet must be one
@@ -395,6 +419,19 @@ fn rx_checksum(flags: u16, frame: &[u8]) -> Result<Csum, RxError> {
     match checksum_ok(frame) {
         Ok(true) => Ok(Csum::Verified),
         Ok(false) => Err(RxError::BadChecksum),
+        // IPv6 (smoltcp has it compiled in, see the crate docs): only ICMPv6,
+        // whose checksum smoltcp verifies, goes on; anything else unflagged
+        // could be TCP/UDP we cannot verify, and the guest has no IPv6
+        // address for it anyway.
+        Err(ChecksumError::NotIpv4 {
+            ethertype: ETHERTYPE_IPV6,
+        }) => {
+            if frame.get(crate::ETH_HLEN + 6) == Some(&IPPROTO_ICMPV6) {
+                Ok(Csum::NotTcpUdp)
+            } else {
+                Ok(Csum::Ignored)
+            }
+        }
         Err(
             ChecksumError::NotIpv4 { .. }
             | ChecksumError::UnsupportedProtocol(_)

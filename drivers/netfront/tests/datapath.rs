@@ -555,3 +555,30 @@ fn blank_checksum_on_non_ipv4_is_dropped_with_an_error() {
         ))]
     );
 }
+
+#[test]
+fn unflagged_ipv6_other_than_icmpv6_is_ignored() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config::default());
+    // Ethernet + a fixed IPv6 header naming next header `nh`.
+    let v6 = |nh: u8| {
+        let mut f = frame(120, u32::from(nh));
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        f[14] = 0x60;
+        f[20] = nh;
+        f
+    };
+    let icmp = v6(58);
+    w.back.inject(SimRxPacket::new(&v6(6)));
+    w.back.inject(SimRxPacket::new(&v6(0)));
+    w.back.inject(SimRxPacket::new(&icmp));
+    let mut flagged = SimRxPacket::new(&v6(17));
+    flagged.flags = NETRXF_DATA_VALIDATED;
+    w.back.inject(flagged);
+    let (frames, errors) = w.receive_all(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(frames, vec![icmp, v6(17)]);
+    let st = nf.stats().rx;
+    assert_eq!((st.ipv6_ignored, st.errors, st.packets), (2, 0, 2));
+}

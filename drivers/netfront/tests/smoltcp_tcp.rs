@@ -19,7 +19,7 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use xen_abi::netif::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETTXF_CSUM_BLANK, NETTXF_DATA_VALIDATED,
-    NetifExtraInfo, XEN_NETIF_GSO_TYPE_TCPV4,
+    NETTXF_EXTRA_INFO, NetifExtraInfo, XEN_NETIF_GSO_TYPE_TCPV4,
 };
 
 use netfront::sim::PeerWire as Wire;
@@ -105,7 +105,14 @@ fn coalesce(frames: Vec<Vec<u8>>) -> Vec<(Vec<u8>, Option<u16>)> {
 
 #[test]
 fn tcp_transfer_through_netfront_with_blank_checksums() {
-    transfer(false);
+    transfer(false, true);
+}
+
+/// A back end without `feature-gso-tcpv4`: the guest's TSO segments are
+/// segmented by netfront.
+#[test]
+fn tcp_transfer_through_netfront_without_backend_gso() {
+    transfer(false, false);
 }
 
 /// The peer's segments reach the guest merged into GSO packets of up to
@@ -113,11 +120,14 @@ fn tcp_transfer_through_netfront_with_blank_checksums() {
 /// larger than the MTU.
 #[test]
 fn tcp_transfer_through_netfront_with_gso_packets() {
-    transfer(true);
+    transfer(true, true);
 }
 
-fn transfer(gso: bool) {
-    let mut w = SimWorld::new(SimNetConfig::default());
+fn transfer(gso: bool, backend_gso: bool) {
+    let mut w = SimWorld::new(SimNetConfig {
+        gso: backend_gso,
+        ..SimNetConfig::default()
+    });
     let mut nf = w.connect(Config {
         rx_buffers: 64,
         tx_buffers: 32,
@@ -174,6 +184,7 @@ fn transfer(gso: bool) {
     let mut offloaded = 0u64;
     let mut biggest = 0usize;
     let mut merged = 0u64;
+    let mut tso = 0u64;
     let mut now = Instant::ZERO;
     for _ in 0..200_000 {
         now += smoltcp::time::Duration::from_millis(1);
@@ -229,7 +240,23 @@ fn transfer(gso: bool) {
         for mut f in w.back.take_sent_frames() {
             if f.data.get(23) == Some(&6) {
                 // TCP: offloaded, the field holds the pseudo-header sum.
-                assert_eq!(f.flags, NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED);
+                let csum = NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED;
+                assert_eq!(f.flags & csum, csum);
+                if f.extras.is_empty() {
+                    assert!(f.data.len() <= 1514);
+                    assert_eq!(f.flags & NETTXF_EXTRA_INFO, 0);
+                } else {
+                    // TSO: one GSO extra with the MSS; the peer takes the
+                    // whole segment (smoltcp accepts it), as dom0 would
+                    // after segmenting it.
+                    assert_eq!(f.flags & NETTXF_EXTRA_INFO, NETTXF_EXTRA_INFO);
+                    assert_eq!(
+                        f.extras,
+                        vec![NetifExtraInfo::gso(1460, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)]
+                    );
+                    assert!(f.data.len() > 1514);
+                    tso += 1;
+                }
                 let mut partial = f.data.clone();
                 blank_checksum(&mut partial).unwrap();
                 assert_eq!(partial, f.data, "field is not the pseudo-header sum");
@@ -256,8 +283,21 @@ fn transfer(gso: bool) {
         assert!(biggest > 30_000, "largest GSO frame {biggest} bytes");
     }
     assert_eq!(st.tx.csum_offloaded, offloaded);
-    assert!(offloaded > 100);
+    assert!(offloaded > 20, "{offloaded}");
+    if backend_gso {
+        assert!(tso > 3, "{tso} TSO frames");
+        assert_eq!(st.tx.segmented, 0);
+    } else {
+        assert_eq!(tso, 0);
+        assert!(st.tx.segmented > 3, "{}", st.tx.segmented);
+    }
+    assert_eq!(st.tx.tso, tso);
+    // Every GSO extra answered with XEN_NETIF_RSP_NULL (the last ones
+    // reclaimed now).
+    w.back.service();
+    nf.poll_tx().unwrap();
+    assert_eq!(nf.stats().tx.null_responses, tso);
     assert_eq!(st.rx.errors, 0);
-    assert!(st.tx.completed > 100);
+    assert!(st.tx.completed > 20, "{}", st.tx.completed);
     assert_eq!(w.back.stats().bad_rx_grefs, 0);
 }

@@ -927,7 +927,7 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}",
+            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded, {} tso, {} segmented), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}",
             v.id,
             s.rx.packets,
             s.rx.bytes,
@@ -941,6 +941,8 @@ impl fmt::Display for StatsLine<'_> {
             s.tx.dropped,
             s.tx.resent,
             s.tx.csum_offloaded,
+            s.tx.tso,
+            s.tx.segmented,
             s.notifies,
             s.watchdog_notifies,
             s.watchdog_stalls,
