@@ -9,6 +9,11 @@
 //! or whose checksum it verified; on transmit it writes the pseudo-header sum
 //! and sets `NETTXF_csum_blank | NETTXF_data_validated` (see the crate docs).
 //! IPv4 header and ICMP checksums stay with smoltcp (`Checksum::Both`).
+//! Segmentation: TCPv4 segments of up to 64 KiB (`segmentation.tcpv4`, less
+//! than half the tx pool); the token takes smoltcp's segment size from
+//! `set_meta` and the tx pool sends the frame whole with a GSO extra slot or
+//! segments it (see [`crate::tx`]). A transmit token is handed out only with
+//! room for the largest frame.
 
 use alloc::vec;
 use core::num::NonZeroUsize;

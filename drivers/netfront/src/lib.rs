@@ -55,6 +55,14 @@
 //! it). IPv4 header and ICMP checksums stay with smoltcp; frames sent through
 //! [`NetFront::transmit`] go out as the caller built them, with no flags.
 //!
+//! **TSO on send:** smoltcp's `segmentation-offload` (compiled in with
+//! `proto-ipv6`, which smoltcp 0.14.0 needs for it to build; see
+//! docs/NET.md) hands the device TCP segments of up to 64 KiB; with the
+//! back end's `feature-gso-tcpv4` they go whole with a GSO extra slot, else
+//! they are segmented here ([`tx`] module docs). Unflagged IPv6 other than
+//! ICMPv6 is ignored on receive: smoltcp would not verify its checksums and
+//! the guest has no IPv6 address.
+//!
 //! **GSO on receive:** the front end writes `feature-gso-tcpv4=1`, so Linux
 //! netback keeps TSO on the vif and delivers TCP segments of up to 64 KiB as
 //! multi-slot packets with a `XEN_NETIF_EXTRA_TYPE_GSO` extra slot. The extra

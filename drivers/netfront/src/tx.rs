@@ -13,10 +13,18 @@
 //! its frame has completed. So the steady state allocates nothing and issues
 //! no grant.
 //!
+//! TSO: a TCP frame of up to 64 KiB with a segment size (from smoltcp's
+//! `segmentation-offload`) is posted with `NETTXF_extra_info` on its first
+//! request and a `XEN_NETIF_EXTRA_TYPE_GSO` extra slot right after it, when
+//! the back end has `feature-gso-tcpv4` and there is room; otherwise it is
+//! segmented here into MSS-sized frames (as many as fit). The head slot
+//! remembers the segment size, so a re-send after a resume posts the extra
+//! again.
+//!
 //! Responses are validated on a local copy: the id must name a pool slot with
 //! a request in flight, the status must be `NETIF_RSP_OKAY`, `_ERROR` or
-//! `_DROPPED` (we send no extra-info requests, so `NETIF_RSP_NULL` is a
-//! violation). A violation is a sticky [`Fault`] (as Linux netfront marks
+//! `_DROPPED`; `NETIF_RSP_NULL` (the answer to an extra slot, whose id is
+//! whatever the slot held) only while an extra slot is unanswered. A violation is a sticky [`Fault`] (as Linux netfront marks
 //! the device broken): the back end's view of our ids is then unknowable.
 //!
 //! After a resume in a new domain, frames still in flight whose slots have
