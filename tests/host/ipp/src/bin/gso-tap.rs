@@ -12,7 +12,7 @@
 //! - each one is injected into `netfront::sim`'s simulated netback as netback
 //!   would deliver it: `NETRXF_csum_blank | NETRXF_data_validated` and a
 //!   TCPv4 GSO extra with the segment size, in page-sized slots;
-//! - the guest is the kernel's pieces: netfront (256 rx buffers), a smoltcp
+//! - the guest is the kernel's pieces: netfront (256 rx buffers, or `GSO_TAP_RX_BUFS`), a smoltcp
 //!   interface polled as `kernel/src/net/vif.rs` does (64 frames in, then the
 //!   services, then 16 egress rounds), and `net_services::Services` sized as a
 //!   `memory=32` guest's;
@@ -23,6 +23,8 @@
 //! `unshare --net target/debug/gso-tap [iperf3 args...]` — runs
 //! `iperf3 -c 192.0.2.1 -t 5 --json ARGS` and prints the client's summary and
 //! the guest's counters; exits 1 if iperf3 failed or the test did not finish.
+//! `GSO_TAP_BUDGET` (bytes for the services, default a `memory=32` guest's 12 MiB),
+//! `GSO_TAP_SLOW_US` (a pause after every pass) and `GSO_TAP_RX_BUFS` vary the guest.
 #![allow(unsafe_code)] // the TAP ioctls; nothing else
 
 use std::fs::{File, OpenOptions};
@@ -117,7 +119,16 @@ fn main() {
     sh("ip", &["link", "set", TAP, "up"]);
 
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config::default());
+    // GSO_TAP_RX_BUFS: fewer rx buffers (a small guest gets as few as 32; a 64 KiB GSO packet
+    // takes 18 slots).
+    let rx_buffers: u16 = std::env::var("GSO_TAP_RX_BUFS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let mut nf = w.connect(Config {
+        rx_buffers,
+        ..Config::default()
+    });
     let mut iface = Interface::new(
         IfConfig::new(HardwareAddress::Ethernet(EthernetAddress(nf.mac().0))),
         &mut nf,
