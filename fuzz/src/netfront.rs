@@ -11,6 +11,27 @@ use netfront::sim::{
 use xen_abi::netif::NetifExtraInfo;
 use xenbus::XenbusState;
 
+/// An Ethernet/IPv4/TCP frame of `len` (at least 54) bytes filled with
+/// `fill`; its IP total length matches the frame if `honest`, else it claims
+/// 64 KiB. Checksums are left as they fall.
+fn tcp_frame(len: usize, fill: u8, honest: bool) -> Vec<u8> {
+    let mut f = vec![fill; len.max(54)];
+    f[12] = 0x08;
+    f[13] = 0x00;
+    f[14] = 0x45;
+    let total = if honest {
+        (f.len() - 14) as u16
+    } else {
+        u16::MAX
+    };
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[20] = 0;
+    f[21] = 0;
+    f[23] = 6;
+    f[14 + 20 + 12] = 0x50;
+    f
+}
+
 /// Runs a session driven by `data` (the `netfront_hostile` fuzz target's
 /// body): a connected driver against a back end that, per input byte, delivers
 /// good or corrupted packets, writes raw rx/tx response slots, jumps
@@ -46,15 +67,34 @@ pub fn hostile_session(data: &[u8]) {
         let a16 = u16::from_le_bytes([arg[0], arg[1]]);
         match op % 16 {
             0 => {
-                let len = 14 + usize::from(a16) % 9000;
-                let mut p = SimRxPacket::new(&vec![arg[2]; len]);
-                p.flags = u16::from(arg[3]) & 0x1f;
-                p.chunk = 1 + usize::from(arg[4]) * 17;
-                p.offset = u16::from(arg[5]) * 16;
-                if arg[6] & 1 != 0 {
-                    p.extras.push(NetifExtraInfo::from_bytes(&arg));
+                if arg[6] & 2 != 0 {
+                    // A TCP/IPv4 GSO packet of up to 6 pages (with two extras,
+                    // the 8 rx buffers the session posts), its IP length right or not, with
+                    // a GSO extra of any type and size.
+                    let len = 54 + usize::from(a16) % (6 * 4096 - 54);
+                    let mut p = SimRxPacket::new(&tcp_frame(len, arg[2], arg[7] & 1 != 0));
+                    p.flags = u16::from(arg[3]) & 0x1f;
+                    p.extras.push(NetifExtraInfo::gso(
+                        u16::from(arg[4]) * 23,
+                        arg[5] % 3,
+                        0,
+                        arg[7] & 2,
+                    ));
+                    if arg[6] & 1 != 0 {
+                        p.extras.push(NetifExtraInfo::from_bytes(&arg));
+                    }
+                    w.back.inject(p);
+                } else {
+                    let len = 14 + usize::from(a16) % 9000;
+                    let mut p = SimRxPacket::new(&vec![arg[2]; len]);
+                    p.flags = u16::from(arg[3]) & 0x1f;
+                    p.chunk = 1 + usize::from(arg[4]) * 17;
+                    p.offset = u16::from(arg[5]) * 16;
+                    if arg[6] & 1 != 0 {
+                        p.extras.push(NetifExtraInfo::from_bytes(&arg));
+                    }
+                    w.back.inject(p);
                 }
-                w.back.inject(p);
             }
             1 => w.back.push_raw_rx(&[arg]),
             2 => w.back.push_raw_tx(&[[arg[0], arg[1], arg[2], arg[3]]]),
@@ -77,8 +117,26 @@ pub fn hostile_session(data: &[u8]) {
                 }
             }
             5 => {
-                let len = usize::from(a16) % 10000;
-                let _ = nf.transmit(len, |b| b.fill(arg[2]));
+                if arg[3] & 1 == 0 {
+                    let len = usize::from(a16) % 10000;
+                    let _ = nf.transmit(len, |b| b.fill(arg[2]));
+                } else {
+                    // A TSO frame through the smoltcp token (a GSO extra slot,
+                    // or segmented here), of any size and segment size.
+                    use smoltcp::phy::{Device, TxToken};
+                    let len = usize::from(a16);
+                    let mut meta = smoltcp::phy::PacketMeta::default();
+                    meta.segmentation_offload_size =
+                        core::num::NonZeroU16::new(u16::from_le_bytes([arg[4], arg[5]]));
+                    if let Some(mut t) = Device::transmit(&mut nf, smoltcp::time::Instant::ZERO) {
+                        t.set_meta(meta);
+                        let f = tcp_frame(len, arg[2], arg[7] & 1 != 0);
+                        t.consume(len, |b| {
+                            let n = b.len().min(f.len());
+                            b[..n].copy_from_slice(&f[..n]);
+                        });
+                    }
+                }
             }
             6 => {
                 if arg[0] & 1 == 0 {

@@ -87,6 +87,8 @@ if [ -n "$problems" ]; then
 elif [ "$(xt_state "$G")" != running ]; then
 	result FAIL "guest not running after the migrations (state $(xt_state "$G")); $(xt_errors "$G")"
 else
-	result PASS "$ROUNDS live migrations (domid $ids) with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received, never reset), $IPERF_BG_SUMMARY ($TRAFFIC_DURING); ping after every round; vif Connected lines in the console logs: $conns; tx-stall reconnects: $stalls; per round: $times"
+	# The guest's counters as its suspend hook printed them (checksum offload, GSO).
+	counters=$(cat "$(xt_console "$G")" "$(xt_console "$G--incoming")" 2>/dev/null | tr -d '\r' | grep -oE 'rx [0-9]+ pkts [0-9]+ B \([^)]*\), tx [0-9]+ pkts [0-9]+ B \([^)]*\)' | tail -n 1)
+	result PASS "$ROUNDS live migrations (domid $ids) with one TCP echo stream and iperf3: $STREAM_FINAL (bytes sent == received, never reset), $IPERF_BG_SUMMARY ($TRAFFIC_DURING); ping after every round; vif Connected lines in the console logs: $conns; tx-stall reconnects: $stalls; per round: $times; guest counters at a suspend: ${counters:-none}"
 fi
 xt_destroy "$G"

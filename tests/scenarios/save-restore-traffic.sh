@@ -115,8 +115,9 @@ elif ! net_guest_ok "$G"; then
 	result FAIL "$NET_WHY"
 else
 	stalls=$(xt_console_count "$G" "$STALL_RE")
-	# The guest's counters as its suspend hook last printed them: the tx watchdog's work.
-	wd=$(tr -d '\r' <"$(xt_console "$G")" 2>/dev/null | grep -oE '[0-9]+ notifies \([0-9]+ by the tx watchdog, [0-9]+ stalls\)' | tail -n 1)
+	# The guest's counters as its suspend hook last printed them: packets, checksum offload and
+	# GSO, and the watchdogs' work.
+	wd=$(tr -d '\r' <"$(xt_console "$G")" 2>/dev/null | grep -oE 'rx [0-9]+ pkts [0-9]+ B \([^)]*\), tx [0-9]+ pkts [0-9]+ B \([^)]*\), [0-9]+ notifies \([^)]*\)' | tail -n 1)
 	result PASS "one TCP echo connection through $saves save+restore and $cps save -c rounds, never reset: $final (bytes sent == received); ping after every round; per round: $times; tx-stall reconnects: $stalls ${notes:+($notes)}; guest counters at the last suspend: ${wd:-none}"
 fi
 xt_destroy "$G"

@@ -150,16 +150,22 @@ pub fn complete_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
 /// (not a fragment), and a TCP or UDP header that fits the segment. Reads
 /// headers only.
 pub fn check_offloadable(frame: &[u8]) -> Result<(), ChecksumError> {
+    offloadable_protocol(frame).map(|_| ())
+}
+
+/// The IP protocol number ([`IPPROTO_TCP`] or [`IPPROTO_UDP`]) of a frame
+/// whose checksum can be offloaded (see [`check_offloadable`]).
+pub fn offloadable_protocol(frame: &[u8]) -> Result<u8, ChecksumError> {
     let at = locate(frame)?;
     let seg = frame
         .get(at.start..at.end)
         .ok_or(ChecksumError::Truncated)?;
     match at.proto {
         IpProtocol::Tcp => TcpPacket::new_checked(seg)
-            .map(|_| ())
+            .map(|_| IPPROTO_TCP)
             .map_err(|_| ChecksumError::Truncated),
         IpProtocol::Udp => UdpPacket::new_checked(seg)
-            .map(|_| ())
+            .map(|_| IPPROTO_UDP)
             .map_err(|_| ChecksumError::Truncated),
         p => Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
     }
@@ -223,6 +229,67 @@ pub fn blank_checksum(frame: &mut [u8]) -> Result<(), ChecksumError> {
         p => return Err(ChecksumError::UnsupportedProtocol(u8::from(p))),
     }
     Ok(())
+}
+
+/// The length of the Ethernet, IPv4 and TCP headers of a TCP/IPv4 frame
+/// (unfragmented, its TCP header within the segment): the part every
+/// segment of a software-segmented TSO frame repeats.
+pub fn tcp_headers_len(frame: &[u8]) -> Result<usize, ChecksumError> {
+    let at = locate(frame)?;
+    let seg = frame
+        .get(at.start..at.end)
+        .ok_or(ChecksumError::Truncated)?;
+    if at.proto != IpProtocol::Tcp {
+        return Err(ChecksumError::UnsupportedProtocol(u8::from(at.proto)));
+    }
+    let tcp = TcpPacket::new_checked(seg).map_err(|_| ChecksumError::Truncated)?;
+    Ok(at.start + usize::from(tcp.header_len()))
+}
+
+/// Turns a copy of a TSO frame's headers followed by one chunk of its
+/// payload into a proper segment: IPv4 total length and identification
+/// (`+ index`, as Linux numbers the segments of one TSO packet), IPv4 header
+/// checksum, TCP sequence number (`+ offset`), FIN and PSH kept on the last
+/// segment only, and the pseudo-header sum in the TCP checksum field (the
+/// segment goes out with `NETTXF_csum_blank`).
+pub fn fix_tso_segment(
+    seg: &mut [u8],
+    index: u16,
+    offset: u32,
+    last: bool,
+) -> Result<(), ChecksumError> {
+    let ip_len = seg
+        .len()
+        .checked_sub(EthernetFrame::<&[u8]>::header_len())
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or(ChecksumError::Truncated)?;
+    let bytes = seg
+        .get_mut(EthernetFrame::<&[u8]>::header_len()..)
+        .ok_or(ChecksumError::Truncated)?;
+    {
+        // The total length is the old frame's: set it before the checked view
+        // (which compares it with the buffer); 20 bytes are a fixed header.
+        if bytes.len() < 20 {
+            return Err(ChecksumError::Truncated);
+        }
+        Ipv4Packet::new_unchecked(&mut *bytes).set_total_len(ip_len);
+        let mut ip = Ipv4Packet::new_checked(&mut *bytes).map_err(|_| ChecksumError::Truncated)?;
+        let id = ip.ident().wrapping_add(index);
+        ip.set_ident(id);
+        ip.fill_checksum();
+    }
+    let ihl = usize::from(Ipv4Packet::new_unchecked(&*bytes).header_len());
+    {
+        let tcp_bytes = bytes.get_mut(ihl..).ok_or(ChecksumError::Truncated)?;
+        let mut tcp = TcpPacket::new_checked(tcp_bytes).map_err(|_| ChecksumError::Truncated)?;
+        let seq = tcp.seq_number() + offset as usize;
+        tcp.set_seq_number(seq);
+        if !last {
+            tcp.set_fin(false);
+            tcp.set_psh(false);
+        }
+    }
+    blank_checksum(seg)
 }
 
 #[cfg(test)]
@@ -312,7 +379,8 @@ mod tests {
         }
         // What cannot be completed cannot be offloaded either.
         assert_eq!(check_offloadable(&good), Ok(()));
-        assert_eq!(check_offloadable(&tcp_frame()), Ok(()));
+        assert_eq!(offloadable_protocol(&good), Ok(IPPROTO_UDP));
+        assert_eq!(offloadable_protocol(&tcp_frame()), Ok(IPPROTO_TCP));
         assert_eq!(
             check_offloadable(&v6),
             Err(ChecksumError::NotIpv4 { ethertype: 0x86dd })
@@ -423,6 +491,49 @@ mod tests {
     }
 
     #[test]
+    fn tso_segments_are_fixed_up() {
+        let mut f = unhex(
+            "020000000002 020000000001 0800
+             4500 0030 1234 4000 4006 0000 0a000001 0a000002
+             9c40 0050 00000001 00000000 5019 ffff 0000 0000
+             0102030405060708",
+        );
+        assert_eq!(tcp_headers_len(&f), Ok(54));
+        // The second half of the payload as segment 1 of 2 (FIN|PSH kept).
+        let mut seg = f[..54].to_vec();
+        seg.extend_from_slice(&f[58..]);
+        fix_tso_segment(&mut seg, 1, 4, true).unwrap();
+        assert_eq!(&seg[16..18], &[0, 44]);
+        assert_eq!(&seg[18..20], &[0x12, 0x35]);
+        assert_eq!(&seg[38..42], &[0, 0, 0, 5]);
+        assert_eq!(seg[47], 0x19);
+        let ip = Ipv4Packet::new_checked(&seg[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        let mut full = seg.clone();
+        complete_checksum(&mut full).unwrap();
+        assert_eq!(checksum_ok(&full), Ok(true));
+        let mut partial = full.clone();
+        blank_checksum(&mut partial).unwrap();
+        assert_eq!(partial, seg);
+        // The first half: FIN and PSH cleared.
+        f.truncate(58);
+        fix_tso_segment(&mut f, 0, 0, false).unwrap();
+        assert_eq!(f[47], 0x10);
+        assert_eq!(&f[38..42], &[0, 0, 0, 1]);
+        // Not TCP, or cut short: errors, no panic.
+        let udp = unhex(UDP_FRAME);
+        assert_eq!(
+            tcp_headers_len(&udp),
+            Err(ChecksumError::UnsupportedProtocol(17))
+        );
+        for n in 0..54 {
+            let mut c = f[..n].to_vec();
+            assert!(fix_tso_segment(&mut c, 0, 0, true).is_err());
+            assert!(tcp_headers_len(&c).is_err());
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let base = [unhex(UDP_FRAME), tcp_frame()];
@@ -436,6 +547,8 @@ mod tests {
             f.truncate((x >> 40) as usize % (f.len() + 8));
             let _ = checksum_ok(&f);
             let _ = check_offloadable(&f);
+            let _ = tcp_headers_len(&f);
+            let _ = fix_tso_segment(&mut f.clone(), 3, 7, i % 3 == 0);
             let _ = blank_checksum(&mut f);
             let _ = complete_checksum(&mut f);
         }

@@ -9,8 +9,14 @@
 //! or whose checksum it verified; on transmit it writes the pseudo-header sum
 //! and sets `NETTXF_csum_blank | NETTXF_data_validated` (see the crate docs).
 //! IPv4 header and ICMP checksums stay with smoltcp (`Checksum::Both`).
+//! Segmentation: TCPv4 segments of up to 64 KiB (`segmentation.tcpv4`, less
+//! than half the tx pool); the token takes smoltcp's segment size from
+//! `set_meta` and the tx pool sends the frame whole with a GSO extra slot or
+//! segments it (see [`crate::tx`]). A transmit token is handed out only with
+//! room for the largest frame.
 
 use alloc::vec;
+use core::num::NonZeroUsize;
 
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
@@ -33,6 +39,8 @@ pub struct TxToken<'a, Pg, E> {
     tx: &'a mut Tx<Pg>,
     kick: &'a mut Kick<E>,
     fault: &'a mut Option<Fault>,
+    /// The TSO segment size smoltcp asked for (0: an ordinary frame).
+    gso: u16,
 }
 
 impl<Pg: xen_ring::SharedRing> phy::RxToken for RxToken<'_, Pg> {
@@ -46,11 +54,15 @@ impl<Pg: xen_ring::SharedRing> phy::RxToken for RxToken<'_, Pg> {
 }
 
 impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg, E> {
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.gso = meta.segmentation_offload_size.map_or(0, |s| s.get());
+    }
+
     fn consume<R, F>(self, len: usize, f: F) -> R
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        if self.fault.is_some() || self.tx.check(len).is_err() {
+        if self.fault.is_some() || self.tx.check(len, self.gso).is_err() {
             // The token was handed out with room for a full frame; only an
             // oversized or runt frame (or a fault meanwhile) gets here. The
             // stack builds it into a throwaway buffer and it is dropped.
@@ -66,7 +78,10 @@ impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg,
             Ok(()) => NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED,
             Err(_) => 0,
         };
-        match self.tx.post(len, flags) {
+        // smoltcp asks for segmentation of TCP only; anything else with a
+        // segment size (it cannot happen) goes as an ordinary frame if it fits.
+        let gso = if flags != 0 { self.gso } else { 0 };
+        match self.tx.post(len, flags, gso) {
             Ok(true) => self.kick.notify(),
             Ok(false) => {}
             Err(fault) => *self.fault = Some(fault),
@@ -104,13 +119,13 @@ where
                 tx: &mut n.tx,
                 kick: io.kick_mut(),
                 fault: &mut n.fault,
+                gso: 0,
             },
         ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        let frame = self.max_frame();
-        if !self.can_transmit(frame) {
+        if self.poll_tx().is_err() || !self.dev.driver().tx.token_room() {
             return None;
         }
         let (n, io) = self.dev.parts_mut();
@@ -118,6 +133,7 @@ where
             tx: &mut n.tx,
             kick: io.kick_mut(),
             fault: &mut n.fault,
+            gso: 0,
         })
     }
 
@@ -130,6 +146,9 @@ where
         checksum.tcp = Checksum::None;
         checksum.udp = Checksum::None;
         caps.checksum = checksum;
+        // TSO (smoltcp's `segmentation-offload`): TCP segments of up to
+        // 64 KiB, sent whole with a GSO extra slot or segmented here.
+        caps.segmentation.tcpv4 = NonZeroUsize::new(self.dev.driver().tx.tso_limit);
         caps
     }
 }

@@ -262,8 +262,10 @@ where
     /// re-sends tx frames that were in flight, and lists the nodes:
     /// `request-rx-copy=1` (the only rx mode implemented), `feature-rx-notify=1`
     /// (netback requires it), `feature-sg=1` (multi-slot packets are
-    /// reassembled), `feature-no-csum-offload=0` (blank checksums are trusted,
-    /// as the crate docs explain); no GSO, IPv6 offload, multicast control or multi-queue.
+    /// reassembled), `feature-no-csum-offload=0` (blank checksums are
+    /// accepted, see the crate docs), `feature-gso-tcpv4=1` (TCPv4 GSO
+    /// packets of up to 64 KiB are received as one segment); no IPv6 offload,
+    /// multicast control or multi-queue.
     fn setup(
         &mut self,
         io: &mut Resources<P, G, E>,
@@ -279,6 +281,7 @@ where
             return Err(SetupError::MissingFeature("feature-rx-copy"));
         }
         self.tx.sg = features.sg;
+        self.tx.gso = features.gso_tcpv4;
         // The MAC normally stays; re-read it in case the toolstack changed it.
         if let Ok(v) = xs.read(TxId::NONE, &format!("device/vif/{}/mac", self.devid))
             && let Ok(mac) = MacAddr::parse(&v)
@@ -288,6 +291,7 @@ where
 
         if self.tx.ring.is_none() {
             self.tx.ring = Some(io.new_ring::<TxReq, TxRsp>(wire::tx_layout(), domid)?);
+            self.tx.new_ring();
         }
         if self.rx.ring.is_none() {
             self.rx.ring = Some(io.new_ring::<RxReq, RxRsp>(wire::rx_layout(), domid)?);
@@ -319,6 +323,7 @@ where
         nodes.push("feature-rx-notify", 1);
         nodes.push("feature-sg", 1);
         nodes.push("feature-no-csum-offload", 0);
+        nodes.push("feature-gso-tcpv4", 1);
         Ok(())
     }
 

@@ -120,6 +120,18 @@ pub enum RxError {
     BadExtraType(u8),
     /// More extra-info slots than there are extra types.
     TooManyExtras,
+    /// Two extra-info slots of the same type in one packet.
+    DuplicateExtra(u8),
+    /// A GSO extra-info slot whose GSO type is not TCPv4 (the only one we
+    /// advertise, `feature-gso-tcpv4`) or whose segment size is 0.
+    BadGso {
+        /// `u.gso.type`.
+        gso_type: u8,
+        /// `u.gso.size`.
+        size: u16,
+    },
+    /// A packet with a TCPv4 GSO extra that is not TCP over IPv4.
+    GsoNotTcpV4(ChecksumError),
     /// More slots in one packet than any back end uses.
     TooManySlots,
     /// The packet is larger than the reassembly buffer.
@@ -300,6 +312,11 @@ impl fmt::Display for RxError {
             }
             RxError::BadExtraType(t) => write!(f, "rx extra-info type {t}"),
             RxError::TooManyExtras => f.write_str("too many rx extra-info slots"),
+            RxError::DuplicateExtra(t) => write!(f, "two rx extra-info slots of type {t}"),
+            RxError::BadGso { gso_type, size } => {
+                write!(f, "rx GSO extra of type {gso_type} and size {size}")
+            }
+            RxError::GsoNotTcpV4(e) => write!(f, "rx TCPv4 GSO packet is not TCP/IPv4: {e}"),
             RxError::TooManySlots => f.write_str("too many slots in one rx packet"),
             RxError::TooLong => f.write_str("rx packet longer than the reassembly buffer"),
             RxError::Empty => f.write_str("rx packet of zero bytes"),

@@ -25,35 +25,60 @@
 //! ring pages, allocates an unbound event channel, grants every rx buffer and
 //! tx pool page, posts the rx buffers, and writes `tx-ring-ref`,
 //! `rx-ring-ref`, `event-channel`, `request-rx-copy=1`, `feature-rx-notify=1`,
-//! `feature-sg=1` and `feature-no-csum-offload=0` in one xenstore transaction
+//! `feature-sg=1`, `feature-no-csum-offload=0` and `feature-gso-tcpv4=1` in one xenstore transaction
 //! (retried on `EAGAIN`), then announces Connected (netfront's handshake).
 //!
-//! # Checksums (the choice, and why)
+//! # Checksums and offloads (the choice, and why)
 //!
-//! **Receive:** checksum offload stays negotiated ON (`feature-no-csum-offload=0`),
-//! and like Linux netfront we trust the back end's flags: a packet flagged
-//! `NETRXF_csum_blank` (its checksum never filled in, dom0's
-//! `CHECKSUM_PARTIAL`) or `NETRXF_data_validated` goes to the stack unchecked,
-//! provided its checksum could be set up at all ([`csum::check_offloadable`]:
-//! IPv4, TCP or UDP, not a fragment; else [`RxError::Checksum`]). Only TCP/UDP
-//! packets carrying neither flag are verified here ([`csum::checksum_ok`]), so
-//! the smoltcp device tells the stack to verify no TCP/UDP checksum. IP
-//! fragments pass unverified (their checksum spans the whole datagram);
-//! smoltcp does not verify the reassembled datagram either.
+//! **Receive:** checksum offload stays negotiated ON (`feature-no-csum-offload=0`).
+//! As Linux netfront does, a packet flagged `NETRXF_csum_blank` or
+//! `NETRXF_data_validated` is delivered on the back end's word, its TCP/UDP
+//! checksum not looked at (a blank one must still be TCP/UDP over IPv4,
+//! unfragmented, or it is dropped with [`RxError::Checksum`]); every other
+//! TCP/UDP packet has its checksum verified here ([`csum::checksum_ok`]) and
+//! is dropped with [`RxError::BadChecksum`] if it is wrong. So the smoltcp
+//! device tells the stack not to verify TCP/UDP checksums (`Checksum::None`;
+//! smoltcp can only be told per device, not per packet), and nothing reaches
+//! it unchecked except what the back end vouched for. Why trusting the back
+//! end is no weaker than before: it writes every byte of every packet we
+//! receive, so it can forge a packet with a correct checksum just as well;
+//! the flags only save a pass over data it already validated (or that never
+//! left dom0's memory). IP fragments pass unverified (their checksum spans
+//! the whole datagram), and smoltcp does not verify the reassembled datagram.
 //!
-//! **Transmit:** smoltcp leaves TCP/UDP checksums out; for a TCP or UDP
-//! packet over IPv4 the device writes the pseudo-header sum into the field and
-//! sets `NETTXF_csum_blank | NETTXF_data_validated`, as a Linux sender with
-//! offload does, so dom0 completes (or never needs) the sum. Anything else
-//! (ARP, ICMP, a fragment, whose UDP checksum smoltcp leaves zero, "none") goes
-//! as it is. IPv4 header and ICMP checksums stay with smoltcp.
+//! **Transmit:** smoltcp leaves TCP/UDP checksums out; the device writes the
+//! folded pseudo-header sum into the field ([`csum::blank_checksum`]) and sets
+//! `NETTXF_csum_blank | NETTXF_data_validated` on the frame's first request,
+//! as Linux netfront does for `CHECKSUM_PARTIAL` packets. Linux netback
+//! turns such a frame into a `CHECKSUM_PARTIAL` skb without recalculating
+//! the pseudo-header, so the partial sum must be in the field; every netback
+//! accepts IPv4 checksum offload from a front end (it has no feature node for
+//! it). IPv4 header and ICMP checksums stay with smoltcp; frames sent through
+//! [`NetFront::transmit`] go out as the caller built them, with no flags.
+//!
+//! **TSO on send:** smoltcp's `segmentation-offload` (compiled in with
+//! `proto-ipv6`, which smoltcp 0.14.0 needs for it to build; see
+//! docs/NET.md) hands the device TCP segments of up to 64 KiB; with the
+//! back end's `feature-gso-tcpv4` they go whole with a GSO extra slot, else
+//! they are segmented here ([`tx`] module docs). Unflagged IPv6 other than
+//! ICMPv6 is ignored on receive: smoltcp would not verify its checksums and
+//! the guest has no IPv6 address.
+//!
+//! **GSO on receive:** the front end writes `feature-gso-tcpv4=1`, so Linux
+//! netback keeps TSO on the vif and delivers TCP segments of up to 64 KiB as
+//! multi-slot packets with a `XEN_NETIF_EXTRA_TYPE_GSO` extra slot. The extra
+//! is validated (type TCPv4, size not 0, at most one per packet, the packet
+//! TCP over IPv4, at most [`rx::RX_MAX_PACKET`] bytes and
+//! [`rx::RX_MAX_SLOTS`] slots) and the packet goes to smoltcp as one TCP
+//! segment larger than the MTU, which smoltcp accepts (it bounds what it
+//! sends by the MTU, not what it receives).
 //!
 //! # Data path
 //!
 //! - rx ([`rx`] module docs): buffers are pre-granted pages, refilled in
 //!   batches with one push and at most one notify; every response is read once
 //!   into a local copy and validated; multi-slot packets are reassembled and
-//!   extra-info slots skipped; a violation drops the packet with an
+//!   extra-info slots validated (GSO's acted on, the rest skipped); a violation drops the packet with an
 //!   [`RxError`] and recycles its buffers.
 //! - tx ([`tx`] module docs): a pool of pre-granted pages reused on
 //!   completion — no allocation and no new grant in the steady state;

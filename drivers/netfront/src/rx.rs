@@ -14,7 +14,8 @@
 //! buffer concerned is always the one *we* posted in that slot (never one the
 //! back end names); its id must match, the status must not be negative,
 //! `offset + size` must lie within the page, the packet must fit the
-//! reassembly buffer, extra types must be known and chains bounded. Data is
+//! reassembly buffer, extra types must be known, not repeated and chains
+//! bounded, a GSO extra must be TCPv4 with a size and its packet TCP/IPv4. Data is
 //! copied out of the page into the reassembly buffer at once, so the back end
 //! cannot change a packet after we looked at it. A violation drops the packet
 //! (its remaining slots are consumed and recycled) and is reported as an
@@ -33,17 +34,21 @@ use alloc::vec::Vec;
 use xen_abi::PAGE_SIZE;
 use xen_abi::netif::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NetifRxRequest,
-    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_MAX, XEN_NETIF_EXTRA_TYPE_NONE,
+    XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_EXTRA_TYPE_MAX,
+    XEN_NETIF_EXTRA_TYPE_NONE, XEN_NETIF_GSO_TYPE_TCPV4,
 };
 use xen_ring::{RingError, SharedRing};
 
-use crate::csum::{ChecksumError, check_offloadable, checksum_ok};
+use crate::csum::{
+    ChecksumError, IPPROTO_TCP, check_offloadable, checksum_ok, offloadable_protocol,
+};
 use crate::error::{Fault, NetError, RxError};
 use crate::wire::{RxReq, RxRsp};
 use xen_frontend::{Held, RingHalf};
 
-/// Largest packet reassembled (a GSO packet is at most 64 KiB).
-pub const RX_MAX_PACKET: usize = 65536;
+/// Largest packet reassembled: the largest IPv4 packet (a TCPv4 GSO packet
+/// is one, at most 64 KiB) in an untagged Ethernet frame.
+pub const RX_MAX_PACKET: usize = crate::ETH_HLEN + 65535;
 /// Most slots (data and extra) one packet may use; real back ends use at most
 /// about 20 (`XEN_NETIF_NR_SLOTS_MIN` plus extras).
 pub const RX_MAX_SLOTS: u32 = 64;
@@ -64,8 +69,13 @@ pub struct RxStats {
     pub csum_trusted: u64,
     /// TCP/UDP packets without those flags whose checksum was verified here.
     pub csum_verified: u64,
-    /// Extra-info slots skipped.
+    /// Extra-info slots consumed (validated; only GSO's is acted on).
     pub extras: u64,
+    /// TCPv4 GSO packets delivered (one segment of up to 64 KiB each).
+    pub gso_packets: u64,
+    /// IPv6 packets other than ICMPv6 without a checksum flag, dropped
+    /// (the guest has no IPv6 address; see the crate docs).
+    pub ipv6_ignored: u64,
     /// Response slots consumed.
     pub slots: u64,
     /// Refill batches pushed to the ring.
@@ -99,6 +109,10 @@ struct Assembly {
     len: usize,
     slots: u32,
     extras: u32,
+    /// Extra types seen (bit `1 << type`).
+    extra_types: u8,
+    /// The GSO segment size, if a valid TCPv4 GSO extra came.
+    gso: Option<u16>,
     flags: u16,
     error: Option<RxError>,
 }
@@ -109,6 +123,8 @@ impl Assembly {
         len: 0,
         slots: 0,
         extras: 0,
+        extra_types: 0,
+        gso: None,
         flags: 0,
         error: None,
     };
@@ -269,10 +285,13 @@ impl<Pg: SharedRing> Rx<Pg> {
         if self.ready.is_some() {
             return Ok(true);
         }
-        let Some(ring) = self.ring.as_mut() else {
+        if self.ring.is_none() {
             return Err(NetError::NotConnected);
-        };
+        }
         loop {
+            let Some(ring) = self.ring.as_mut() else {
+                return Err(NetError::NotConnected);
+            };
             let idx = ring.front.rsp_cons();
             let slot = match ring.front.next_response(ring.page.buffer()) {
                 Ok(Some(s)) => s,
@@ -299,18 +318,34 @@ impl<Pg: SharedRing> Rx<Pg> {
             }
             if done {
                 let asm = core::mem::replace(&mut self.asm, Assembly::NEW);
-                return self.finish(asm);
+                match self.finish(asm) {
+                    // Silently dropped: on to the next packet.
+                    None => continue,
+                    Some(r) => return r,
+                }
             }
         }
     }
 
-    fn finish(&mut self, asm: Assembly) -> Result<bool, NetError> {
+    /// Ends a packet: `None` if it was dropped silently (IPv6 the guest does
+    /// not speak), else ready (`Ok(true)`) or dropped with an error.
+    fn finish(&mut self, asm: Assembly) -> Option<Result<bool, NetError>> {
         self.stats.extras += u64::from(asm.extras);
         let mut result = match asm.error {
             Some(e) => Err(e),
             None if asm.len == 0 => Err(RxError::Empty),
             None => Ok(asm.len),
         };
+        if let (Ok(len), Some(_)) = (result, asm.gso) {
+            // A TCPv4 GSO packet is one TCP segment over IPv4 (larger than
+            // the MTU): smoltcp takes it as it is, nothing is re-segmented.
+            let frame = self.scratch.get(..len).unwrap_or(&[]);
+            result = match offloadable_protocol(frame) {
+                Ok(IPPROTO_TCP) => Ok(len),
+                Ok(p) => Err(RxError::GsoNotTcpV4(ChecksumError::UnsupportedProtocol(p))),
+                Err(e) => Err(RxError::GsoNotTcpV4(e)),
+            };
+        }
         if let Ok(len) = result {
             let frame = self.scratch.get(..len).unwrap_or(&[]);
             result = match rx_checksum(asm.flags, frame) {
@@ -323,10 +358,17 @@ impl<Pg: SharedRing> Rx<Pg> {
                     Ok(len)
                 }
                 Ok(Csum::NotTcpUdp) => Ok(len),
+                Ok(Csum::Ignored) => {
+                    self.stats.ipv6_ignored += 1;
+                    return None;
+                }
                 Err(e) => Err(e),
             };
+            if result.is_ok() && asm.gso.is_some() {
+                self.stats.gso_packets += 1;
+            }
         }
-        match result {
+        Some(match result {
             Ok(len) => {
                 self.ready = Some(len);
                 Ok(true)
@@ -335,7 +377,7 @@ impl<Pg: SharedRing> Rx<Pg> {
                 self.stats.errors += 1;
                 Err(NetError::Rx(e))
             }
-        }
+        })
     }
 }
 
@@ -350,7 +392,15 @@ enum Csum {
     /// accepts of it (IPv4 header and ICMP checksums; it has no IP
     /// reassembly, so it drops fragments).
     NotTcpUdp,
+    /// IPv6 that is not plain ICMPv6, without a flag: not verifiable here,
+    /// and nothing in the guest speaks it; dropped, not an error.
+    Ignored,
 }
+
+/// Ethertype of IPv6.
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+/// IPv6 next header of ICMPv6.
+const IPPROTO_ICMPV6: u8 = 58;
 
 /// The checksum policy (see the crate docs): trust `NETRXF_csum_blank` and
 /// `NETRXF_data_validated` as Linux netfront does (a blank packet must be one
@@ -369,6 +419,19 @@ fn rx_checksum(flags: u16, frame: &[u8]) -> Result<Csum, RxError> {
     match checksum_ok(frame) {
         Ok(true) => Ok(Csum::Verified),
         Ok(false) => Err(RxError::BadChecksum),
+        // IPv6 (smoltcp has it compiled in, see the crate docs): only ICMPv6,
+        // whose checksum smoltcp verifies, goes on; anything else unflagged
+        // could be TCP/UDP we cannot verify, and the guest has no IPv6
+        // address for it anyway.
+        Err(ChecksumError::NotIpv4 {
+            ethertype: ETHERTYPE_IPV6,
+        }) => {
+            if frame.get(crate::ETH_HLEN + 6) == Some(&IPPROTO_ICMPV6) {
+                Ok(Csum::NotTcpUdp)
+            } else {
+                Ok(Csum::Ignored)
+            }
+        }
         Err(
             ChecksumError::NotIpv4 { .. }
             | ChecksumError::UnsupportedProtocol(_)
@@ -398,12 +461,28 @@ fn step<Pg: SharedRing>(
             asm.extras = asm.extras.saturating_add(1);
             if extra.kind == XEN_NETIF_EXTRA_TYPE_NONE || extra.kind >= XEN_NETIF_EXTRA_TYPE_MAX {
                 asm.fail(RxError::BadExtraType(extra.kind));
+            } else {
+                let bit = 1u8 << extra.kind;
+                if asm.extra_types & bit != 0 {
+                    asm.fail(RxError::DuplicateExtra(extra.kind));
+                }
+                asm.extra_types |= bit;
             }
             if asm.extras > RX_MAX_EXTRAS {
                 asm.fail(RxError::TooManyExtras);
             }
-            // GSO/hash/multicast extras carry nothing we act on: the data is
-            // delivered as one frame either way.
+            // GSO: validated as Linux netfront does (`xennet_set_skb_gso`:
+            // size not 0, a type we advertised); the packet is delivered as
+            // one large TCP segment. Hash and multicast extras carry nothing
+            // we act on.
+            if extra.kind == XEN_NETIF_EXTRA_TYPE_GSO {
+                let (gso_type, size) = (extra.gso_type(), extra.gso_size());
+                if gso_type != XEN_NETIF_GSO_TYPE_TCPV4 || size == 0 {
+                    asm.fail(RxError::BadGso { gso_type, size });
+                } else {
+                    asm.gso = Some(size);
+                }
+            }
             if extra.flags & XEN_NETIF_EXTRA_FLAG_MORE != 0 {
                 false
             } else if more_data {

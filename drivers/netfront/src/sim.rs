@@ -27,9 +27,11 @@ use grant_table::{Access, DomId, GrantRef};
 use xen_abi::PAGE_SIZE;
 use xen_abi::event_channel::EvtchnPort;
 use xen_abi::netif::{
-    NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA, NETTXF_MORE_DATA,
-    NetifExtraInfo, NetifRxResponse, NetifTxRequest, NetifTxResponse, XEN_NETIF_EXTRA_FLAG_MORE,
-    XEN_NETIF_EXTRA_TYPE_HASH,
+    NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_EXTRA_INFO, NETRXF_MORE_DATA,
+    NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NetifExtraInfo, NetifRxResponse, NetifTxRequest,
+    NetifTxResponse, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO,
+    XEN_NETIF_EXTRA_TYPE_HASH, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6,
+    XEN_NETIF_NR_SLOTS_MIN,
 };
 use xen_frontend::sim::SimXenbusDevice;
 use xen_ring::sim::SimBackend;
@@ -82,6 +84,8 @@ pub struct SimNetConfig {
     pub rx_copy: bool,
     /// `feature-sg`.
     pub sg: bool,
+    /// `feature-gso-tcpv4`.
+    pub gso: bool,
 }
 
 impl Default for SimNetConfig {
@@ -94,6 +98,7 @@ impl Default for SimNetConfig {
             mtu: None,
             rx_copy: true,
             sg: true,
+            gso: true,
         }
     }
 }
@@ -133,6 +138,9 @@ pub struct SimTxFrame {
     pub data: Vec<u8>,
     /// Flags of its first request (`NETTXF_*`).
     pub flags: u16,
+    /// The extra-info slots that followed its first request (a GSO one for
+    /// a TSO frame).
+    pub extras: Vec<NetifExtraInfo>,
 }
 
 /// A one-shot corruption of the next rx packet's first data response.
@@ -245,6 +253,10 @@ pub struct SimNetback {
     rx_pending: VecDeque<Posted>,
     last_rx_id: Option<u16>,
     tx_partial: Vec<NetifTxRequest>,
+    /// Extra-info slots of the frame being collected (raw, for the NULL
+    /// responses' ids), and whether another is expected.
+    tx_extras: Vec<NetifTxRequest>,
+    tx_extra_expected: bool,
     tx_replay: Option<u16>,
     sent: Vec<SimTxFrame>,
     hold_tx: bool,
@@ -283,6 +295,8 @@ impl SimNetback {
             rx_pending: VecDeque::new(),
             last_rx_id: None,
             tx_partial: Vec::new(),
+            tx_extras: Vec::new(),
+            tx_extra_expected: false,
             tx_replay: None,
             sent: Vec::new(),
             hold_tx: false,
@@ -312,7 +326,7 @@ impl SimNetback {
                 ("feature-rx-copy", flag(cfg.rx_copy)),
                 ("feature-rx-flip", b"0"),
                 ("feature-sg", flag(cfg.sg)),
-                ("feature-gso-tcpv4", b"1"),
+                ("feature-gso-tcpv4", flag(cfg.gso)),
                 ("feature-gso-tcpv6", b"1"),
                 ("feature-ipv6-csum-offload", b"1"),
                 ("feature-split-event-channels", b"1"),
@@ -507,6 +521,8 @@ impl SimNetback {
         self.kept.clear();
         self.rx_pending.clear();
         self.tx_partial.clear();
+        self.tx_extras.clear();
+        self.tx_extra_expected = false;
         self.last_rx_id = None;
         self.tx_replay = None;
         self.dev.destroy();
@@ -530,6 +546,8 @@ impl SimNetback {
         }
         self.rx_pending.clear();
         self.tx_partial.clear();
+        self.tx_extras.clear();
+        self.tx_extra_expected = false;
     }
 
     fn connect(&mut self) -> Result<(), SimNetError> {
@@ -692,10 +710,26 @@ impl SimNetback {
             };
             moved = true;
             self.stats.tx_requests += 1;
-            self.tx_partial.push(req);
-            if req.flags & NETTXF_MORE_DATA == 0 {
+            if self.tx_extra_expected {
+                // An extra-info slot (netif.h: after the first request
+                // flagged NETTXF_extra_info, chained by XEN_NETIF_EXTRA_FLAG_MORE).
+                let w = req.to_bytes();
+                let mut e = [0u8; 8];
+                e.copy_from_slice(&w[..8]);
+                let more = NetifExtraInfo::from_bytes(&e).flags & XEN_NETIF_EXTRA_FLAG_MORE != 0;
+                self.tx_extras.push(req);
+                self.tx_extra_expected = more && self.tx_extras.len() < 8;
+            } else {
+                self.tx_partial.push(req);
+                if self.tx_partial.len() == 1 && req.flags & NETTXF_EXTRA_INFO != 0 {
+                    self.tx_extra_expected = true;
+                }
+            }
+            let last = self.tx_partial.last().map_or(0, |r| r.flags);
+            if !self.tx_extra_expected && last & NETTXF_MORE_DATA == 0 {
                 let frame = core::mem::take(&mut self.tx_partial);
-                self.transmit_frame(&frame);
+                let extras = core::mem::take(&mut self.tx_extras);
+                self.transmit_frame(&frame, &extras);
             }
         }
         if moved {
@@ -707,11 +741,30 @@ impl SimNetback {
     /// Reads one frame (netif.h: the first request's size is the total; its
     /// own data is what the later fragments do not cover) and answers every
     /// request.
-    fn transmit_frame(&mut self, reqs: &[NetifTxRequest]) {
+    fn transmit_frame(&mut self, reqs: &[NetifTxRequest], extra_slots: &[NetifTxRequest]) {
+        let extras: Vec<NetifExtraInfo> = extra_slots
+            .iter()
+            .map(|r| {
+                let w = r.to_bytes();
+                let mut e = [0u8; 8];
+                e.copy_from_slice(&w[..8]);
+                NetifExtraInfo::from_bytes(&e)
+            })
+            .collect();
+        // Linux netback's checks (`xenvif_set_skb_gso`): a GSO extra needs
+        // a size and a known type; only GSO extras are valid on tx here.
+        let extras_ok = extras.iter().all(|e| {
+            e.kind == XEN_NETIF_EXTRA_TYPE_GSO
+                && e.gso_size() != 0
+                && matches!(
+                    e.gso_type(),
+                    XEN_NETIF_GSO_TYPE_TCPV4 | XEN_NETIF_GSO_TYPE_TCPV6
+                )
+        });
         let total = reqs.first().map_or(0, |r| usize::from(r.size));
         let rest: usize = reqs.iter().skip(1).map(|r| usize::from(r.size)).sum();
         let mut frame = Vec::with_capacity(total);
-        let mut ok = total >= rest;
+        let mut ok = total >= rest && extras_ok && reqs.len() <= XEN_NETIF_NR_SLOTS_MIN;
         for (i, r) in reqs.iter().enumerate() {
             let len = if i == 0 {
                 total.saturating_sub(rest)
@@ -739,11 +792,25 @@ impl SimNetback {
             self.sent.push(SimTxFrame {
                 data: frame,
                 flags: reqs.first().map_or(0, |r| r.flags),
+                extras,
             });
         }
         let status = if ok { NETIF_RSP_OKAY } else { NETIF_RSP_ERROR };
-        for r in reqs {
+        for (i, r) in reqs.iter().enumerate() {
             self.respond_tx(r.id, status);
+            if i == 0 {
+                // netback's make_tx_response: each extra slot's response is
+                // XEN_NETIF_RSP_NULL, its id whatever the slot held.
+                for e in extra_slots {
+                    if let Some(c) = self.conn.as_mut() {
+                        let rsp = NetifTxResponse {
+                            id: e.id,
+                            status: NETIF_RSP_NULL,
+                        };
+                        c.tx.produce_response(&c.tx_map, &TxRsp(rsp));
+                    }
+                }
+            }
         }
     }
 

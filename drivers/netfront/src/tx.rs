@@ -13,10 +13,18 @@
 //! its frame has completed. So the steady state allocates nothing and issues
 //! no grant.
 //!
+//! TSO: a TCP frame of up to 64 KiB with a segment size (from smoltcp's
+//! `segmentation-offload`) is posted with `NETTXF_extra_info` on its first
+//! request and a `XEN_NETIF_EXTRA_TYPE_GSO` extra slot right after it, when
+//! the back end has `feature-gso-tcpv4` and there is room; otherwise it is
+//! segmented here into MSS-sized frames (as many as fit). The head slot
+//! remembers the segment size, so a re-send after a resume posts the extra
+//! again.
+//!
 //! Responses are validated on a local copy: the id must name a pool slot with
 //! a request in flight, the status must be `NETIF_RSP_OKAY`, `_ERROR` or
-//! `_DROPPED` (we send no extra-info requests, so `NETIF_RSP_NULL` is a
-//! violation). A violation is a sticky [`Fault`] (as Linux netfront marks
+//! `_DROPPED`; `NETIF_RSP_NULL` (the answer to an extra slot, whose id is
+//! whatever the slot held) only while an extra slot is unanswered. A violation is a sticky [`Fault`] (as Linux netfront marks
 //! the device broken): the back end's view of our ids is then unknowable.
 //!
 //! After a resume in a new domain, frames still in flight whose slots have
@@ -31,8 +39,9 @@ use alloc::vec::Vec;
 
 use xen_abi::PAGE_SIZE;
 use xen_abi::netif::{
-    NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_OKAY, NETTXF_CSUM_BLANK, NETTXF_MORE_DATA,
-    NetifTxRequest,
+    NETIF_RSP_DROPPED, NETIF_RSP_ERROR, NETIF_RSP_NULL, NETIF_RSP_OKAY, NETTXF_CSUM_BLANK,
+    NETTXF_DATA_VALIDATED, NETTXF_EXTRA_INFO, NETTXF_MORE_DATA, NetifExtraInfo, NetifTxRequest,
+    XEN_NETIF_GSO_TYPE_TCPV4,
 };
 use xen_ring::{RingError, SharedRing};
 
@@ -45,6 +54,9 @@ const NONE: u16 = u16::MAX;
 /// Most slots one frame may use (`XEN_NETIF_NR_SLOTS_MIN`: every back end
 /// accepts this many); a 65535-byte frame needs 16.
 const MAX_TX_SLOTS: usize = xen_abi::netif::XEN_NETIF_NR_SLOTS_MIN;
+/// Largest TSO frame: the first request's `size` states the whole frame in 16
+/// bits (`XEN_NETIF_MAX_TX_SIZE`; Linux netfront's TSO limit too).
+pub const TSO_MAX_FRAME: usize = xen_abi::netif::XEN_NETIF_MAX_TX_SIZE as usize;
 
 /// Transmit counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -68,6 +80,13 @@ pub struct TxStats {
     /// Frames sent with their TCP/UDP checksum left to the back end
     /// (`NETTXF_csum_blank`).
     pub csum_offloaded: u64,
+    /// TSO frames posted with a GSO extra slot (the back end segments them).
+    pub tso: u64,
+    /// TSO frames segmented here (no room for the whole frame, or a back end
+    /// without `feature-gso-tcpv4`); their segments count as packets.
+    pub segmented: u64,
+    /// `XEN_NETIF_RSP_NULL` responses consumed (one per GSO extra slot).
+    pub null_responses: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +108,9 @@ enum SlotState {
         pending: u16,
         /// (Head only) some slot was answered with an error.
         failed: bool,
+        /// (Head only) the GSO segment size, 0 for none: a GSO extra slot
+        /// follows the head's request.
+        gso: u16,
     },
 }
 
@@ -106,17 +128,34 @@ pub(crate) struct Tx<Pg> {
     /// Free slots with a current grant (capacity = pool size).
     free: Vec<u16>,
     seq: u64,
+    /// Where smoltcp builds a frame (room for a TSO frame).
     scratch: Vec<u8>,
+    /// Where a segment of a TSO frame is built when segmenting here.
+    seg: Vec<u8>,
     /// Largest frame accepted.
     pub(crate) max_frame: usize,
+    /// Largest TSO frame accepted (0: no TSO; bounded by half the pool).
+    pub(crate) tso_limit: usize,
     /// The back end accepts multi-slot frames (`feature-sg`).
     pub(crate) sg: bool,
+    /// The back end takes TCPv4 GSO requests (`feature-gso-tcpv4`).
+    pub(crate) gso: bool,
+    /// GSO extra slots posted whose `XEN_NETIF_RSP_NULL` has not come yet.
+    extras_pending: u32,
     pub(crate) stats: TxStats,
 }
 
 impl<Pg: SharedRing> Tx<Pg> {
-    /// A pool of `n` slots (no pages yet) for frames up to `max_frame` bytes.
+    /// A pool of `n` slots (no pages yet) for frames up to `max_frame` bytes
+    /// and TSO frames up to [`TSO_MAX_FRAME`] bytes, or as many pages as
+    /// half the pool less one (no TSO below 2 pages).
     pub(crate) fn new(n: usize, max_frame: usize) -> Self {
+        let pages = (n / 2).saturating_sub(1);
+        let tso_limit = if pages < 2 {
+            0
+        } else {
+            TSO_MAX_FRAME.min(pages * PAGE_SIZE)
+        };
         let mut slots = Vec::with_capacity(n);
         slots.resize_with(n, || TxSlot {
             held: Held::Empty,
@@ -127,10 +166,36 @@ impl<Pg: SharedRing> Tx<Pg> {
             slots,
             free: Vec::with_capacity(n),
             seq: 0,
-            scratch: vec![0; max_frame],
+            scratch: vec![0; max_frame.max(tso_limit)],
+            seg: vec![0; max_frame],
             max_frame,
+            tso_limit,
             sg: false,
+            gso: false,
+            extras_pending: 0,
             stats: TxStats::default(),
+        }
+    }
+
+    /// A new ring: no extra slot of the old one will be answered.
+    pub(crate) fn new_ring(&mut self) {
+        self.extras_pending = 0;
+    }
+
+    /// Whether a TSO frame can go to the back end whole (with its extra).
+    fn tso_to_backend(&self) -> bool {
+        self.gso && self.sg
+    }
+
+    /// Whether the transmit token can be handed out: room for the largest
+    /// frame smoltcp may build (a whole TSO frame when the back end takes
+    /// them; else one frame, a TSO frame being segmented here as far as
+    /// there is room).
+    pub(crate) fn token_room(&self) -> bool {
+        if self.tso_limit > 0 && self.tso_to_backend() {
+            self.can_send_with(self.tso_limit, 1)
+        } else {
+            self.can_send(self.frame_limit())
         }
     }
 
@@ -145,10 +210,16 @@ impl<Pg: SharedRing> Tx<Pg> {
 
     /// Whether a frame of `len` bytes could be posted now.
     pub(crate) fn can_send(&self, len: usize) -> bool {
+        self.can_send_with(len, 0)
+    }
+
+    /// Whether a frame of `len` bytes and `extras` extra slots could be
+    /// posted now.
+    fn can_send_with(&self, len: usize, extras: usize) -> bool {
         let n = len.div_ceil(PAGE_SIZE).max(1);
         self.ring
             .as_ref()
-            .is_some_and(|r| r.front.free_requests() as usize >= n)
+            .is_some_and(|r| r.front.free_requests() as usize >= n + extras)
             && self.free.len() >= n
     }
 
@@ -219,20 +290,27 @@ impl<Pg: SharedRing> Tx<Pg> {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<(R, bool), NetError> {
-        self.check(len)?;
+        self.check(len, 0)?;
         let r = fill(self.frame_mut(len));
-        Ok((r, self.post(len, 0)?))
+        Ok((r, self.post(len, 0, 0)?))
     }
 
-    /// Whether a frame of `len` bytes can be sent now.
-    pub(crate) fn check(&self, len: usize) -> Result<(), TxError> {
+    /// Whether a frame of `len` bytes can be sent now; `gso` (a TSO frame's
+    /// segment size, 0 for none) allows up to the TSO limit, and such a
+    /// frame is segmented here as far as there is room if it cannot go whole.
+    pub(crate) fn check(&self, len: usize, gso: u16) -> Result<(), TxError> {
         if len < crate::ETH_HLEN {
             return Err(TxError::TooShort(len));
         }
-        if len > self.frame_limit() || len > self.scratch.len() {
+        let limit = if gso != 0 {
+            self.tso_limit
+        } else {
+            self.frame_limit()
+        };
+        if len > limit || len > self.scratch.len() {
             return Err(TxError::TooLong(len));
         }
-        if !self.can_send(len) {
+        if !self.can_send(len.min(self.frame_limit())) {
             return Err(TxError::Busy);
         }
         Ok(())
@@ -246,9 +324,81 @@ impl<Pg: SharedRing> Tx<Pg> {
 
     /// Copies the staged frame of `len` bytes (checked by [`Self::check`])
     /// into free pool pages and posts it, with `flags` (`NETTXF_csum_blank`,
-    /// `NETTXF_data_validated`) on its first request. Returns whether the
-    /// back end must be notified.
-    pub(crate) fn post(&mut self, len: usize, flags: u16) -> Result<bool, Fault> {
+    /// `NETTXF_data_validated`) on its first request. A TSO frame (`gso`,
+    /// its segment size, not 0) goes whole with a GSO extra slot if the back
+    /// end takes them and there is room, else it is segmented here. Returns
+    /// whether the back end must be notified.
+    pub(crate) fn post(&mut self, len: usize, flags: u16, gso: u16) -> Result<bool, Fault> {
+        if gso == 0 {
+            return self.post_buf(false, len, flags, 0);
+        }
+        if self.tso_to_backend() && self.can_send_with(len, 1) {
+            return self.post_buf(false, len, flags | NETTXF_EXTRA_INFO, gso);
+        }
+        self.post_segmented(len, gso)
+    }
+
+    /// Segments the staged TSO frame of `len` bytes into frames of at most
+    /// `mss` payload bytes (and at most one frame each) and posts as many as
+    /// there is room for; the rest is dropped (TCP sends it again).
+    fn post_segmented(&mut self, len: usize, mss: u16) -> Result<bool, Fault> {
+        let frame = self.scratch.get(..len).unwrap_or(&[]);
+        let Ok(hdr) = crate::csum::tcp_headers_len(frame) else {
+            self.stats.dropped += 1;
+            return Ok(false);
+        };
+        let room = self.frame_limit().saturating_sub(hdr);
+        let step = usize::from(mss).min(room);
+        if step == 0 {
+            self.stats.dropped += 1;
+            return Ok(false);
+        }
+        self.stats.segmented += 1;
+        let payload = len.saturating_sub(hdr);
+        let mut notify = false;
+        let mut offset = 0usize;
+        let mut index = 0u16;
+        while offset < payload {
+            let chunk = step.min(payload - offset);
+            let seg_len = hdr + chunk;
+            if !self.can_send(seg_len) {
+                // The tail is lost; TCP retransmits it.
+                self.stats.dropped += 1;
+                break;
+            }
+            let (Some(dst), Some(h), Some(data)) = (
+                self.seg.get_mut(..seg_len),
+                self.scratch.get(..hdr),
+                self.scratch.get(hdr + offset..hdr + offset + chunk),
+            ) else {
+                break;
+            };
+            dst[..hdr].copy_from_slice(h);
+            dst[hdr..].copy_from_slice(data);
+            let last = offset + chunk >= payload;
+            let flags = match crate::csum::fix_tso_segment(dst, index, offset as u32, last) {
+                Ok(()) => NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED,
+                Err(_) => {
+                    self.stats.dropped += 1;
+                    break;
+                }
+            };
+            notify |= self.post_buf(true, seg_len, flags, 0)?;
+            offset += chunk;
+            index = index.wrapping_add(1);
+        }
+        Ok(notify)
+    }
+
+    /// Copies a frame of `len` bytes from the staging buffer (or, `from_seg`,
+    /// the segment buffer) into free pool pages and posts it.
+    fn post_buf(
+        &mut self,
+        from_seg: bool,
+        len: usize,
+        flags: u16,
+        gso: u16,
+    ) -> Result<bool, Fault> {
         let n = len.div_ceil(PAGE_SIZE);
         if n == 0 || n > MAX_TX_SLOTS || self.free.len() < n {
             return Ok(false);
@@ -270,9 +420,8 @@ impl<Pg: SharedRing> Tx<Pg> {
             let Some(slot) = self.slots.get_mut(usize::from(id)) else {
                 continue;
             };
-            if let (Some(g), Some(data)) =
-                (slot.held.grant(), self.scratch.get(start..start + chunk))
-            {
+            let src = if from_seg { &self.seg } else { &self.scratch };
+            if let (Some(g), Some(data)) = (slot.held.grant(), src.get(start..start + chunk)) {
                 g.buffer().write_bytes(0, data);
             }
             slot.state = SlotState::InFlight {
@@ -293,12 +442,16 @@ impl<Pg: SharedRing> Tx<Pg> {
                 done: false,
                 pending: n as u16,
                 failed: false,
+                gso,
             };
         }
         self.stats.packets += 1;
         self.stats.bytes += len as u64;
         if flags & NETTXF_CSUM_BLANK != 0 {
             self.stats.csum_offloaded += 1;
+        }
+        if gso != 0 {
+            self.stats.tso += 1;
         }
         if n > 1 {
             self.stats.multi_slot += 1;
@@ -320,7 +473,10 @@ impl<Pg: SharedRing> Tx<Pg> {
             let Some(slot) = self.slots.get(usize::from(id)) else {
                 break;
             };
-            let SlotState::InFlight { mut req, next, .. } = slot.state else {
+            let SlotState::InFlight {
+                mut req, next, gso, ..
+            } = slot.state
+            else {
                 break;
             };
             req.gref = slot.held.grant().map_or(0, |g| g.gref());
@@ -329,6 +485,22 @@ impl<Pg: SharedRing> Tx<Pg> {
                 // Capacity was checked; a full ring leaves the rest unposted.
                 Err(RingError::Full) => break,
                 Err(RingError::Backend(f)) => return Err(Fault::TxRing(f)),
+            }
+            if gso != 0 && id == head {
+                // The GSO extra slot right after the head's request
+                // (netif.h); the back end answers it with
+                // `XEN_NETIF_RSP_NULL`.
+                let extra = NetifExtraInfo::gso(gso, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0).to_bytes();
+                let mut w = [0u8; NetifTxRequest::SIZE];
+                w[..extra.len()].copy_from_slice(&extra);
+                match ring
+                    .front
+                    .produce(ring.page.buffer(), &TxReq(NetifTxRequest::from_bytes(&w)))
+                {
+                    Ok(_) => self.extras_pending = self.extras_pending.saturating_add(1),
+                    Err(RingError::Full) => break,
+                    Err(RingError::Backend(f)) => return Err(Fault::TxRing(f)),
+                }
             }
             id = next;
         }
@@ -368,6 +540,16 @@ impl<Pg: SharedRing> Tx<Pg> {
     }
 
     fn complete(&mut self, id: u16, status: i16) -> Result<(), Fault> {
+        if status == NETIF_RSP_NULL {
+            // The answer to a GSO extra slot (its id is whatever the slot
+            // held): accepted only while one is unanswered.
+            if self.extras_pending == 0 {
+                return Err(Fault::TxBadStatus { id, status });
+            }
+            self.extras_pending -= 1;
+            self.stats.null_responses += 1;
+            return Ok(());
+        }
         let failed = match status {
             NETIF_RSP_OKAY => false,
             NETIF_RSP_ERROR | NETIF_RSP_DROPPED => true,
@@ -419,7 +601,13 @@ impl<Pg: SharedRing> Tx<Pg> {
                 continue;
             };
             let (seq, intact) = self.frame_status(head);
-            if !intact {
+            let gso = matches!(
+                self.slots.get(usize::from(head)).map(|s| s.state),
+                Some(SlotState::InFlight { gso, .. }) if gso != 0
+            );
+            // A TSO frame cannot go to a back end without GSO: lost (TCP
+            // sends it again, segmented here then).
+            if !intact || (gso && !self.tso_to_backend()) {
                 self.stats.dropped += 1;
                 self.free_frame(head, true);
                 continue;

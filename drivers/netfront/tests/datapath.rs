@@ -8,7 +8,7 @@ use netfront::sim::{SimNetConfig, SimRxPacket, SimWorld, buffer_config};
 use netfront::{Config, NetError, TxError};
 use xen_abi::netif::{
     NETRXF_CSUM_BLANK, NETRXF_DATA_VALIDATED, NetifExtraInfo, XEN_NETIF_EXTRA_TYPE_GSO,
-    XEN_NETIF_EXTRA_TYPE_HASH, XEN_NETIF_GSO_TYPE_TCPV4,
+    XEN_NETIF_EXTRA_TYPE_HASH, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6,
 };
 
 /// A frame of `len` bytes whose content depends on `seed`.
@@ -141,10 +141,11 @@ fn rx_round_trip_single_and_multi_slot() {
 }
 
 #[test]
-fn rx_extra_info_slots_are_skipped() {
+fn rx_extra_info_slots_are_validated_and_skipped() {
     let mut w = SimWorld::new(SimNetConfig::default());
     let mut nf = w.connect(Config::default());
-    let data = frame(4000, 9);
+    // A GSO packet (TCP/IPv4) with a hash extra after the GSO one.
+    let data = tcp_frame(&[7u8; 3900], 1);
     let mut p = SimRxPacket::new(&data);
     p.chunk = 1500;
     p.extras = vec![
@@ -156,16 +157,135 @@ fn rx_extra_info_slots_are_skipped() {
         },
     ];
     w.back.inject(p);
-    let single = frame(100, 10);
+    let single = tcp_frame(b"one", 2);
     let mut q = SimRxPacket::new(&single);
     q.extras = vec![NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)];
     w.back.inject(q);
-    w.back.inject(SimRxPacket::new(&frame(70, 11)));
+    // A hash extra on any frame is skipped.
+    let mut h = SimRxPacket::new(&frame(70, 11));
+    h.extras = vec![NetifExtraInfo {
+        kind: XEN_NETIF_EXTRA_TYPE_HASH,
+        flags: 0,
+        u: [0; 6],
+    }];
+    w.back.inject(h);
     let (frames, errors) = w.receive_all(&mut nf);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(frames, vec![data, single, frame(70, 11)]);
-    assert_eq!(nf.stats().rx.extras, 3);
+    let st = nf.stats().rx;
+    assert_eq!(st.extras, 4);
+    assert_eq!(st.gso_packets, 2);
     assert_eq!(XEN_NETIF_EXTRA_TYPE_GSO, 1);
+}
+
+/// A TCPv4 GSO packet as Linux netback delivers it: blank checksum, both
+/// flags, the GSO extra after the first slot, data in page-sized slots.
+fn gso_packet(payload_len: usize, seq: u32) -> (Vec<u8>, SimRxPacket) {
+    let payload: Vec<u8> = (0..payload_len).map(|i| (i % 253) as u8).collect();
+    let mut f = tcp_frame(&payload, seq);
+    blank_checksum(&mut f).unwrap();
+    let mut p = SimRxPacket::new(&f);
+    p.flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
+    p.extras = vec![NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)];
+    (f, p)
+}
+
+#[test]
+fn gso_packets_up_to_64k_are_received_whole() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config::default());
+    // The largest IPv4 packet: 65535 bytes of IP, 17 data slots.
+    let max_payload = 65535 - 20 - 20;
+    let mut expect = Vec::new();
+    for (len, chunk) in [(max_payload, 4096), (30_000, 4096), (max_payload, 4000)] {
+        let (f, mut p) = gso_packet(len, expect.len() as u32);
+        p.chunk = chunk;
+        w.back.inject(p);
+        expect.push(f);
+    }
+    assert_eq!(expect[0].len(), netfront::rx::RX_MAX_PACKET);
+    let (frames, errors) = w.receive_all(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(frames == expect);
+    let st = nf.stats().rx;
+    assert_eq!(st.gso_packets, 3);
+    assert_eq!(st.csum_trusted, 3);
+    assert_eq!(w.back.stats().bad_rx_grefs, 0);
+}
+
+#[test]
+fn hostile_gso_is_dropped_and_the_next_packet_flows() {
+    use netfront::RxError;
+    use netfront::csum::ChecksumError;
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config::default());
+    let good = tcp_frame(b"after", 9);
+    let mut cases: Vec<(SimRxPacket, RxError)> = Vec::new();
+    // A GSO type we did not advertise, and a segment size of 0.
+    let (_, mut p) = gso_packet(5000, 1);
+    p.extras = vec![NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV6, 0, 0)];
+    cases.push((
+        p,
+        RxError::BadGso {
+            gso_type: XEN_NETIF_GSO_TYPE_TCPV6,
+            size: 1448,
+        },
+    ));
+    let (_, mut p) = gso_packet(5000, 1);
+    p.extras = vec![NetifExtraInfo::gso(0, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)];
+    cases.push((
+        p,
+        RxError::BadGso {
+            gso_type: XEN_NETIF_GSO_TYPE_TCPV4,
+            size: 0,
+        },
+    ));
+    // Two GSO extras.
+    let (_, mut p) = gso_packet(5000, 1);
+    p.extras
+        .push(NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0));
+    cases.push((p, RxError::DuplicateExtra(XEN_NETIF_EXTRA_TYPE_GSO)));
+    // GSO on UDP and on a non-IP frame.
+    let mut p = SimRxPacket::new(&udp_frame(&[1u8; 3000], 7));
+    p.extras = vec![NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)];
+    cases.push((
+        p,
+        RxError::GsoNotTcpV4(ChecksumError::UnsupportedProtocol(17)),
+    ));
+    let mut p = SimRxPacket::new(&frame(3000, 3));
+    p.extras = vec![NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)];
+    cases.push((
+        p,
+        RxError::GsoNotTcpV4(ChecksumError::NotIpv4 { ethertype: 0x88b5 }),
+    ));
+    // An IP total length past the data the slots carried.
+    let (f, _) = gso_packet(20_000, 1);
+    let mut p = SimRxPacket::new(&f[..12_000]);
+    p.flags = NETRXF_CSUM_BLANK | NETRXF_DATA_VALIDATED;
+    p.extras = vec![NetifExtraInfo::gso(1448, XEN_NETIF_GSO_TYPE_TCPV4, 0, 0)];
+    cases.push((p, RxError::GsoNotTcpV4(ChecksumError::Truncated)));
+    // Longer than the largest IPv4 packet.
+    let (_, mut p) = gso_packet(65535 - 40, 1);
+    p.data.push(0);
+    cases.push((p, RxError::TooLong));
+    // More slots than any back end uses (a 64 KiB packet in 1000-byte slots).
+    let (_, mut p) = gso_packet(65535 - 40, 1);
+    p.chunk = 1000;
+    cases.push((p, RxError::TooManySlots));
+    // No checksum flag and a blank checksum: verified, wrong.
+    let (_, mut p) = gso_packet(20_000, 1);
+    p.flags = 0;
+    cases.push((p, RxError::BadChecksum));
+    for (p, want) in cases {
+        w.back.inject(p);
+        w.back.inject(SimRxPacket::new(&good));
+        let (frames, errors) = w.receive_all(&mut nf);
+        assert_eq!(errors, vec![NetError::Rx(want)], "{want:?}");
+        assert_eq!(frames, vec![good.clone()], "{want:?}");
+        assert_eq!(nf.fault(), None);
+    }
+    assert_eq!(nf.stats().rx.gso_packets, 0);
+    assert_eq!(w.back.stats().bad_rx_grefs, 0);
 }
 
 #[test]
@@ -434,4 +554,31 @@ fn blank_checksum_on_non_ipv4_is_dropped_with_an_error() {
             netfront::csum::ChecksumError::NotIpv4 { ethertype: 0x88b5 }
         ))]
     );
+}
+
+#[test]
+fn unflagged_ipv6_other_than_icmpv6_is_ignored() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config::default());
+    // Ethernet + a fixed IPv6 header naming next header `nh`.
+    let v6 = |nh: u8| {
+        let mut f = frame(120, u32::from(nh));
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        f[14] = 0x60;
+        f[20] = nh;
+        f
+    };
+    let icmp = v6(58);
+    w.back.inject(SimRxPacket::new(&v6(6)));
+    w.back.inject(SimRxPacket::new(&v6(0)));
+    w.back.inject(SimRxPacket::new(&icmp));
+    let mut flagged = SimRxPacket::new(&v6(17));
+    flagged.flags = NETRXF_DATA_VALIDATED;
+    w.back.inject(flagged);
+    let (frames, errors) = w.receive_all(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(frames, vec![icmp, v6(17)]);
+    let st = nf.stats().rx;
+    assert_eq!((st.ipv6_ignored, st.errors, st.packets), (2, 0, 2));
 }

@@ -53,6 +53,7 @@ fn connects_and_publishes_nodes_in_one_transaction() {
         read(&w, &format!("{dir}/feature-no-csum-offload")).unwrap(),
         b"0"
     );
+    assert_eq!(read(&w, &format!("{dir}/feature-gso-tcpv4")).unwrap(), b"1");
     assert_eq!(read(&w, &format!("{dir}/state")).unwrap(), b"4");
     let f = nf.features();
     assert!(f.rx_copy && f.sg && f.split_event_channels && f.gso_tcpv4);

@@ -136,7 +136,9 @@ fn rx_endless_extra_chain_is_bounded() {
     assert!(
         errors.iter().all(|e| matches!(
             e,
-            NetError::Rx(RxError::TooManyExtras | RxError::BadExtraType(_))
+            NetError::Rx(
+                RxError::TooManyExtras | RxError::BadExtraType(_) | RxError::DuplicateExtra(_)
+            )
         )),
         "{errors:?}"
     );

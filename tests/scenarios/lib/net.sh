@@ -173,6 +173,10 @@ net_iperf() {
 		(.end.sum_sent.retransmits // 0)] | map(tostring) | join("|")' "$js" 2>&1)
 	IFS='|' read -r err sent recv bps retr <<<"$fields"
 	if [ "$err" != "-" ]; then
+		# What got through before it failed (per-second bytes, the sender's retransmits and cwnd),
+		# then the guest's and dom0's view of the vif.
+		jq -r '.intervals[]?.streams[]? | "xt| iperf3 interval \(.start|floor)-\(.end|floor)s: \(.bytes) B, retransmits \(.retransmits // "-"), snd_cwnd \(.snd_cwnd // "-"), snd_wnd \(.snd_wnd // "-")"' "$js" 2>/dev/null | head -n 40
+		net_diag "$name" "$ip"
 		result FAIL "iperf3 $* reported error '$err' (after ${secs}s; stderr: $(tr '\n' ' ' <"$XT_RUN/$res.err" | cut -c1-200)); $(xt_errors "$name")"
 		return
 	fi
