@@ -1167,6 +1167,32 @@ impl smoltcp::phy::TxToken for PeerTx<'_> {
     }
 }
 
+/// The peer's address on the [`PeerWire`] (the guest side of host tests uses
+/// another address of 10.0.0.0/24).
+#[cfg(feature = "smoltcp")]
+pub const PEER_IP: [u8; 4] = [10, 0, 0, 1];
+
+#[cfg(feature = "smoltcp")]
+impl PeerWire {
+    /// The peer's smoltcp interface on this wire: MAC 02:00:00:00:00:01,
+    /// [`PEER_IP`]/24.
+    pub fn interface(&mut self) -> smoltcp::iface::Interface {
+        use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+        let mut iface = smoltcp::iface::Interface::new(
+            smoltcp::iface::Config::new(HardwareAddress::Ethernet(EthernetAddress([
+                0x02, 0, 0, 0, 0, 1,
+            ]))),
+            self,
+            smoltcp::time::Instant::ZERO,
+        );
+        let [a, b, c, d] = PEER_IP;
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::v4(a, b, c, d), 24));
+        });
+        iface
+    }
+}
+
 #[cfg(feature = "smoltcp")]
 impl smoltcp::phy::Device for PeerWire {
     type RxToken<'a> = PeerRx;

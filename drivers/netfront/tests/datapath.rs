@@ -11,6 +11,8 @@ use xen_abi::netif::{
     XEN_NETIF_EXTRA_TYPE_HASH, XEN_NETIF_GSO_TYPE_TCPV4, XEN_NETIF_GSO_TYPE_TCPV6,
 };
 
+mod common;
+
 /// A frame of `len` bytes whose content depends on `seed`.
 fn frame(len: usize, seed: u32) -> Vec<u8> {
     let mut f: Vec<u8> = (0..len)
@@ -67,50 +69,18 @@ fn udp_frame(payload: &[u8], src_port: u16) -> Vec<u8> {
 
 /// A TCP/IPv4 frame with a correct checksum (smoltcp's wire module).
 fn tcp_frame(payload: &[u8], seq: u32) -> Vec<u8> {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::*;
-    let src = Ipv4Address::new(192, 168, 1, 1);
-    let dst = Ipv4Address::new(192, 168, 1, 77);
-    let tcp = TcpRepr {
-        src_port: 80,
-        dst_port: 40000,
-        control: TcpControl::Psh,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: Some(TcpSeqNumber(1)),
-        window_len: 1024,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
+    common::tcp_frame(
+        &common::TcpEnds {
+            src_mac: [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff],
+            dst_mac: [0x00, 0x16, 0x3e, 0x12, 0x34, 0x56],
+            src: smoltcp::wire::Ipv4Address::new(192, 168, 1, 1),
+            dst: smoltcp::wire::Ipv4Address::new(192, 168, 1, 77),
+            src_port: 80,
+            dst_port: 40000,
+        },
         payload,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]),
-        dst_addr: EthernetAddress([0x00, 0x16, 0x3e, 0x12, 0x34, 0x56]),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let len = eth.buffer_len() + ip.buffer_len() + tcp.buffer_len();
-    let mut buf = vec![0u8; len];
-    let mut e = EthernetFrame::new_unchecked(&mut buf);
-    eth.emit(&mut e);
-    let mut p = Ipv4Packet::new_unchecked(e.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    let mut t = TcpPacket::new_unchecked(p.payload_mut());
-    tcp.emit(
-        &mut t,
-        &src.into(),
-        &dst.into(),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+        seq,
+    )
 }
 
 #[test]

@@ -147,16 +147,7 @@ fn transfer(gso: bool, backend_gso: bool) {
         a.push(IpCidr::new(IpAddress::v4(10, 0, 0, 2), 24)).unwrap();
     });
     let mut wire = Wire::default();
-    let mut peer = Interface::new(
-        IfConfig::new(HardwareAddress::Ethernet(EthernetAddress([
-            0x02, 0, 0, 0, 0, 1,
-        ]))),
-        &mut wire,
-        Instant::ZERO,
-    );
-    peer.update_ip_addrs(|a| {
-        a.push(IpCidr::new(IpAddress::v4(10, 0, 0, 1), 24)).unwrap();
-    });
+    let mut peer = wire.interface();
 
     let mut gsockets = SocketSet::new(vec![]);
     let server = gsockets.add(tcp::Socket::new(

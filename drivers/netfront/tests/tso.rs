@@ -20,55 +20,25 @@ use xen_abi::netif::{
     NetifExtraInfo, XEN_NETIF_GSO_TYPE_TCPV4,
 };
 
+mod common;
+
 const MSS: u16 = 1460;
 const CSUM: u16 = NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED;
 
 /// A TCP/IPv4 frame (PSH) with `payload`, its checksum complete (smoltcp's
-/// wire module, an independent implementation).
 fn tcp_frame(payload: &[u8], seq: u32) -> Vec<u8> {
-    use smoltcp::phy::ChecksumCapabilities;
-    use smoltcp::wire::*;
-    let src = Ipv4Address::new(10, 0, 0, 2);
-    let dst = Ipv4Address::new(10, 0, 0, 1);
-    let tcp = TcpRepr {
-        src_port: 5201,
-        dst_port: 40000,
-        control: TcpControl::Psh,
-        seq_number: TcpSeqNumber(seq as i32),
-        ack_number: Some(TcpSeqNumber(1)),
-        window_len: 1024,
-        window_scale: None,
-        max_seg_size: None,
-        sack_permitted: false,
-        sack_ranges: [None, None, None],
-        timestamp: None,
+    common::tcp_frame(
+        &common::TcpEnds {
+            src_mac: [0x00, 0x16, 0x3e, 0x12, 0x34, 0x56],
+            dst_mac: [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff],
+            src: smoltcp::wire::Ipv4Address::new(10, 0, 0, 2),
+            dst: smoltcp::wire::Ipv4Address::new(10, 0, 0, 1),
+            src_port: 5201,
+            dst_port: 40000,
+        },
         payload,
-    };
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        src_addr: EthernetAddress([0x00, 0x16, 0x3e, 0x12, 0x34, 0x56]),
-        dst_addr: EthernetAddress([0xfe, 0xff, 0xff, 0xff, 0xff, 0xff]),
-        ethertype: EthernetProtocol::Ipv4,
-    };
-    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
-    let mut e = EthernetFrame::new_unchecked(&mut buf);
-    eth.emit(&mut e);
-    let mut p = Ipv4Packet::new_unchecked(e.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    let mut t = TcpPacket::new_unchecked(p.payload_mut());
-    tcp.emit(
-        &mut t,
-        &src.into(),
-        &dst.into(),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+        seq,
+    )
 }
 
 fn payload(n: usize) -> Vec<u8> {

@@ -149,16 +149,7 @@ fn main() {
     };
 
     let mut wire = Wire::default();
-    let mut peer = Interface::new(
-        IfConfig::new(HardwareAddress::Ethernet(EthernetAddress([
-            0x02, 0, 0, 0, 0, 1,
-        ]))),
-        &mut wire,
-        Instant::ZERO,
-    );
-    peer.update_ip_addrs(|a| {
-        let _ = a.push(IpCidr::new(IpAddress::v4(10, 0, 0, 1), 24));
-    });
+    let mut peer = wire.interface();
     let mut psockets = SocketSet::new(vec![]);
     let client = psockets.add(tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 256 * 1024]),
