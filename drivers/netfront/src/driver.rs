@@ -25,6 +25,11 @@ use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 pub struct Config {
     /// Receive buffers (pages granted to the back end), 1..=256.
     pub rx_buffers: u16,
+    /// TSO on send (smoltcp's `segmentation-offload`, TCP segments of up
+    /// to 64 KiB). Off by default: with it, a 2026-12-03 real-Xen suite
+    /// stalled an `nbdcopy` read (the guest sending NBD replies) for 400 s
+    /// with no error on either side; cause not found (docs/NET.md).
+    pub tso: bool,
     /// Transmit pool pages, 1..=256.
     pub tx_buffers: u16,
     /// Re-post rx buffers once this many are free (one push and at most one
@@ -54,6 +59,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             rx_buffers: 256,
+            tso: false,
             tx_buffers: 256,
             rx_refill_batch: 32,
             xs_attempts: 16,
@@ -423,7 +429,7 @@ where
                 usize::from(config.rx_buffers),
                 usize::from(config.rx_refill_batch),
             ),
-            tx: Tx::new(usize::from(config.tx_buffers), max_frame),
+            tx: Tx::new(usize::from(config.tx_buffers), max_frame, config.tso),
             fault: None,
             last_rx_error: None,
             tx_watch: TxWatch::default(),

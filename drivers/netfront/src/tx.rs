@@ -149,9 +149,10 @@ impl<Pg: SharedRing> Tx<Pg> {
     /// A pool of `n` slots (no pages yet) for frames up to `max_frame` bytes
     /// and TSO frames up to [`TSO_MAX_FRAME`] bytes, or as many pages as
     /// half the pool less one (no TSO below 2 pages).
-    pub(crate) fn new(n: usize, max_frame: usize) -> Self {
+    /// `tso` false: no TSO at all (smoltcp sends MSS-sized segments).
+    pub(crate) fn new(n: usize, max_frame: usize, tso: bool) -> Self {
         let pages = (n / 2).saturating_sub(1);
-        let tso_limit = if pages < 2 {
+        let tso_limit = if pages < 2 || !tso {
             0
         } else {
             TSO_MAX_FRAME.min(pages * PAGE_SIZE)

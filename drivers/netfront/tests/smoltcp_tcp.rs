@@ -131,6 +131,7 @@ fn transfer(gso: bool, backend_gso: bool) {
     let mut nf = w.connect(Config {
         rx_buffers: 64,
         tx_buffers: 32,
+        tso: true,
         ..Config::default()
     });
     let caps = nf.capabilities();

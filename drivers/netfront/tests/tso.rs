@@ -41,6 +41,14 @@ fn tcp_frame(payload: &[u8], seq: u32) -> Vec<u8> {
     )
 }
 
+/// The default configuration with TSO on.
+fn with_tso() -> Config {
+    Config {
+        tso: true,
+        ..Config::default()
+    }
+}
+
 fn payload(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 % 251) as u8).collect()
 }
@@ -92,7 +100,7 @@ fn check_segments(f: &[u8], segs: &[SimTxFrame], seq0: u32) {
 #[test]
 fn a_tso_frame_goes_whole_with_a_gso_extra_slot() {
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config::default());
+    let mut nf = w.connect(with_tso());
     for len in [20_000, 65535 - 54] {
         let f = tcp_frame(&payload(len), 1000);
         send_tso(&mut nf, &f);
@@ -129,7 +137,7 @@ fn without_backend_gso_the_frame_is_segmented_here() {
         gso: false,
         ..SimNetConfig::default()
     });
-    let mut nf = w.connect(Config::default());
+    let mut nf = w.connect(with_tso());
     let f = tcp_frame(&payload(20_000), 77);
     send_tso(&mut nf, &f);
     w.back.service();
@@ -147,6 +155,7 @@ fn without_room_a_tso_frame_is_segmented_as_far_as_it_fits() {
     let mut w = SimWorld::new(SimNetConfig::default());
     let mut nf = w.connect(Config {
         tx_buffers: 40,
+        tso: true,
         ..Config::default()
     });
     // Fill 30 of the 40 pool pages while the back end holds tx.
@@ -188,7 +197,7 @@ fn without_room_a_tso_frame_is_segmented_as_far_as_it_fits() {
 #[test]
 fn a_tso_frame_in_flight_is_resent_with_its_extra_after_a_restore() {
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config::default());
+    let mut nf = w.connect(with_tso());
     w.back.hold_tx(true);
     let f = tcp_frame(&payload(30_000), 9);
     send_tso(&mut nf, &f);
@@ -221,7 +230,7 @@ fn a_tso_frame_in_flight_is_resent_with_its_extra_after_a_restore() {
 #[test]
 fn a_null_response_no_extra_slot_asked_for_is_a_fault() {
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config::default());
+    let mut nf = w.connect(with_tso());
     let f = tcp_frame(&payload(10_000), 1);
     send_tso(&mut nf, &f);
     w.back.service();
@@ -245,21 +254,31 @@ fn a_null_response_no_extra_slot_asked_for_is_a_fault() {
 #[test]
 fn tso_frames_over_the_limit_are_refused() {
     let mut w = SimWorld::new(SimNetConfig::default());
-    let mut nf = w.connect(Config::default());
+    let mut nf = w.connect(with_tso());
     assert_eq!(
         nf.capabilities().segmentation.tcpv4.map(|n| n.get()),
         Some(65535)
     );
     // A small pool gets a smaller limit, a tiny one none.
     let mut w2 = SimWorld::new(SimNetConfig::default());
-    let nf2 = w2.connect(netfront::sim::buffer_config(32, 8, 4));
+    let nf2 = w2.connect(Config {
+        tso: true,
+        ..netfront::sim::buffer_config(32, 8, 4)
+    });
     assert_eq!(
         nf2.capabilities().segmentation.tcpv4.map(|n| n.get()),
         Some(3 * 4096)
     );
     let mut w3 = SimWorld::new(SimNetConfig::default());
-    let nf3 = w3.connect(netfront::sim::buffer_config(32, 4, 4));
+    let nf3 = w3.connect(Config {
+        tso: true,
+        ..netfront::sim::buffer_config(32, 4, 4)
+    });
     assert_eq!(nf3.capabilities().segmentation.tcpv4, None);
+    // Off by default (netfront's `Config::tso`).
+    let mut w4 = SimWorld::new(SimNetConfig::default());
+    let nf4 = w4.connect(Config::default());
+    assert_eq!(nf4.capabilities().segmentation.tcpv4, None);
     // 65536 bytes cannot be stated in a request: dropped, counted.
     let f = tcp_frame(&payload(65536 - 54), 1);
     send_tso(&mut nf, &f);

@@ -125,8 +125,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(256);
+    // TSO on: this tool checks that path (the kernel runs with it off, see
+    // netfront's `Config::tso`).
     let mut nf = w.connect(Config {
         rx_buffers,
+        tso: true,
         ..Config::default()
     });
     let mut iface = Interface::new(
