@@ -29,7 +29,7 @@ if blk_nbdinfo "$A"; then
 else
 	problems+="$BLK_WHY; "
 fi
-if blk_nbd_sha "$A"; then
+if blk_nbd_sha "$A" 120; then
 	[ "$BLK_SHA" = "$sha0" ] || problems+="nbdcopy read of xvda: sha256 ${BLK_SHA:0:16}, the file has ${sha0:0:16}; "
 	read1="read 16 MiB in ${BLK_SECS}s"
 else
@@ -54,7 +54,7 @@ done
 errline=$(blk_console_lines "$G" '^xenrs nbd error:' | tail -n 1)
 [ "$(blk_console_lines "$G" '^xenrs nbd error:' | wc -l)" -gt "$errs0" ] ||
 	problems+="the refused raw WRITE left no 'xenrs nbd error:' line within 15 s; "
-if blk_nbd_sha "$A"; then
+if blk_nbd_sha "$A" 120; then
 	[ "$BLK_SHA" = "$sha0" ] || problems+="xvda after the refused writes: sha256 ${BLK_SHA:0:16}, expected ${sha0:0:16}; "
 else
 	problems+="after the refused writes: $BLK_WHY; "
@@ -63,8 +63,8 @@ blk_sha "${BLK_FILE[xvda]}"
 [ "$BLK_SHA" = "$sha0" ] || problems+="the read-only backing file changed; "
 blk_random "$XT_DISKS/src" 8
 shab=$BLK_SHA
-if blk_nbdcopy 300 --flush "$XT_DISKS/src" "$B"; then
-	blk_nbd_sha "$B" || problems+="xvdb: $BLK_WHY; "
+if blk_nbdcopy 120 --flush "$XT_DISKS/src" "$B"; then
+	blk_nbd_sha "$B" 120 || problems+="xvdb: $BLK_WHY; "
 	[ "$BLK_SHA" = "$shab" ] || problems+="xvdb read back: sha256 ${BLK_SHA:0:16}, wrote ${shab:0:16}; "
 	blk_sha "${BLK_FILE[xvdb]}"
 	[ "$BLK_SHA" = "$shab" ] || problems+="xvdb's backing file: sha256 ${BLK_SHA:0:16}, wrote ${shab:0:16}; "

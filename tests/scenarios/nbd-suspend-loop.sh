@@ -19,27 +19,14 @@ ROUNDS=${XT_LOOP_ROUNDS:-4}
 read -r -a KINDS <<<"${XT_LOOP_KINDS//,/ }"
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(S C M L)
 
-# _loop_dump TAG: ask the guest for a status dump and wait (15 s) for its end line.
-_loop_dump() {
-	local id
-	xt_id "$G"
-	id=$XT_ID
-	xenstore-write "/local/domain/$id/data/dump" "$1" 2>/dev/null
-	blk_wait_count "$G" '^xenrs dump: end$' "$2" 15
-}
-
-# _loop_stall ROUND WHAT: the stall's evidence, then FAIL.
+# _loop_stall ROUND WHAT: the stall's evidence (blk_stall_evidence, unless the timed-out transfer
+# gathered it already), then FAIL.
 _loop_stall() {
-	local round=$1 what=$2 n
-	blk_count "$G" '^xenrs dump: end$'
-	n=$BLK_N
-	_loop_dump "r$round-a" $((n + 1))
-	sleep 10
-	_loop_dump "r$round-b" $((n + 2))
-	xt_log "stall in round $round; the guest's dumps (the second 10 s after the first):"
-	blk_console_lines "$G" '^xenrs dump: ' | tail -n 60 | sed 's/^/xt|   dump: /'
-	xt_log "console tail (every log of $G):"
-	blk_console_lines "$G" '.' | grep -v '^xenrs dump: ' | tail -n 40 | sed 's/^/xt|   /'
+	local round=$1 what=$2
+	if [[ $what != *"evidence: "* ]]; then
+		blk_stall_evidence "$G" "$IP" "r$round"
+		what+="; evidence: $BLK_EVIDENCE"
+	fi
 	xl list 2>/dev/null | sed 's/^/xt|   xl list: /'
 	xt_fail "stall in round $round of $ROUNDS ($what); rounds done before it: $((round - 1)); times: $times $(blk_errors "$G")"
 }

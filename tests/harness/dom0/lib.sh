@@ -69,8 +69,13 @@ XT_ERROR_RE='^xenrs (([a-z0-9-]+ )?error:|PANIC|FAULT|FATAL|net: vif/[0-9]+: the
 XT_ALLOWED_ERRORS=""
 [ -d "$XT_RUN" ] || mkdir -p "$XT_RUN"
 
-# xt_log MSG...: one progress line.
-xt_log() { echo "xt: ${XT_SCENARIO:+$XT_SCENARIO: }$*"; }
+# xt_log MSG...: one progress line (also kept in $XT_RUN/last-step: a scenario that times out
+# reports the last one it printed).
+xt_log() {
+	echo "xt: ${XT_SCENARIO:+$XT_SCENARIO: }$*"
+	echo "$*" | cut -c1-300 >"$XT_RUN/last-step" 2>/dev/null
+	return 0
+}
 
 # xt_allow_errors ERE: this scenario provokes console lines matching ERE (a panic, a refused
 # request, a stalled back end): the common check of result PASS does not count them. Repeatable.

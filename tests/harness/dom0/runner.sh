@@ -53,6 +53,28 @@ triple_fault_state() {
 		tr -s ' \n' ' |' | cut -c1-900
 }
 
+# timeout_evidence: after a scenario was killed for its time limit, one line for its RESULT: the
+# last progress line it printed and, from each of its running guests, the NBD and disk lines of a
+# status dump (xenstore `data/dump`, docs/CONSOLE.md) taken now. The CI log shows only RESULT lines.
+timeout_evidence() {
+	local g id log n i out=""
+	[ -s "$XT_RUN/last-step" ] && out+="last step: $(head -n 1 "$XT_RUN/last-step"); "
+	for g in $(sort -u "$XT_RUN/guests" 2>/dev/null); do
+		[ "$(xt_state "$g")" = running ] || continue
+		id=$(xt_domid "$g")
+		log=$(xt_console "$g")
+		n=$(tr -d '\r' <"$log" 2>/dev/null | grep -c '^xenrs dump: end')
+		xenstore-write "/local/domain/$id/data/dump" "timeout" 2>/dev/null || continue
+		for ((i = 0; i < 20; i++)); do
+			[ "$(tr -d '\r' <"$log" 2>/dev/null | grep -c '^xenrs dump: end')" -gt "$n" ] && break
+			sleep 0.5
+		done
+		# This dump's lines only (after the n-th end line), each cut to 400 characters.
+		out+="$g dump: $(tr -d '\r' <"$log" | awk -v n="$n" '/^xenrs dump: end/ { e++; next } e >= n && /^xenrs dump: (clock|nbd|blk |net timer|vif)/ { print substr($0, 13, 400) }' | head -n 8 | tr '\n' '|' | cut -c1-1600); "
+	done
+	echo "$out"
+}
+
 # dump_attempt: everything needed to debug a failed attempt from the CI log alone.
 dump_attempt() {
 	local g
@@ -107,6 +129,7 @@ run_scenario() {
 		res="$XT_RUN/results.$name.$attempt"
 		: >"$res"
 		: >"$XT_RUN/guests"
+		: >"$XT_RUN/last-step"
 		xl dmesg -c >/dev/null 2>&1 # Xen's ring now holds only this attempt (the serial log has all)
 		echo "xt: ==== scenario $name (attempt $attempt, timeout ${secs} s) ===="
 		xt_up
@@ -138,7 +161,7 @@ run_scenario() {
 			echo "RESULT $name FAIL triple fault again on the retry: $(triple_fault_state)" >>"$res"
 		fi
 		if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-			echo "RESULT $name FAIL timed out after $secs s" >>"$res"
+			echo "RESULT $name FAIL timed out after $secs s; $(timeout_evidence)" >>"$res"
 		elif ! [ -s "$res" ]; then
 			echo "RESULT $name FAIL the scenario reported no result (exit status $rc)" >>"$res"
 		elif [ $rc -ne 0 ] && ! grep -q '^RESULT [^ ]* FAIL' "$res"; then

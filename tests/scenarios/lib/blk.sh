@@ -14,6 +14,7 @@ BLK_NBD_PORT=10809
 # The raw NBD client (tests/scenarios/lib/nbd-client.py), for what stock clients refuse to send.
 BLK_PY=${BLK_PY:-/harness/scenarios/lib/nbd-client.py}
 declare -gA BLK_LINE NBD_LINE BLK_FILE BLK_RO
+BLK_GUEST=()
 BLK_DISKS=""
 BLK_WHY=""
 
@@ -53,6 +54,7 @@ blk_start() {
 	NBD_LINE=()
 	BLK_FILE=()
 	BLK_RO=()
+	BLK_GUEST=("$name" "${ip%%/*}")
 	# A retried attempt must not read the previous attempt's migration console logs.
 	rm -f "$XT_CONSOLE_DIR/guest-$name--"*.log
 	if ! xt_create "$name" cmdline="ip=$ip/24" vif=default "$@"; then
@@ -180,6 +182,7 @@ blk_nbd_sha() {
 	BLK_SHA=${out%% *}
 	if [ "$rc" != rc=0 ]; then
 		BLK_WHY="nbdcopy $1 - failed ($rc, 124 = timeout, after ${BLK_SECS}s): $(tr '\n' ' ' <"$XT_RUN/nbdcopy.err" | cut -c1-240)"
+		[ "$rc" = rc=124 ] && _blk_stalled
 		return 1
 	fi
 }
@@ -196,6 +199,7 @@ blk_nbdcopy() {
 	BLK_SECS=$_XT_SINCE
 	if [ $rc -ne 0 ]; then
 		BLK_WHY="nbdcopy $* failed (rc=$rc, 124 = timeout, after ${BLK_SECS}s): $(tr '\n' ' ' <"$XT_RUN/nbdcopy.out" | cut -c1-240)"
+		[ $rc -eq 124 ] && _blk_stalled
 		return 1
 	fi
 }
@@ -225,6 +229,47 @@ blk_raw() {
 	BLK_RAW=${BLK_RAW//$'\n'/; }
 	[ $rc -eq 124 ] && BLK_RAW+=" (timed out after 300 s)"
 	return $rc
+}
+
+# blk_dump NAME TAG: ask the guest NAME for a status dump (xenstore `data/dump` = TAG, the
+# `xenrs dump:` lines of docs/CONSOLE.md) and wait up to 15 s for its `xenrs dump: end` line.
+blk_dump() {
+	local n
+	blk_count "$1" '^xenrs dump: end$'
+	n=$BLK_N
+	xt_id "$1"
+	xenstore-write "/local/domain/$XT_ID/data/dump" "$2" 2>/dev/null
+	blk_wait_count "$1" '^xenrs dump: end$' $((n + 1)) 15
+}
+
+# blk_stall_evidence NAME IP TAG: the evidence of a stalled transfer to or from guest NAME (at
+# IP): two guest dumps 10 s apart (so moving counters show), dom0's view of its TCP connections
+# to the guest (`ss -tni`), the vif's counters, all printed as `xt|` lines with the console tail.
+# Sets BLK_EVIDENCE to a one-line summary for a RESULT line: the second dump's NBD connection
+# lines and dom0's send/receive queues.
+blk_stall_evidence() {
+	local name=$1 ip=$2 tag=$3 ssout
+	blk_dump "$name" "$tag-a"
+	ssout=$(ss -tni dst "$ip" 2>/dev/null | tr -s ' ')
+	sleep 10
+	blk_dump "$name" "$tag-b"
+	xt_log "stall ($tag): the guest's dumps (the second 10 s after the first):"
+	blk_console_lines "$name" '^xenrs dump: ' | tail -n 80 | sed 's/^/xt|   dump: /'
+	xt_log "dom0 ss -tni dst $ip (between the dumps), then now:"
+	sed 's/^/xt|   ss: /' <<<"$ssout"
+	ss -tni dst "$ip" 2>/dev/null | sed 's/^/xt|   ss: /'
+	ip -s link show "vif$(xt_domid "$name").0" 2>/dev/null | sed 's/^/xt|   link: /'
+	xt_log "console tail (every log of $name):"
+	blk_console_lines "$name" '.' | grep -v '^xenrs dump: ' | tail -n 30 | sed 's/^/xt|   /'
+	BLK_EVIDENCE="guest: $(blk_console_lines "$name" '^xenrs dump: (clock|nbd|blk )' | tail -n 6 | tr '\n' ' ' | cut -c1-900) dom0 ss: $(tail -n +2 <<<"$ssout" | tr -s ' \n\t' ' ' | cut -c1-700)"
+}
+
+# _blk_stalled: a transfer of blk_nbd_sha or blk_nbdcopy timed out: add the evidence of the guest
+# blk_start started (blk_stall_evidence) to BLK_WHY, once per stall.
+_blk_stalled() {
+	[ ${#BLK_GUEST[@]} -eq 2 ] && [ "$(xt_state "${BLK_GUEST[0]}")" = running ] || return 0
+	blk_stall_evidence "${BLK_GUEST[0]}" "${BLK_GUEST[1]}" stall
+	BLK_WHY+="; evidence: $BLK_EVIDENCE"
 }
 
 # blk_count NAME ERE: set BLK_N to the number of console lines of NAME (every log) matching ERE.
