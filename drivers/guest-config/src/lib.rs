@@ -16,6 +16,7 @@
 //! | `gw=A.B.C.D`       | [`NetConfig::gateway`]                   |
 //! | `dhcp`             | [`NetMode::Dhcp`]                        |
 //! | `services=LIST`    | [`Services`]: comma-separated `echo`, `udp-echo`, `iperf3`, `nbd`, or `all` / `none` (default all) |
+//! | `tso=on\|off`       | [`NetConfig::tso`] (default off)         |
 //!
 //! Error policy: a token that cannot be applied (unknown key, bad or missing
 //! value, repeated key, conflicting key) is recorded as a [`ConfigError`] and
@@ -202,6 +203,9 @@ pub struct NetConfig {
     pub gateway: Option<[u8; 4]>,
     /// The services to run (`services=`).
     pub services: Services,
+    /// TCP segmentation offload on send (`tso=on|off`, default off): smoltcp hands
+    /// netfront segments of up to 64 KiB and the back end (or netfront) cuts them.
+    pub tso: bool,
 }
 
 /// The typed configuration; [`Default`] is what an empty command line gives.
@@ -377,9 +381,10 @@ enum Slot {
     NetMode,
     Gateway,
     Services,
+    Tso,
 }
 
-const SLOT_COUNT: usize = 6;
+const SLOT_COUNT: usize = 7;
 
 impl Slot {
     const fn index(self) -> usize {
@@ -400,6 +405,7 @@ const EXPECT_TEST: &str = "panic|fault";
 const EXPECT_LOG: &str = "error|warn|info|debug";
 const EXPECT_IP: &str = "A.B.C.D/N with N in 0..=32";
 const EXPECT_GW: &str = "A.B.C.D";
+const EXPECT_TSO: &str = "on|off";
 const EXPECT_SERVICES: &str = "all|none or a comma-separated list of echo,udp-echo,iperf3,nbd";
 
 const OPTIONS: &[OptionSpec] = &[
@@ -437,6 +443,11 @@ const OPTIONS: &[OptionSpec] = &[
         name: "services",
         slot: Slot::Services,
         apply: apply_services,
+    },
+    OptionSpec {
+        name: "tso",
+        slot: Slot::Tso,
+        apply: apply_tso,
     },
 ];
 
@@ -535,6 +546,15 @@ fn apply_services(config: &mut Config, value: Option<&str>) -> Result<(), Refusa
         }
     };
     config.net.services = chosen;
+    Ok(())
+}
+
+fn apply_tso(config: &mut Config, value: Option<&str>) -> Result<(), Refusal> {
+    config.net.tso = match required(value)? {
+        "on" => true,
+        "off" => false,
+        _ => return Err(Refusal::Bad(EXPECT_TSO)),
+    };
     Ok(())
 }
 

@@ -272,6 +272,7 @@ fn full_line_with_odd_whitespace() {
                 },
                 gateway: Some([10, 0, 0, 1]),
                 services: Services::ALL,
+                tso: false,
             },
         }
     );
@@ -640,4 +641,17 @@ fn randomized_model_of_valid_and_invalid_tokens() {
         );
         check_invariants(&line);
     }
+}
+
+#[test]
+fn tso_is_off_unless_asked() {
+    assert!(!parse("").config.net.tso);
+    assert!(parse("tso=on").config.net.tso);
+    assert!(!parse("tso=off").config.net.tso);
+    assert_eq!(
+        messages("tso=yes"),
+        ["bad value 'yes' for 'tso' (expected on|off)"]
+    );
+    assert_eq!(messages("tso"), ["missing value for 'tso'"]);
+    assert!(parse("tso=on tso=off").config.net.tso);
 }

@@ -282,7 +282,7 @@ impl Net {
             }
         };
         let services = self.size_services(id);
-        match Vif::new(id, primary, addressing, services.as_ref()) {
+        match Vif::new(id, primary, addressing, services.as_ref(), self.cfg.tso) {
             Ok(v) => {
                 if v.has_services() {
                     if primary {

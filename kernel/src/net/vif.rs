@@ -196,13 +196,14 @@ fn seed(mac: [u8; 6]) -> u64 {
 
 /// netfront's configuration for a guest with `free_frames` pages left: the default 256
 /// rx and 256 tx buffers (one page each), fewer when they would take more than half the
-/// free pages (a guest of a few MiB), never fewer than 32.
-fn netfront_config(free_frames: u64) -> NetConfig {
+/// free pages (a guest of a few MiB), never fewer than 32; TSO as `tso=` says.
+fn netfront_config(free_frames: u64, tso: bool) -> NetConfig {
     let d = NetConfig::default();
     let fit = u16::try_from(free_frames / 4).unwrap_or(u16::MAX).max(32);
     NetConfig {
         rx_buffers: d.rx_buffers.min(fit),
         tx_buffers: d.tx_buffers.min(fit),
+        tso,
         ..d
     }
 }
@@ -227,6 +228,7 @@ impl Vif {
         primary: bool,
         addressing: Addressing,
         services: Option<&ServicesConfig>,
+        tso: bool,
     ) -> Result<Vif, VifError> {
         let grants = KernelGrants::new().ok_or(VifError::NoGrantTable)?;
         let counters = Arc::new(EvtchnCounters::default());
@@ -238,7 +240,7 @@ impl Vif {
                 KernelPages::default(),
                 grants,
                 evtchn,
-                netfront_config(crate::mm::memory::free_frames()),
+                netfront_config(crate::mm::memory::free_frames(), tso),
             )
         })
         .map_err(VifError::Store)?
