@@ -297,6 +297,8 @@ xt_write_cfg() {
 			;;
 		esac
 	done
+	# --env XT_CMDLINE_EXTRA="..." (experiments, e.g. tso=on): appended to every guest's command line.
+	[ -n "${XT_CMDLINE_EXTRA:-}" ] && cmdline+=" $XT_CMDLINE_EXTRA"
 	case "$cmdline$name$kernel$vif${disks[*]}" in
 	*'"'* | *"'"* | *$'\n'*)
 		xt_log "xt_write_cfg: quotes and newlines are not allowed in name, cmdline, kernel, vif, disk" >&2
