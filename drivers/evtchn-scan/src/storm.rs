@@ -12,6 +12,12 @@
 //! [`SpuriousLimiter`] is that decision, per port, with the caller's
 //! millisecond clock passed in; the kernel masks and unmasks the port and
 //! prints the counters. An event that finds work resets the streak at once.
+//!
+//! Busy TCP traffic has runs of spurious events too (an event whose
+//! responses an earlier pass already consumed), so a streak alone is not a
+//! storm: a port is masked only when its spurious events also exceed a rate
+//! (a token bucket of `burst` events refilled at `rate_per_s`). A storm then
+//! costs at most about `burst + rate_per_s` passes in its first second.
 
 /// The tuning of a [`SpuriousLimiter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +28,10 @@ pub struct StormConfig {
     pub initial_ms: u64,
     /// Longest mask duration (milliseconds).
     pub max_ms: u64,
+    /// Spurious events per second tolerated however long the streak.
+    pub rate_per_s: u32,
+    /// Spurious events tolerated at once (the bucket's size).
+    pub burst: u32,
 }
 
 impl StormConfig {
@@ -32,6 +42,8 @@ impl StormConfig {
         tolerated: u32::MAX,
         initial_ms: 1,
         max_ms: 256,
+        rate_per_s: u32::MAX,
+        burst: u32::MAX,
     };
 }
 
@@ -40,11 +52,15 @@ impl Default for StormConfig {
         // Our "found work" test is per pass of the device (coarser than
         // Linux's per handler), so a few more misses are tolerated; the
         // ceiling is lower than Linux's second, as one channel carries both
-        // directions of a vif.
+        // directions of a vif. The rate is well above what busy TCP shows (a
+        // real-Xen bench: 7345 spurious of 30765 events in about a minute of
+        // iperf3 traffic) and well below a back end's send loop.
         Self {
             tolerated: 4,
             initial_ms: 1,
             max_ms: 256,
+            rate_per_s: 500,
+            burst: 250,
         }
     }
 }
@@ -67,9 +83,14 @@ pub enum Verdict {
 pub struct SpuriousLimiter {
     config: StormConfig,
     streak: u32,
+    /// Masks since work was last found (the back-off's exponent).
+    masks_in_row: u32,
     masked_until: Option<u64>,
     spurious: u64,
     masks: u64,
+    /// The token bucket, in thousandths of an event (`None`: not started,
+    /// full), and when it was last refilled.
+    bucket: Option<(u64, u64)>,
 }
 
 impl SpuriousLimiter {
@@ -88,6 +109,7 @@ impl SpuriousLimiter {
     pub fn on_event(&mut self, found_work: bool, now_ms: u64) -> Verdict {
         if found_work {
             self.streak = 0;
+            self.masks_in_row = 0;
             return Verdict::Keep;
         }
         self.spurious = self.spurious.saturating_add(1);
@@ -95,10 +117,12 @@ impl SpuriousLimiter {
             return Verdict::Keep;
         }
         self.streak = self.streak.saturating_add(1);
-        if self.streak <= self.config.tolerated {
+        let within_rate = self.take_token(now_ms);
+        if self.streak <= self.config.tolerated || within_rate {
             return Verdict::Keep;
         }
-        let doublings = (self.streak - self.config.tolerated - 1).min(63);
+        let doublings = self.masks_in_row.min(63);
+        self.masks_in_row = self.masks_in_row.saturating_add(1);
         let delay = self
             .config
             .initial_ms
@@ -110,6 +134,26 @@ impl SpuriousLimiter {
         self.masked_until = Some(until_ms);
         self.masks = self.masks.saturating_add(1);
         Verdict::Mask { until_ms }
+    }
+
+    /// Refills the bucket for the time since the last event and takes one
+    /// event from it; false when it is empty (the rate is exceeded).
+    fn take_token(&mut self, now_ms: u64) -> bool {
+        const ONE: u64 = 1000;
+        let cap = u64::from(self.config.burst).saturating_mul(ONE);
+        let (level, at) = self.bucket.unwrap_or((cap, now_ms));
+        // `rate_per_s` events per second = `rate_per_s` thousandths per ms.
+        let refill = now_ms
+            .saturating_sub(at)
+            .saturating_mul(u64::from(self.config.rate_per_s));
+        let level = level.saturating_add(refill).min(cap);
+        let (level, ok) = if level >= ONE {
+            (level - ONE, true)
+        } else {
+            (level, false)
+        };
+        self.bucket = Some((level, now_ms.max(at)));
+        ok
     }
 
     /// With the clock: true once the port is to be unmasked (then it counts
@@ -133,7 +177,9 @@ impl SpuriousLimiter {
     /// The counters stay.
     pub fn reset(&mut self) {
         self.streak = 0;
+        self.masks_in_row = 0;
         self.masked_until = None;
+        self.bucket = None;
     }
 
     /// Spurious events seen in total.
@@ -154,11 +200,14 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
+    /// Masks on the streak alone (an empty bucket).
     fn limiter() -> SpuriousLimiter {
         SpuriousLimiter::new(StormConfig {
             tolerated: 2,
             initial_ms: 1,
             max_ms: 8,
+            rate_per_s: 0,
+            burst: 0,
         })
     }
 
@@ -211,25 +260,57 @@ mod tests {
         assert_eq!(l.on_event(false, now), Verdict::Mask { until_ms: now + 1 });
     }
 
-    #[test]
-    fn a_storm_of_a_million_events_costs_a_bounded_number_of_unmasks() {
-        // Each mask lasts at least 1 ms; events only arrive while unmasked
-        // (Xen holds them pending otherwise): over one simulated second of a
-        // storm, the port is unmasked at most ~1000/ceiling + ramp times.
-        let mut l = SpuriousLimiter::new(StormConfig::default());
-        let mut now = 0u64;
-        let mut handled = 0u32;
-        while now < 1000 {
+    /// A storm: a back end sending as fast as events are taken, 100 per
+    /// millisecond while the port is unmasked (Xen holds them pending
+    /// otherwise). Returns the events handled in `secs` seconds.
+    fn storm(l: &mut SpuriousLimiter, secs: u64) -> u64 {
+        let mut handled = 0u64;
+        let mut tick = 0u64;
+        while tick < secs * 100_000 {
+            let now = tick / 100;
             handled += 1;
+            tick += 1;
             if let Verdict::Mask { until_ms } = l.on_event(false, now) {
-                now = until_ms;
-                assert!(l.unmask_due(now));
+                tick = until_ms * 100;
+                assert!(l.unmask_due(until_ms));
             }
         }
-        assert!(
-            handled < 30,
-            "{handled} events handled in a second of storm"
-        );
+        handled
+    }
+
+    #[test]
+    fn a_storm_costs_a_bounded_number_of_passes() {
+        let c = StormConfig::default();
+        let mut l = SpuriousLimiter::new(c);
+        let first = storm(&mut l, 1);
+        let bound = u64::from(c.burst + c.rate_per_s);
+        assert!(first <= bound, "{first} events handled in the first second");
+        // Later seconds: mostly masked at the ceiling.
+        let later = storm(&mut l, 10);
+        assert!(later <= 10 * u64::from(c.rate_per_s), "{later} in 10 s");
+        assert!(l.masks() > 10);
+    }
+
+    #[test]
+    fn busy_traffic_with_long_runs_of_spurious_events_is_never_masked() {
+        // 300 spurious events a second (more than the real-Xen bench showed),
+        // in runs of 20 between events that found work.
+        let mut l = SpuriousLimiter::new(StormConfig::default());
+        for ms in 0..60_000u64 {
+            if ms % 10 < 3 {
+                for _ in 0..(if ms % 100 == 0 { 20 } else { 0 }) {
+                    assert_eq!(l.on_event(false, ms), Verdict::Keep);
+                }
+                assert_eq!(l.on_event(true, ms), Verdict::Keep);
+            }
+            if ms % 10 == 5 {
+                for _ in 0..(if ms % 100 == 55 { 10 } else { 1 }) {
+                    assert_eq!(l.on_event(false, ms), Verdict::Keep);
+                }
+            }
+        }
+        assert_eq!(l.masks(), 0);
+        assert!(l.spurious() > 60 * 250, "{}", l.spurious());
     }
 
     #[test]

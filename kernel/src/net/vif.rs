@@ -280,8 +280,8 @@ impl Vif {
             away_since: None,
             events_seen: 0,
             work_since_event: false,
-            // Counting only: see StormConfig::COUNT_ONLY.
-            storm: SpuriousLimiter::new(StormConfig::COUNT_ONLY),
+            // Masks only a streak of spurious events above a rate (StormConfig).
+            storm: SpuriousLimiter::new(StormConfig::default()),
             masked_port: None,
         };
         vif.watch_backend()?;
