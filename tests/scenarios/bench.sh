@@ -31,6 +31,9 @@
 # (`# xt-explicit`): `./run.sh bench` or `--only bench` runs it; about 20-30 minutes under TCG.
 # xt-explicit
 # xt-timeout: 3000
+# A guest that triple-faults (the emulator's flake, likelier with 16 started at once) is left out
+# of the density figure and named there; the runner counts the flake without re-running the bench:
+# xt-triple-faults: counted
 # Helpers net_*: tests/scenarios/lib/net.sh; blk_*: tests/scenarios/lib/blk.sh.
 X=xt-bench-xenrs
 XIP=169.254.77.39
@@ -471,7 +474,26 @@ bench_density() {
 	free1=$(xl info free_memory 2>/dev/null)
 	left=$ok
 	for i in $(seq 1 "$n"); do if [ -n "${up[i]}" ]; then at[i]=""; else at[i]=-; fi; done
+	# A guest that stopped before answering (the emulator's triple fault at a guest's start,
+	# docs/TESTING-XEN.md, is likelier with many starting at once) is not waited for: it is
+	# counted as stopped and left out of the figure.
+	local stopped=0 stopped_names="" round=0
 	while [ "$left" -gt 0 ] && [ $((BENCH_NOW - t0)) -lt 600000 ]; do
+		round=$((round + 1))
+		if [ $((round % 5)) = 0 ]; then
+			for i in $(seq 1 "$n"); do
+				[ -z "${at[i]}" ] || continue
+				case "$(xt_state "xt-bench-d-$g-$i")" in
+				running) ;;
+				*)
+					at[i]=-
+					left=$((left - 1))
+					stopped=$((stopped + 1))
+					stopped_names+="xt-bench-d-$g-$i "
+					;;
+				esac
+			done
+		fi
 		for i in $(seq 1 "$n"); do
 			[ -z "${at[i]}" ] || continue
 			ping -n -c 1 -W 1 "169.254.77.$((base + i))" >/dev/null 2>&1 && echo "$i $EPOCHREALTIME" >>"$XT_RUN/bench-density-$g" &
@@ -492,6 +514,16 @@ bench_density() {
 		BENCH_WHY="$left of $ok guests did not answer a ping within 600 s"
 		return 1
 	}
+	local created=$ok
+	if [ "$stopped" -gt 0 ]; then
+		why+="${why:+; }$stopped stopped before answering ($stopped_names; triple faults in xl dmesg: $(xt_triple_faults))"
+		echo "xt| bench: density $g: $stopped guests stopped before answering: $stopped_names"
+		ok=$((ok - stopped))
+		[ "$ok" -gt 0 ] || {
+			BENCH_WHY="every guest stopped before answering: $why"
+			return 1
+		}
+	fi
 	local -a pinged=()
 	t_all=0
 	for i in $(seq 1 "$n"); do
@@ -500,7 +532,7 @@ bench_density() {
 		[ "${at[i]}" -le "$t_all" ] || t_all=${at[i]}
 	done
 	n=$ok
-	per=$(awk -v a="$free0" -v b="$free1" -v n="$n" 'BEGIN {printf "%.1f", (a - b) / n}')
+	per=$(awk -v a="$free0" -v b="$free1" -v n="$created" 'BEGIN {printf "%.1f", (a - b) / n}')
 	fit=$(awk -v a="$free0" -v p="$per" 'BEGIN {if (p > 0) printf "%d", a / p; else print "null"}')
 	echo "xt| bench: density $g: $n guests of $mem MiB created together ($asked asked) in $tc ms, all answering ping after $t_all ms; $per MiB each, $free0 MiB were free: $fit would fit"
 	printf '{"guest":"%s","dir":"density","memory_mib":%s,"guests":%s,"asked":%s,"create_error":"%s","create_all_ms":%s,"all_ping_ms":%s,"first_ping_ms":%s,"free_mib_before":%s,"mib_per_guest":%s,"fit":%s,"ping_ms":[%s]}\n' \
@@ -562,7 +594,7 @@ jq -r '
 	def mmm: if . == null then "missing" else "\(.min | f) / **\(.median | f)** / \(.max | f)" end;
 	def ratio($a; $b): if $a == null or $b == null or $b.median == 0 then "" else (($a.median / $b.median) * 100 | round / 100 | tostring) end;
 	def row($name; $k): "| \($name) | \(.figures.xenrs[$k] | mmm) | \(.figures.linux[$k] | mmm) | \(ratio(.figures.xenrs[$k]; .figures.linux[$k])) |";
-	def dens($g): .figures[$g].density | if . == null then "missing" else "\(.guests) × \(.memory_mib) MiB\(if (.asked // .guests) > .guests then " (of \(.asked) asked; the first failed create: \(.create_error))" else "" end): all answer ping after \(.all_ping_ms) ms (first \(.first_ping_ms)); `xl create` of all \(.create_all_ms) ms; \(.mib_per_guest) MiB of Xen memory each, so \(.fit) fit in the \(.free_mib_before) MiB free" end;
+	def dens($g): .figures[$g].density | if . == null then "missing" else "\(.guests) × \(.memory_mib) MiB\(if (.asked // .guests) > .guests then " (of \(.asked) asked; the others: \(.create_error))" else "" end): all answer ping after \(.all_ping_ms) ms (first \(.first_ping_ms)); `xl create` of all \(.create_all_ms) ms; \(.mib_per_guest) MiB of Xen memory each, so \(.fit) fit in the \(.free_mib_before) MiB free" end;
 	def pr($g; $d; $k): .figures[$g].per_run_medians[$d] | if . == null then "missing" else (.[$k] | f) end;
 	"Measured \(.date) in one harness boot (Xen \(.xen) under QEMU TCG; Linux domU kernel \(.linux_domu_kernel)); dom0 load average at the end \(.load). Figures are min / **median** / max of \(.reps) runs, interleaved xenrs, Linux, xenrs, Linux. iperf3 -t \(.iperf3_seconds): rx = the guest receives (dom0 runs iperf3 -c), tx = the guest sends (-R); Mbit/s at the receiver. Disk: nbdcopy of \(.nbd_mib) MiB through each guest'"'"'s NBD export of its 64 MiB file disk. Resume: `xl save` + `xl restore`, then a fresh TCP connection to port 7 every 20 ms until one echoes.",
 	"",
