@@ -29,7 +29,7 @@ use netfront::{Config as NetConfig, Fault, NetError, NetFront, ProbeError};
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
 };
-use smoltcp::socket::dhcpv4;
+use smoltcp::socket::{dhcpv4, tcp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 use xen_abi::event_channel::EvtchnPort;
@@ -905,6 +905,28 @@ impl Vif {
             port.and_then(crate::xen::events::port_bits),
             self.masked_port
         );
+        // Every TCP socket with a connection (listening ones left out).
+        for (_, socket) in self.sockets.iter() {
+            if let smoltcp::socket::Socket::Tcp(t) = socket
+                && !matches!(t.state(), tcp::State::Listen | tcp::State::Closed)
+            {
+                crate::println!(
+                    "xenrs dump: tcp {:?} <- {:?} {} send_queue={} recv_queue={} can_send={} can_recv={}",
+                    t.local_endpoint(),
+                    t.remote_endpoint(),
+                    t.state(),
+                    t.send_queue(),
+                    t.recv_queue(),
+                    t.can_send(),
+                    t.can_recv()
+                );
+            }
+        }
+        if let Some(iperf) = self.services.as_ref().and_then(Services::iperf3) {
+            let mut text = alloc::string::String::new();
+            let _ = iperf.server().describe(&mut text);
+            crate::println!("xenrs dump: iperf3 {text}");
+        }
         if let Some(nbd) = self.services.as_ref().and_then(Services::nbd) {
             let mut text = alloc::string::String::new();
             let _ = nbd.describe(&self.sockets, &mut text, "xenrs dump: ");

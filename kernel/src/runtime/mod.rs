@@ -272,6 +272,12 @@ fn run() -> ! {
     loop {
         let mut busy = events::dispatch(None) > 0;
         busy |= store::service_watches() > 0;
+        if control::take_dump() {
+            // Before the pumps: the dump shows what this wake-up found (a stall's
+            // state), not what one more pass made of it.
+            dump();
+            busy = true;
+        }
         if hotplug::take() {
             sync_devices();
             busy = true;
@@ -281,10 +287,6 @@ fn run() -> ! {
         counters::publish();
         if let Some(request) = control::take_request() {
             act(request);
-            busy = true;
-        }
-        if control::take_dump() {
-            dump();
             busy = true;
         }
         if !busy && !store::events_queued() {

@@ -67,24 +67,19 @@ net_ping() {
 # debugfs ring dump, the vif's IRQ counts), then the guest's own counters and ring indices (printed
 # by its suspend hook during an `xl save -c`, which changes nothing in the guest).
 net_diag() {
-	local name=$1 ip=$2 id c0 c1 got mac n
+	local name=$1 ip=$2 id c0 c1 got mac n dumps
 	id=$(xl domid "$name" 2>/dev/null)
 	[ -n "$id" ] || {
 		echo "xt| net_diag: $name is gone"
 		return 0
 	}
 	c0=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6}')
-	xenstore-write "/local/domain/$id/data/echo-in" "diag-$RANDOM" 2>/dev/null
-	sleep 3
-	got=$(xenstore-read "/local/domain/$id/data/echo-out" 2>/dev/null)
-	c1=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6}')
-	echo "xt| net_diag: domid $id cpu ${c0}s -> ${c1}s over 3 s; xenstore echo-out now '$got' (main loop alive if diag-*)"
-	for n in state event-channel tx-ring-ref rx-ring-ref request-rx-copy; do
-		echo "xt| net_diag: frontend device/vif/0/$n = $(xenstore-read "/local/domain/$id/device/vif/0/$n" 2>&1)"
-	done
-	for n in state hotplug-status; do
-		echo "xt| net_diag: backend vif/$id/0/$n = $(xenstore-read "/local/domain/0/backend/vif/$id/0/$n" 2>&1)"
-	done
+	# First what needs no word with the guest (anything written to xenstore wakes it):
+	# netback's view of the rings (indices, NAPI state, its internal rx queue) and its IRQ,
+	# and Xen's event-channel state of both ends.
+	mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+	cat "/sys/kernel/debug/xen-netback/vif$id.0/io_ring_q0" 2>&1 | head -n 40 | sed 's/^/xt| net_diag: netback /'
+	grep -E "vif$id\." /proc/interrupts 2>&1 | tr -s ' ' | sed 's/^/xt| net_diag: irq /'
 	xl debug-keys e >/dev/null 2>&1
 	sleep 1
 	xl dmesg 2>/dev/null | tr -d '\r' | awk -v d="domain $id:" 'index($0, "Event channel information for domain") {on = index($0, d) > 0} on' |
@@ -92,14 +87,33 @@ net_diag() {
 	# dom0's ends of the guest's channels (pending/masked there means the back end is not listening).
 	xl dmesg 2>/dev/null | tr -d '\r' | awk 'index($0, "Event channel information for domain") {on = index($0, "domain 0:") > 0} on' |
 		grep -E " d=$id p=" | sed 's/^/xt| net_diag: dom0 end: /'
+	ss -tni dst "$ip" 2>/dev/null | sed 's/^/xt| net_diag: ss /'
+	# The guest's status dump (docs/CONSOLE.md), taken as the request wakes it, before its
+	# pumps run: its timers, event counters, sockets and services as they stood.
+	dumps=$(tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -c '^xenrs dump: end')
+	xenstore-write "/local/domain/$id/data/dump" "diag-$RANDOM" 2>/dev/null
+	for n in $(seq 1 20); do
+		[ "$(tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -c '^xenrs dump: end')" -gt "$dumps" ] && break
+		sleep 0.5
+	done
+	tr -d '\r' <"$(xt_console "$name")" 2>/dev/null |
+		awk -v n="$dumps" '/^xenrs dump: end/ { e++; next } e >= n && /^xenrs dump: / { print }' |
+		sed 's/^/xt| net_diag: guest /'
+	xenstore-write "/local/domain/$id/data/echo-in" "diag-$RANDOM" 2>/dev/null
+	sleep 3
+	got=$(xenstore-read "/local/domain/$id/data/echo-out" 2>/dev/null)
+	c1=$(xl list -v "$id" 2>/dev/null | awk 'NR == 2 {print $6}')
+	echo "xt| net_diag: domid $id cpu ${c0}s -> ${c1}s over the diagnosis; xenstore echo-out now '$got' (main loop alive if diag-*)"
+	for n in state event-channel tx-ring-ref rx-ring-ref request-rx-copy; do
+		echo "xt| net_diag: frontend device/vif/0/$n = $(xenstore-read "/local/domain/$id/device/vif/0/$n" 2>&1)"
+	done
+	for n in state hotplug-status; do
+		echo "xt| net_diag: backend vif/$id/0/$n = $(xenstore-read "/local/domain/0/backend/vif/$id/0/$n" 2>&1)"
+	done
 	ip -s link show "vif$id.0" 2>&1 | sed 's/^/xt| net_diag: /'
 	mac=$(net_cfg_mac "$name")
 	bridge fdb show 2>/dev/null | grep -i "$mac" | sed 's/^/xt| net_diag: fdb /'
 	ip neigh show "$ip" 2>&1 | sed 's/^/xt| net_diag: neigh /'
-	# netback's own view of the rings (indices, NAPI state, its internal rx queue) and its IRQ.
-	mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-	cat "/sys/kernel/debug/xen-netback/vif$id.0/io_ring_q0" 2>&1 | head -n 40 | sed 's/^/xt| net_diag: netback /'
-	grep -E "vif$id\." /proc/interrupts 2>&1 | tr -s ' ' | sed 's/^/xt| net_diag: irq /'
 	# The guest's counters and ring indices: its suspend hook prints them; a checkpoint
 	# (xl save -c) suspends it and resumes it on the same rings (touching nothing).
 	timeout 120 xl save -c "$name" "$XT_RUN/diag.save" >/dev/null 2>&1

@@ -889,6 +889,45 @@ impl Server {
         }
     }
 
+    /// One line of the test's state for diagnostics (the kernel's status dump):
+    /// phase and its timestamps, bytes per stream, and each connection's role
+    /// and queued control bytes.
+    pub fn describe(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        match &self.test {
+            Some(t) => {
+                write!(
+                    out,
+                    "test phase={:?} since_us={} started_us={} last_progress_us={} ended_us={} streams=",
+                    t.phase, t.phase_since_us, t.started_us, t.last_progress_us, t.ended_us
+                )?;
+                for st in &t.streams {
+                    write!(
+                        out,
+                        "[{} sender={} bytes={} conn={:?}]",
+                        st.id,
+                        st.sender,
+                        st.bytes,
+                        st.conn.map(|c| c.0)
+                    )?;
+                }
+            }
+            None => out.write_str("no test")?,
+        }
+        for (i, c) in self.conns.iter().enumerate() {
+            if let Some(c) = c {
+                write!(
+                    out,
+                    " conn{i}={:?} rx={} tx_pending={} close={:?}",
+                    c.role,
+                    c.rx.len(),
+                    c.tx.len().saturating_sub(c.tx_off),
+                    c.close
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the timers: the omit period, handshake and stall timeouts, the
     /// overall deadline of a timed test.
     pub fn poll(&mut self, now_us: u64) {
