@@ -289,7 +289,10 @@ fn run() -> ! {
             act(request);
             busy = true;
         }
-        if !busy && !store::events_queued() {
+        // Handlers run inside a xenstore wait this pass (a timer or device event
+        // spent there) call for another pass before any sleep.
+        let nested = events::take_nested_work();
+        if !busy && !nested && !store::events_queued() {
             events::idle();
         }
     }

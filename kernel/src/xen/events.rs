@@ -405,11 +405,32 @@ pub fn adopt(raw: u64) -> Result<Port, EventError> {
     Port::new(raw)
 }
 
+/// Set when a nested [`dispatch`] (one that waits for a port, `xen::wait`) ran
+/// handlers: see [`take_nested_work`].
+static NESTED_WORK: AtomicBool = AtomicBool::new(false);
+
 /// Runs the handlers of marked ports, except `except` (whose mark is left for
 /// [`Port::take_pending`]). Returns the number of handlers run.
 pub fn dispatch(except: Option<&Port>) -> usize {
     let keep = except.and_then(|p| p.live().ok());
-    MARKS.dispatch(keep, run_handler)
+    let n = MARKS.dispatch(keep, run_handler);
+    if except.is_some() && n > 0 {
+        // Relaxed: read by the same (only) CPU's main loop, no data published.
+        NESTED_WORK.store(true, Ordering::Relaxed);
+    }
+    n
+}
+
+/// Whether handlers ran inside a wait for one port since the last call (and
+/// clears it). Such a wait (a xenstore request, e.g. the grant counters' write
+/// after the pumps) takes the marks of every port it dispatches: a device's
+/// event or the one-shot timer that was to wake the main loop for its next
+/// pass is spent there, and the loop must not go idle as if nothing had come,
+/// or it sleeps with no timer left until some other event (the real-Xen
+/// `iperf3 -R` stall of 2026-12-03, docs/CORE.md).
+pub fn take_nested_work() -> bool {
+    // Relaxed: see `dispatch`.
+    NESTED_WORK.swap(false, Ordering::Relaxed)
 }
 
 /// Runs `port`'s handler outside the lock. Returns whether one ran.
