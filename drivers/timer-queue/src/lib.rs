@@ -103,6 +103,11 @@ impl<T> TimerQueue<T> {
         self.queue.remove(&(handle.deadline, handle.id))
     }
 
+    /// Whether the timer of `handle` is still queued (not fired, not cancelled).
+    pub fn is_queued(&self, handle: &TimerHandle) -> bool {
+        self.queue.contains_key(&(handle.deadline, handle.id))
+    }
+
     /// The earliest deadline queued.
     pub fn earliest(&self) -> Option<u64> {
         self.queue.keys().next().map(|&(d, _)| d)

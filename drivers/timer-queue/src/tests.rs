@@ -108,3 +108,17 @@ fn extreme_deadlines() {
     assert_eq!(q.pop_expired(u64::MAX - 1), None);
     assert_eq!(q.pop_expired(u64::MAX), Some(1));
 }
+
+#[test]
+fn a_handle_is_queued_until_it_fires_or_is_cancelled() {
+    let mut q = TimerQueue::new();
+    let a = q.schedule_at(10, 1);
+    let b = q.schedule_at(20, 2);
+    assert!(q.is_queued(&a) && q.is_queued(&b));
+    assert_eq!(q.pop_expired(10), Some(1));
+    assert!(!q.is_queued(&a), "fired");
+    assert!(q.is_queued(&b));
+    assert_eq!(q.cancel(b), Some(2));
+    let c = q.schedule_at(20, 3);
+    assert!(q.is_queued(&c));
+}

@@ -439,7 +439,7 @@ pub fn poll() -> bool {
     }
     if !busy {
         let deadline = next.map(|t| t.max(now_ns.saturating_add(MIN_SLEEP_NS)));
-        program_timer(net, deadline, now_ns);
+        program_timer(net, deadline);
     }
     net.last_busy = busy;
     busy
@@ -451,11 +451,14 @@ pub fn poll() -> bool {
 /// timer again, while moving the timer at every pass would cost a
 /// `VCPUOP_set_singleshot_timer` hypercall each time (every VM exit counts under the
 /// emulated SVM of the test harness, see docs/TESTING-XEN.md).
-fn program_timer(net: &mut Net, deadline: Option<u64>, now_ns: u64) {
-    if let Some((at, _)) = &net.timer
-        && *at <= now_ns
+fn program_timer(net: &mut Net, deadline: Option<u64>) {
+    if let Some((_, handle)) = &net.timer
+        && !time::is_pending(handle)
     {
-        // Fired (or firing now): its handle is spent.
+        // Fired: its handle is spent. Asked of the timer queue, not judged from
+        // the pass's clock: a pass may reuse an older reading (`Net::clock`), and a
+        // timer that expired after it looked armed, so the loop slept with no
+        // wake-up at all (the real-Xen `iperf3 -R` stall of 2026-12-03, CORE.md).
         net.timer = None;
     }
     let Some(at) = deadline else {

@@ -56,8 +56,8 @@ pub fn publish() {
         return;
     }
     let t = time::now_ns();
-    if let Some((at, _)) = &st.wake
-        && *at <= t
+    if let Some((_, handle)) = &st.wake
+        && !time::is_pending(handle)
     {
         // Fired: its handle is spent.
         st.wake = None;

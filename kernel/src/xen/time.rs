@@ -227,6 +227,14 @@ pub fn cancel(handle: TimerHandle) -> bool {
     removed
 }
 
+/// Whether the timer of `handle` is still queued: false once it fired (its callback
+/// ran or is running) or was cancelled. The truth for "is my wake-up still armed",
+/// which the clock cannot tell (a caller's clock reading may be older than the
+/// expiry).
+pub fn is_pending(handle: &TimerHandle) -> bool {
+    TIMERS.lock().queue.is_queued(handle)
+}
+
 /// For diagnostics: (queued, earliest deadline, deadline recorded as programmed).
 pub fn queue_state() -> (usize, Option<u64>, Option<u64>) {
     let t = TIMERS.lock();
