@@ -47,6 +47,7 @@ use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use spin::Mutex;
 
 use crate::xen::suspend::{self, ResumeMode, SuspendHook};
+use crate::xen::trace::{self, Step, TimerAction};
 use crate::xen::time::{self, TimerHandle};
 use vif::{Addressing, Vif};
 
@@ -405,6 +406,7 @@ pub fn poll() -> bool {
     let Some(net) = guard.as_mut() else {
         return false;
     };
+    let reused = net.last_busy && net.clock_reused < CLOCK_REUSE;
     let now = net.clock();
     let now_ns = vif::instant_ns(now);
     let mut busy = false;
@@ -437,10 +439,22 @@ pub fn poll() -> bool {
             busy |= v.rearm();
         }
     }
+    let mut deadline = None;
+    let mut action = TimerAction::None;
     if !busy {
-        let deadline = next.map(|t| t.max(now_ns.saturating_add(MIN_SLEEP_NS)));
-        program_timer(net, deadline);
+        deadline = next.map(|t| t.max(now_ns.saturating_add(MIN_SLEEP_NS)));
+        action = program_timer(net, deadline);
     }
+    trace::record(
+        now_ns,
+        Step::Net {
+            clock: now_ns,
+            fresh: !reused,
+            busy,
+            deadline,
+            timer: action,
+        },
+    );
     net.last_busy = busy;
     busy
 }
@@ -451,7 +465,7 @@ pub fn poll() -> bool {
 /// timer again, while moving the timer at every pass would cost a
 /// `VCPUOP_set_singleshot_timer` hypercall each time (every VM exit counts under the
 /// emulated SVM of the test harness, see docs/TESTING-XEN.md).
-fn program_timer(net: &mut Net, deadline: Option<u64>) {
+fn program_timer(net: &mut Net, deadline: Option<u64>) -> TimerAction {
     if let Some((_, handle)) = &net.timer
         && !time::is_pending(handle)
     {
@@ -462,10 +476,15 @@ fn program_timer(net: &mut Net, deadline: Option<u64>) {
         net.timer = None;
     }
     let Some(at) = deadline else {
-        return;
+        return match &net.timer {
+            Some((armed, _)) => TimerAction::Kept(*armed),
+            None => TimerAction::Unarmed,
+        };
     };
-    if net.timer.as_ref().is_some_and(|(armed, _)| *armed <= at) {
-        return;
+    if let Some((armed, _)) = &net.timer
+        && *armed <= at
+    {
+        return TimerAction::Kept(*armed);
     }
     // The callback does nothing: the timer's upcall wakes the loop, which polls.
     // Queued before the old one is cancelled, so the core re-programs Xen once.
@@ -473,6 +492,7 @@ fn program_timer(net: &mut Net, deadline: Option<u64>) {
     if let Some((_, old)) = net.timer.replace((at, handle)) {
         let _ = time::cancel(old);
     }
+    TimerAction::Armed
 }
 
 /// `GrantTable::poll_deferred`: pages whose grants the back end held when they were

@@ -31,6 +31,7 @@ use crate::xen::control::{self, Request};
 use crate::xen::events;
 use crate::xen::logger;
 use crate::xen::store;
+use crate::xen::trace::{self, Step};
 use crate::xenbus::{devices, hotplug};
 
 /// The kernel's version, printed in the banner.
@@ -270,7 +271,8 @@ impl fmt::Display for XenVersion {
 /// `data/grants` when they changed ([`counters::publish`]).
 fn run() -> ! {
     loop {
-        let mut busy = events::dispatch(None) > 0;
+        let dispatched = events::dispatch(None);
+        let mut busy = dispatched > 0;
         busy |= store::service_watches() > 0;
         if control::take_dump() {
             // Before the pumps: the dump shows what this wake-up found (a stall's
@@ -293,7 +295,20 @@ fn run() -> ! {
         // spent there) call for another pass before any sleep.
         let nested = events::take_nested_work();
         if !busy && !nested && !store::events_queued() {
+            let upcalls = events::stats().upcalls;
+            trace::record(crate::xen::time::now_ns(), Step::Idle { upcalls });
             events::idle();
+            let upcalls = events::stats().upcalls;
+            trace::record(crate::xen::time::now_ns(), Step::Woke { upcalls });
+        } else {
+            trace::record(
+                crate::xen::time::now_ns(),
+                Step::Pass {
+                    dispatched: u32::try_from(dispatched).unwrap_or(u32::MAX),
+                    busy,
+                    nested,
+                },
+            );
         }
     }
 }
@@ -312,6 +327,11 @@ fn dump() {
     );
     blk::dump();
     net::dump();
+    let mut text = alloc::string::String::new();
+    let _ = trace::write_to(&mut text, "xenrs dump: trace ");
+    for line in text.lines() {
+        crate::println!("{line}");
+    }
     crate::println!("xenrs dump: end");
 }
 

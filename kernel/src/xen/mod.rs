@@ -14,4 +14,5 @@ pub mod shared_info;
 pub mod store;
 pub mod suspend;
 pub mod time;
+pub mod trace;
 pub mod wait;

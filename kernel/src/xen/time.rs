@@ -272,6 +272,7 @@ fn arm(t: &mut Timers) {
 /// Runs every callback whose deadline has passed (outside the lock), then re-arms.
 /// The `VIRQ_TIMER` handler.
 pub fn run_expired() {
+    let mut ran = 0u32;
     loop {
         let now = now_ns();
         let due = {
@@ -285,8 +286,14 @@ pub fn run_expired() {
             due
         };
         match due {
-            Some(callback) => callback(),
-            None => return,
+            Some(callback) => {
+                callback();
+                ran = ran.saturating_add(1);
+            }
+            None => {
+                crate::xen::trace::record(now, crate::xen::trace::Step::Expired { ran });
+                return;
+            }
         }
     }
 }

@@ -88,6 +88,22 @@ net_diag() {
 	xl dmesg 2>/dev/null | tr -d '\r' | awk 'index($0, "Event channel information for domain") {on = index($0, "domain 0:") > 0} on' |
 		grep -E " d=$id p=" | sed 's/^/xt| net_diag: dom0 end: /'
 	ss -tni dst "$ip" 2>/dev/null | sed 's/^/xt| net_diag: ss /'
+	# Xen's view of the guest's vCPU (blocked? upcall pending?) and of the one-shot timers
+	# queued on each physical CPU (is its wake-up still there, and when is it due?).
+	xl debug-keys q >/dev/null 2>&1
+	xl debug-keys a >/dev/null 2>&1
+	sleep 1
+	# From the last 'q' dump on (Xen's ring is not cleared: the runner reads it for triple faults).
+	xl dmesg 2>/dev/null | tr -d '\r' | awk -v d="domain $id" '
+		{ line[NR] = $0 } /.q. pressed/ { start = NR }
+		END {
+			for (i = start; i <= NR; i++) {
+				$0 = line[i]
+				if (/General information for domain/) on = index($0, d) > 0
+				if (/Dumping timer queues/) { on = 0; t = 1 }
+				if (on || /NOW=|CPU[0-9]+:[[:space:]]*$/ || (t && /singleshot|poll_timer|periodic/)) print
+			}
+		}' | head -n 60 | sed 's/^/xt| net_diag: xen /'
 	# The guest's status dump (docs/CONSOLE.md), taken as the request wakes it, before its
 	# pumps run: its timers, event counters, sockets and services as they stood.
 	dumps=$(tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -c '^xenrs dump: end')
