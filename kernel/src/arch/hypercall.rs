@@ -26,7 +26,10 @@ use xen_abi::event_channel::{
 use xen_abi::grant_table::{GNTTABOP_QUERY_SIZE, GnttabQuerySize, GrantStatusError};
 use xen_abi::hvm::{HVMOP_GET_PARAM, HVMOP_SET_PARAM, HvmParam};
 use xen_abi::memory::{XENMEM_ADD_TO_PHYSMAP, XenAddToPhysmap};
-use xen_abi::sched::{SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedShutdown};
+use xen_abi::sched::{
+    SCHED_POLL_MAX_PORTS, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, SchedPoll,
+    SchedShutdown,
+};
 use xen_abi::vcpu::{
     VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER, VCPUOP_STOP_SINGLESHOT_TIMER,
     VcpuSetSingleshotTimer,
@@ -222,6 +225,35 @@ pub fn yield_now() -> Result<(), HypercallError> {
 pub fn block() -> Result<(), HypercallError> {
     // SAFETY: SCHEDOP_block takes no argument (the pointer is ignored and null).
     unsafe { call5(hypercall::SCHED_OP, u64::from(SCHEDOP_BLOCK), 0, 0, 0, 0) }.map(drop)
+}
+
+/// `SCHEDOP_poll`: block until one of `ports` is pending, an event wakes the vCPU, or
+/// Xen system time reaches `timeout_abs_ns` (0: no timeout). At most
+/// [`SCHED_POLL_MAX_PORTS`] ports are passed (the rest are left out).
+pub fn poll(ports: &[u32], timeout_abs_ns: u64) -> Result<(), HypercallError> {
+    let ports = ports
+        .get(..ports.len().min(SCHED_POLL_MAX_PORTS))
+        .unwrap_or(&[]);
+    let arg = SchedPoll {
+        ports: ports.as_ptr() as u64,
+        nr_ports: ports.len() as u32,
+        timeout: timeout_abs_ns,
+    };
+    // SAFETY: SCHEDOP_poll reads one `struct sched_poll` (which `arg` is) and
+    // `nr_ports` `evtchn_port_t`s at `ports` (a live slice of u32s of that length,
+    // identity-mapped, so its address is the guest address Xen expects), only during
+    // the call.
+    unsafe {
+        call5(
+            hypercall::SCHED_OP,
+            u64::from(SCHEDOP_POLL),
+            (&raw const arg) as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(drop)
 }
 
 /// `XENVER_version`: `(major, minor)`.

@@ -47,8 +47,8 @@ use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 use spin::Mutex;
 
 use crate::xen::suspend::{self, ResumeMode, SuspendHook};
-use crate::xen::trace::{self, Step, TimerAction};
 use crate::xen::time::{self, TimerHandle};
+use crate::xen::trace::{self, Step, TimerAction};
 use vif::{Addressing, Vif};
 
 /// Most vifs driven (further ones are reported and ignored).

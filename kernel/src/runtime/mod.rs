@@ -297,7 +297,7 @@ fn run() -> ! {
         if !busy && !nested && !store::events_queued() {
             let upcalls = events::stats().upcalls;
             trace::record(crate::xen::time::now_ns(), Step::Idle { upcalls });
-            events::idle();
+            events::idle_until(crate::xen::time::next_deadline_raw());
             let upcalls = events::stats().upcalls;
             trace::record(crate::xen::time::now_ns(), Step::Woke { upcalls });
         } else {

@@ -235,6 +235,15 @@ pub fn is_pending(handle: &TimerHandle) -> bool {
     TIMERS.lock().queue.is_queued(handle)
 }
 
+/// The earliest queued deadline as Xen system time (what `SCHEDOP_poll` takes as its
+/// timeout), or 0 when no timer is queued.
+pub fn next_deadline_raw() -> u64 {
+    let t = TIMERS.lock();
+    t.queue
+        .earliest()
+        .map_or(0, |d| clock::to_raw(d, offset()).max(1))
+}
+
 /// For diagnostics: (queued, earliest deadline, deadline recorded as programmed).
 pub fn queue_state() -> (usize, Option<u64>, Option<u64>) {
     let t = TIMERS.lock();

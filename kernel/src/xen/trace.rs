@@ -34,7 +34,11 @@ pub enum Step {
     /// The main loop woke from the halt: upcalls counted so far.
     Woke { upcalls: u64 },
     /// A pass that did not idle: why (dispatch count, busy, nested work).
-    Pass { dispatched: u32, busy: bool, nested: bool },
+    Pass {
+        dispatched: u32,
+        busy: bool,
+        nested: bool,
+    },
 }
 
 impl fmt::Display for Step {
@@ -59,7 +63,10 @@ impl fmt::Display for Step {
                 dispatched,
                 busy,
                 nested,
-            } => write!(f, "pass dispatched={dispatched} busy={busy} nested={nested}"),
+            } => write!(
+                f,
+                "pass dispatched={dispatched} busy={busy} nested={nested}"
+            ),
         }
     }
 }

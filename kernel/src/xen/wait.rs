@@ -7,8 +7,6 @@
 
 use alloc::boxed::Box;
 
-use x86_64::instructions::interrupts;
-
 use crate::arch::hypercall;
 use crate::xen::events::{self, Port};
 use crate::xen::time;
@@ -35,12 +33,9 @@ pub fn for_port_until(port: &Port, deadline_ns: u64) -> bool {
         if time::now_ns() >= deadline_ns {
             break false;
         }
-        interrupts::disable();
-        if events::port_marked(port) || events::anything_marked_except(port) {
-            interrupts::enable();
-            continue;
-        }
-        interrupts::enable_and_hlt();
+        // Sleeps unless anything (this port included) is marked; the poll's timeout
+        // is the earliest timer, this wait's own deadline at the latest.
+        events::idle_until(time::next_deadline_raw());
     };
     time::cancel(timer);
     fired
