@@ -510,8 +510,14 @@ pub fn idle_until(timeout_raw: u64) {
     }
     let mut ports = [0u32; xen_abi::sched::SCHED_POLL_MAX_PORTS];
     let mut n = 0;
-    if let Some(handlers) = HANDLERS.try_lock() {
-        for (slot, &port) in ports.iter_mut().zip(handlers.keys()) {
+    let si = shared_info::get();
+    if let (Some(handlers), Some(si)) = (HANDLERS.try_lock(), si) {
+        // Unmasked ports only: a masked one may stay pending (storm damping), and Xen
+        // would return from the poll at once, again and again.
+        let unmasked = handlers
+            .keys()
+            .filter(|&&p| si.mask(evtchn_word(p)) & evtchn_bit(p) == 0);
+        for (slot, &port) in ports.iter_mut().zip(unmasked) {
             *slot = port;
             n += 1;
         }
