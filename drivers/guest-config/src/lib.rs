@@ -16,7 +16,7 @@
 //! | `gw=A.B.C.D`       | [`NetConfig::gateway`]                   |
 //! | `dhcp`             | [`NetMode::Dhcp`]                        |
 //! | `services=LIST`    | [`Services`]: comma-separated `echo`, `udp-echo`, `iperf3`, `nbd`, or `all` / `none` (default all) |
-//! | `tso=on\|off`       | [`NetConfig::tso`] (default off)         |
+//! | `tso=on\|off`       | [`NetConfig::tso`] (default on)          |
 //!
 //! Error policy: a token that cannot be applied (unknown key, bad or missing
 //! value, repeated key, conflicting key) is recorded as a [`ConfigError`] and
@@ -194,7 +194,7 @@ impl fmt::Display for Services {
 }
 
 /// Network settings from the command line.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NetConfig {
     /// Address assignment (`ip=` or `dhcp`).
     pub mode: NetMode,
@@ -203,9 +203,21 @@ pub struct NetConfig {
     pub gateway: Option<[u8; 4]>,
     /// The services to run (`services=`).
     pub services: Services,
-    /// TCP segmentation offload on send (`tso=on|off`, default off): smoltcp hands
+    /// TCP segmentation offload on send (`tso=on|off`, default on): smoltcp hands
     /// netfront segments of up to 64 KiB and the back end (or netfront) cuts them.
     pub tso: bool,
+}
+
+impl Default for NetConfig {
+    /// Unconfigured addressing, no gateway, every service, TSO on.
+    fn default() -> Self {
+        NetConfig {
+            mode: NetMode::default(),
+            gateway: None,
+            services: Services::default(),
+            tso: true,
+        }
+    }
 }
 
 /// The typed configuration; [`Default`] is what an empty command line gives.
