@@ -2,7 +2,7 @@
 # packets of up to 64 KiB) 8 times on one guest, the even rounds with dom0's CPUs kept busy (two
 # spinning shells) as on a loaded CI host, then -R and -P 4 once each. Every round must pass as
 # `iperf3` does and the guest must print one more `iperf3 test finished` line each time; at the end
-# the guest's counters (printed by a checkpoint) must show GSO packets in (TSO is off by default).
+# the guest's counters (printed by a checkpoint) must show GSO packets in and the TSO count.
 # xt-explicit
 # xt-timeout: 1800
 # Helpers net_*: tests/scenarios/lib/net.sh.
@@ -53,7 +53,7 @@ for tok in "${ROUNDS[@]}"; do
 done
 # The guest's counters (its suspend hook prints them; a checkpoint changes nothing): GSO packets
 # received must be there, or this did not test GSO; TSO frames sent only when the guest has TSO
-# (netfront's Config::tso, off by default since 2026-12-03: the count must then be 0).
+# (netfront's Config::tso, on by default; `tso=off` makes the count 0).
 timeout 120 xl save -c "$G" "$XT_RUN/loop.save" >/dev/null 2>&1
 rm -f "$XT_RUN/loop.save"
 sleep 1
