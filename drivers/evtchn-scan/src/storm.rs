@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn busy_traffic_with_long_runs_of_spurious_events_is_never_masked() {
-        // 300 spurious events a second (more than the real-Xen bench showed),
+        // 390 spurious events a second (more than the real-Xen bench showed),
         // in runs of 20 between events that found work.
         let mut l = SpuriousLimiter::new(StormConfig::default());
         for ms in 0..60_000u64 {

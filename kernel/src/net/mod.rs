@@ -471,8 +471,9 @@ fn program_timer(net: &mut Net, deadline: Option<u64>) -> TimerAction {
     {
         // Fired: its handle is spent. Asked of the timer queue, not judged from
         // the pass's clock: a pass may reuse an older reading (`Net::clock`), and a
-        // timer that expired after it looked armed, so the loop slept with no
-        // wake-up at all (the real-Xen `iperf3 -R` stall of 2026-12-03, CORE.md).
+        // timer that expired after it would look armed, leaving the loop with no
+        // wake-up (a hazard found while tracing the stall of CORE.md, "The lost
+        // wake-up of 2026-12-03", not that stall's cause).
         net.timer = None;
     }
     let Some(at) = deadline else {

@@ -433,8 +433,9 @@ pub fn dispatch(except: Option<&Port>) -> usize {
 /// after the pumps) takes the marks of every port it dispatches: a device's
 /// event or the one-shot timer that was to wake the main loop for its next
 /// pass is spent there, and the loop must not go idle as if nothing had come,
-/// or it sleeps with no timer left until some other event (the real-Xen
-/// `iperf3 -R` stall of 2026-12-03, docs/CORE.md).
+/// or it could sleep with no wake-up left until some other event (a hazard
+/// found while tracing the stall of docs/CORE.md, "The lost wake-up of
+/// 2026-12-03", not that stall's cause).
 pub fn take_nested_work() -> bool {
     // Relaxed: see `dispatch`.
     NESTED_WORK.swap(false, Ordering::Relaxed)
