@@ -273,8 +273,17 @@ impl fmt::Display for Event {
             Event::Disk { command, error } => write!(f, "{command} failed: {error}"),
             Event::Closed(s) => write!(
                 f,
-                "closed after {} requests ({} bytes read, {} written, {} refused, {} failed)",
-                s.requests, s.bytes_read, s.bytes_written, s.refused, s.failed
+                "{} after {} requests ({} bytes read, {} written, {} refused, {} failed)",
+                if s.reset {
+                    "reset (by the client, or timed out)"
+                } else {
+                    "closed"
+                },
+                s.requests,
+                s.bytes_read,
+                s.bytes_written,
+                s.refused,
+                s.failed
             ),
         }
     }
@@ -296,6 +305,9 @@ pub struct Stats {
     pub refused: u64,
     /// Requests the disk failed.
     pub failed: u64,
+    /// Whether the connection ended by a reset (the client's, or ours after
+    /// a TCP timeout) rather than by a close ([`Connection::lost`]).
+    pub reset: bool,
 }
 
 /// A disk operation the connection wants started; `tag` is connection-local.
@@ -1246,6 +1258,13 @@ impl Connection {
             return Some(CloseAction::Close);
         }
         None
+    }
+
+    /// The transport ended without a close (a reset, or a TCP timeout): the
+    /// close event says so. Then [`Connection::abandon`].
+    pub fn lost(&mut self) {
+        self.stats.reset = true;
+        self.abandon();
     }
 
     /// The socket is gone: drop queued replies and unsubmitted operations.

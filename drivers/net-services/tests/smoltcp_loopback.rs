@@ -723,9 +723,9 @@ mod nbd {
         let closed = net
             .nbd_events
             .iter()
-            .filter(|e| matches!(e.event, NbdConnEvent::Closed(_)))
+            .filter(|e| matches!(e.event, NbdConnEvent::Closed(s) if !s.reset))
             .count();
-        assert_eq!((opened, closed), (3, 3));
+        assert_eq!((opened, closed), (3, 3), "three clean closes");
         assert!(
             net.nbd_events.iter().all(|e| !e.is_error()),
             "{:?}",
@@ -885,10 +885,14 @@ mod nbd {
         });
         assert_eq!(net.services.nbd().unwrap().reserved(), 0);
         assert_eq!(net.services.nbd().unwrap().stats().stray_completions, 0);
-        assert!(matches!(
-            net.nbd_events.last().unwrap().event,
-            NbdConnEvent::Closed(_)
-        ));
+        // Its close event says it was reset, not closed.
+        let last = net.nbd_events.last().unwrap();
+        assert!(matches!(last.event, NbdConnEvent::Closed(s) if s.reset));
+        assert!(
+            last.to_string()
+                .contains(": reset (by the client, or timed out) after"),
+            "{last}"
+        );
         // A new client is served.
         net.disks.hold = false;
         let (h2, _) = open(&mut net, "xvda");

@@ -125,6 +125,67 @@ fn locate(frame: &[u8]) -> Result<Segment, ChecksumError> {
     })
 }
 
+/// A TCP reset seen on the wire: its endpoints and sequence number. The
+/// counters keep the last one, so a connection that a reset ended can be named
+/// on the console (`xenrs info: net: vif/N: sent TCP RST ...`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TcpReset {
+    /// Source address (IPv4, network order as read).
+    pub src: [u8; 4],
+    /// Source port.
+    pub src_port: u16,
+    /// Destination address.
+    pub dst: [u8; 4],
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number (meaningful when the ACK flag is set).
+    pub ack: Option<u32>,
+}
+
+impl fmt::Display for TcpReset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d] = self.src;
+        let [e, g, h, i] = self.dst;
+        write!(
+            f,
+            "{a}.{b}.{c}.{d}:{} -> {e}.{g}.{h}.{i}:{} seq={}",
+            self.src_port, self.dst_port, self.seq
+        )?;
+        if let Some(ack) = self.ack {
+            write!(f, " ack={ack}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The reset an Ethernet/IPv4 frame carries, if it is a TCP segment with RST
+/// set (anything else, malformed frames included, is `None`).
+pub fn tcp_reset(frame: &[u8]) -> Option<TcpReset> {
+    let at = locate(frame).ok()?;
+    if at.proto != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(frame.get(at.start..at.end)?).ok()?;
+    if !tcp.rst() {
+        return None;
+    }
+    // `locate` reads IPv4 headers only, so both are IPv4 addresses.
+    #[allow(irrefutable_let_patterns)]
+    let (IpAddress::Ipv4(src), IpAddress::Ipv4(dst)) = (at.src, at.dst) else {
+        return None;
+    };
+    Some(TcpReset {
+        src: src.octets(),
+        src_port: tcp.src_port(),
+        dst: dst.octets(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack().then(|| tcp.ack_number().0 as u32),
+    })
+}
+
 /// Computes and stores the TCP or UDP checksum of an Ethernet/IPv4 frame whose
 /// checksum field is blank or holds only the pseudo-header sum. Bytes beyond
 /// the IP total length (Ethernet padding) are left alone.
@@ -315,6 +376,36 @@ mod tests {
         020000000002 020000000001 0800
         4500 0021 0000 4000 4011 0000 0a000001 0a000002
         14e9 0009 000d 930d 68656c6c6f";
+
+    /// A TCP/IPv4 frame 10.0.0.2:10809 -> 10.0.0.1:41900, RST|ACK,
+    /// seq 0x01020304, ack 0x0a0b0c0d (checksum not filled in).
+    const TCP_RST_FRAME: &str = "
+        020000000001 020000000002 0800
+        4500 0028 0000 4000 4006 0000 0a000002 0a000001
+        2a39 a3ac 01020304 0a0b0c0d 5014 0000 0000 0000";
+
+    #[test]
+    fn tcp_resets_are_named() {
+        let rst = unhex(TCP_RST_FRAME);
+        let r = tcp_reset(&rst).expect("an RST");
+        assert_eq!(r.src, [10, 0, 0, 2]);
+        assert_eq!((r.src_port, r.dst_port), (10809, 41900));
+        assert_eq!(r.seq, 0x0102_0304);
+        assert_eq!(r.ack, Some(0x0a0b_0c0d));
+        assert_eq!(
+            alloc::format!("{r}"),
+            "10.0.0.2:10809 -> 10.0.0.1:41900 seq=16909060 ack=168496141"
+        );
+        // The same segment without RST (ACK only), a UDP frame, and every
+        // truncation of the RST frame: no reset, no panic.
+        let mut ack = rst.clone();
+        ack[47] = 0x10;
+        assert_eq!(tcp_reset(&ack), None);
+        assert_eq!(tcp_reset(&unhex(UDP_FRAME)), None);
+        for n in 0..rst.len() {
+            assert_eq!(tcp_reset(&rst[..n]), None, "{n} bytes");
+        }
+    }
 
     #[test]
     fn completes_a_known_udp_checksum() {

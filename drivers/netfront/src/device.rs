@@ -78,6 +78,12 @@ impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg,
             Ok(()) => NETTXF_CSUM_BLANK | NETTXF_DATA_VALIDATED,
             Err(_) => 0,
         };
+        if flags != 0
+            && let Some(r) = crate::csum::tcp_reset(frame)
+        {
+            self.tx.stats.resets += 1;
+            self.tx.stats.last_reset = Some(r);
+        }
         // smoltcp asks for segmentation of TCP only; anything else with a
         // segment size (it cannot happen) goes as an ordinary frame if it fits.
         let gso = if flags != 0 { self.gso } else { 0 };

@@ -82,6 +82,10 @@ pub struct RxStats {
     pub refills: u64,
     /// Requests posted.
     pub posted: u64,
+    /// TCP segments with RST set that were delivered.
+    pub resets: u64,
+    /// The last of them.
+    pub last_reset: Option<crate::csum::TcpReset>,
 }
 
 /// One rx buffer: a page granted read-write to the back end.
@@ -275,7 +279,12 @@ impl<Pg: SharedRing> Rx<Pg> {
         };
         self.stats.packets += 1;
         self.stats.bytes += len as u64;
-        self.scratch.get(..len).unwrap_or(&[])
+        let frame = self.scratch.get(..len).unwrap_or(&[]);
+        if let Some(r) = crate::csum::tcp_reset(frame) {
+            self.stats.resets += 1;
+            self.stats.last_reset = Some(r);
+        }
+        frame
     }
 
     /// Consumes responses until one packet is complete and valid (then it is

@@ -87,6 +87,10 @@ pub struct TxStats {
     pub segmented: u64,
     /// `XEN_NETIF_RSP_NULL` responses consumed (one per GSO extra slot).
     pub null_responses: u64,
+    /// TCP segments with RST set that the stack sent.
+    pub resets: u64,
+    /// The last of them.
+    pub last_reset: Option<crate::csum::TcpReset>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -156,6 +156,8 @@ pub struct Vif {
     storm: SpuriousLimiter,
     /// The port `storm` masked, while it is masked.
     masked_port: Option<EvtchnPort>,
+    /// TCP resets sent and received that were already logged (see `log_resets`).
+    resets_seen: (u64, u64),
 }
 
 /// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
@@ -279,6 +281,7 @@ impl Vif {
             away_waits_seen: 0,
             away_since: None,
             events_seen: 0,
+            resets_seen: (0, 0),
             work_since_event: false,
             // Masks only a streak of spurious events above a rate (StormConfig).
             storm: SpuriousLimiter::new(StormConfig::default()),
@@ -482,6 +485,7 @@ impl Vif {
         }
         self.poll_dhcp();
         self.log_service_events();
+        self.log_resets();
         if self.traffic() != before {
             busy = true;
         }
@@ -519,6 +523,40 @@ impl Vif {
             next = Some(next.map_or(t, |n| n.min(t)));
         }
         PumpReport { busy, next }
+    }
+
+    /// Names the TCP resets that went out or came in since the last pass (the
+    /// last of them, with the count), so a connection a reset ended can be told
+    /// from one that closed: which side reset it, and when. At most
+    /// `MAX_RESET_LINES` lines per vif; the counts stay on the stats line.
+    fn log_resets(&mut self) {
+        const MAX_RESET_LINES: u64 = 64;
+        let s = self.nf.stats();
+        let (sent, got) = self.resets_seen;
+        if s.tx.resets != sent {
+            if sent < MAX_RESET_LINES
+                && let Some(r) = s.tx.last_reset
+            {
+                log::info!(
+                    "net: vif/{}: sent TCP RST {r} ({} sent in all)",
+                    self.id,
+                    s.tx.resets
+                );
+            }
+            self.resets_seen.0 = s.tx.resets;
+        }
+        if s.rx.resets != got {
+            if got < MAX_RESET_LINES
+                && let Some(r) = s.rx.last_reset
+            {
+                log::info!(
+                    "net: vif/{}: got TCP RST {r} ({} received in all)",
+                    self.id,
+                    s.rx.resets
+                );
+            }
+            self.resets_seen.1 = s.rx.resets;
+        }
     }
 
     /// Event-storm damping: an event after which no pass found work (since the
@@ -951,7 +989,7 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded, {} tso, {} segmented), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}",
+            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded, {} tso, {} segmented), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}, TCP RST {} sent {} received",
             v.id,
             s.rx.packets,
             s.rx.bytes,
@@ -986,7 +1024,9 @@ impl fmt::Display for StatsLine<'_> {
             v.nf.pages().held,
             v.nf.is_up(),
             v.nf.event_channel(),
-            v.nf.ring_indices()
+            v.nf.ring_indices(),
+            s.tx.resets,
+            s.rx.resets
         )
     }
 }

@@ -179,6 +179,22 @@ _soak_show_new_lines() {
 	awk -v seen="$2" -v re=": ${XT_ERROR_RE#^}" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 8; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
 }
 
+# _soak_show_resets NAME SEEN: print (as `xt|` lines) every console line of NAME that names a TCP
+# reset (`net: vif/N: sent|got TCP RST ...`, `nbd: conn N ...: reset (by the client, or timed
+# out)`) after the first SEEN ones, each with the 6 console lines before it, so a reset the
+# stream or the writer saw can be told apart (which side sent it, and what the guest was doing);
+# set SOAK_RST_SEEN to the number of such lines now.
+_soak_show_resets() {
+	local f all re='TCP RST |: reset \(by the client'
+	all=$(for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B 6 "$re" | sed "s|^|${f##*/}: |"
+	done)
+	SOAK_RST_SEEN=$(grep -c -E "$re" <<<"$all")
+	[ "$SOAK_RST_SEEN" -gt "$2" ] || return 0
+	echo "xt| soak: $((SOAK_RST_SEEN - $2)) new TCP reset line(s) on the guest's console, each with the 6 lines before it:"
+	awk -v seen="$2" -v re="$re" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 6; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
+}
+
 # soak_run ROUNDS [MAX_SECS=0] [STOP_AT=0]: the soak (see the top of this file); ends with
 # `result`. With MAX_SECS > 0 no round starts after MAX_SECS seconds, with STOP_AT > 0 (epoch
 # seconds, dom0's clock) none after that time once 10 rounds are done; the result then says how
@@ -187,7 +203,7 @@ soak_run() {
 	local rounds=$1 max=${2:-0} stop_at=${3:-0} G=xt-soak IP=169.254.77.49 MIB=16 limited=""
 	local st=$XT_RUN/soak-stream.status wst=$XT_RUN/soak-writer.status stop=$XT_RUN/soak.stop
 	local problems="" r=0 n=0 kind t0 tr saves=0 cps=0 migs=0 spid wpid before g0 m0 g1 m1
-	local sresets wresets corrupt v a b seen=0 dead="" lf la lb
+	local sresets wresets corrupt v a b seen=0 rst_seen=0 dead="" lf la lb
 	local -A logged=()
 	xt_disk xvda $MIB || xt_fail "xt_disk xvda failed"
 	blk_start "$G" "$IP" "disk=$XT_DISK" || xt_fail "$BLK_WHY"
@@ -254,6 +270,8 @@ soak_run() {
 		done
 		_soak_show_new_lines "$G" "$seen"
 		seen=$SOAK_SEEN
+		_soak_show_resets "$G" "$rst_seen"
+		rst_seen=$SOAK_RST_SEEN
 		# What the stream and the writer logged (resets, failed passes) since the last round.
 		for lf in "$st.log" "$wst.log"; do
 			[ -s "$lf" ] || continue

@@ -352,7 +352,7 @@ impl NbdService {
                 }
                 None if gone => {
                     // Reset or timed out: nothing more can be sent.
-                    live.conn.abandon();
+                    live.conn.lost();
                     self.pool.finished(i, sock, now_us);
                     self.closed(live);
                     busy = true;
