@@ -185,7 +185,7 @@ _soak_show_new_lines() {
 # stream or the writer saw can be told apart (which side sent it, and what the guest was doing);
 # set SOAK_RST_SEEN to the number of such lines now.
 _soak_show_resets() {
-	local f all re='TCP RST |: reset \(by the client'
+	local f all re='(sent|got) TCP RST |: reset \(by the client'
 	all=$(for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
 		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B 6 "$re" | sed "s|^|${f##*/}: |"
 	done)
