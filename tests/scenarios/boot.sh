@@ -14,7 +14,8 @@ order=$(printf '%s\n' "$log" | grep -n -E '^xenrs ([0-9][^ ]* booting: |boot com
 problems=""
 [ "$(xt_field "$banner" xen)" = "$xen" ] || problems+="banner xen= is '$(xt_field "$banner" xen)', xl info says '$xen'; "
 [ "$(xt_field "$banner" mode)" = pvh ] || problems+="banner mode= is not pvh; "
-case "$banner" in *'cmdline="then=poweroff"'*) ;; *) problems+="banner lacks cmdline=\"then=poweroff\"; " ;; esac
+want="then=poweroff${XT_CMDLINE_EXTRA:+ $XT_CMDLINE_EXTRA}"
+case "$banner" in *"cmdline=\"$want\""*) ;; *) problems+="banner lacks cmdline=\"$want\"; " ;; esac
 [ "$(printf '%s\n' "$order" | wc -w)" = 3 ] || problems+="expected banner, 'xenrs boot complete', 'xenrs powering off' once each, in order (found at lines: $order); "
 printf '%s\n' "$log" | grep -q -E '^xenrs (PANIC|FAULT)' && problems+="console has a PANIC/FAULT line; "
 if [ -n "$problems" ]; then
