@@ -53,7 +53,7 @@ for tok in "${ROUNDS[@]}"; do
 done
 # The guest's counters (its suspend hook prints them; a checkpoint changes nothing): GSO packets
 # received must be there, or this did not test GSO; TSO frames sent only when the guest has TSO
-# (netfront's Config::tso, off by default: `tso=on` makes it count).
+# (netfront's Config::tso, on by default; `tso=off` makes the count 0).
 timeout 120 xl save -c "$G" "$XT_RUN/loop.save" >/dev/null 2>&1
 rm -f "$XT_RUN/loop.save"
 sleep 1

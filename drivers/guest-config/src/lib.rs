@@ -16,7 +16,7 @@
 //! | `gw=A.B.C.D`       | [`NetConfig::gateway`]                   |
 //! | `dhcp`             | [`NetMode::Dhcp`]                        |
 //! | `services=LIST`    | [`Services`]: comma-separated `echo`, `udp-echo`, `iperf3`, `nbd`, or `all` / `none` (default all) |
-//! | `tso=on\|off`       | [`NetConfig::tso`] (default off)         |
+//! | `tso=on\|off`       | [`NetConfig::tso`] (default on)          |
 //!
 //! Error policy: a token that cannot be applied (unknown key, bad or missing
 //! value, repeated key, conflicting key) is recorded as a [`ConfigError`] and
@@ -203,21 +203,19 @@ pub struct NetConfig {
     pub gateway: Option<[u8; 4]>,
     /// The services to run (`services=`).
     pub services: Services,
-    /// TCP segmentation offload on send (`tso=on|off`, default off): smoltcp hands
+    /// TCP segmentation offload on send (`tso=on|off`, default on): smoltcp hands
     /// netfront segments of up to 64 KiB and the back end (or netfront) cuts them.
     pub tso: bool,
 }
 
 impl Default for NetConfig {
-    /// Unconfigured addressing, no gateway, every service, TSO off (docs/NET.md: a
-    /// soak run with it on reset one NBD connection across a checkpoint, not yet
-    /// understood).
+    /// Unconfigured addressing, no gateway, every service, TSO on.
     fn default() -> Self {
         NetConfig {
             mode: NetMode::default(),
             gateway: None,
             services: Services::default(),
-            tso: false,
+            tso: true,
         }
     }
 }

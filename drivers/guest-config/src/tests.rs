@@ -272,7 +272,7 @@ fn full_line_with_odd_whitespace() {
                 },
                 gateway: Some([10, 0, 0, 1]),
                 services: Services::ALL,
-                tso: false,
+                tso: true,
             },
         }
     );
@@ -644,8 +644,8 @@ fn randomized_model_of_valid_and_invalid_tokens() {
 }
 
 #[test]
-fn tso_is_off_unless_asked() {
-    assert!(!parse("").config.net.tso);
+fn tso_is_on_unless_turned_off() {
+    assert!(parse("").config.net.tso);
     assert!(parse("tso=on").config.net.tso);
     assert!(!parse("tso=off").config.net.tso);
     assert_eq!(
