@@ -288,9 +288,9 @@ for rep in $(seq 1 "$BENCH_REPS"); do
 			bench_sample "$g" "$g-nbd-$dir-$rep-a"
 			bench_keep
 			if [ "$dir" = write ]; then
-				blk_nbdcopy 900 --flush "$XT_DISKS/bench-src" "$BLK_URI"
+				blk_nbdcopy 120 --flush "$XT_DISKS/bench-src" "$BLK_URI"
 			else
-				blk_nbdcopy 900 "$BLK_URI" null:
+				blk_nbdcopy 120 "$BLK_URI" null:
 			fi || {
 				missing[$g-nbd]="run $rep $dir: $BLK_WHY"
 				continue
