@@ -527,36 +527,13 @@ impl Vif {
 
     /// Names the TCP resets that went out or came in since the last pass (the
     /// last of them, with the count), so a connection a reset ended can be told
-    /// from one that closed: which side reset it, and when. At most
-    /// `MAX_RESET_LINES` lines per vif; the counts stay on the stats line.
+    /// from one that closed: which side reset it, and when. At most 64 lines
+    /// each way per vif; the counts stay on the stats line.
     fn log_resets(&mut self) {
-        const MAX_RESET_LINES: u64 = 64;
         let s = self.nf.stats();
-        let (sent, got) = self.resets_seen;
-        if s.tx.resets != sent {
-            if sent < MAX_RESET_LINES
-                && let Some(r) = s.tx.last_reset
-            {
-                log::info!(
-                    "net: vif/{}: sent TCP RST {r} ({} sent in all)",
-                    self.id,
-                    s.tx.resets
-                );
-            }
-            self.resets_seen.0 = s.tx.resets;
-        }
-        if s.rx.resets != got {
-            if got < MAX_RESET_LINES
-                && let Some(r) = s.rx.last_reset
-            {
-                log::info!(
-                    "net: vif/{}: got TCP RST {r} ({} received in all)",
-                    self.id,
-                    s.rx.resets
-                );
-            }
-            self.resets_seen.1 = s.rx.resets;
-        }
+        let (id, (sent, got)) = (self.id, &mut self.resets_seen);
+        log_reset(id, "sent", "sent", s.tx.resets, s.tx.last_reset, sent);
+        log_reset(id, "got", "received", s.rx.resets, s.rx.last_reset, got);
     }
 
     /// Event-storm damping: an event after which no pass found work (since the
@@ -983,6 +960,28 @@ impl Vif {
     pub fn stats_line(&self) -> impl fmt::Display + '_ {
         StatsLine(self)
     }
+}
+
+/// One direction of [`Vif::log_resets`]: `total` resets so far, the last one
+/// `last`, `seen` of them already looked at.
+fn log_reset(
+    vif: u32,
+    verb: &str,
+    noun: &str,
+    total: u64,
+    last: Option<netfront::csum::TcpReset>,
+    seen: &mut u64,
+) {
+    const MAX_RESET_LINES: u64 = 64;
+    if total == *seen {
+        return;
+    }
+    if *seen < MAX_RESET_LINES
+        && let Some(r) = last
+    {
+        log::info!("net: vif/{vif}: {verb} TCP RST {r} ({total} {noun} in all)");
+    }
+    *seen = total;
 }
 
 /// `Display` of a vif's counters.

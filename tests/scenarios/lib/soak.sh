@@ -165,35 +165,29 @@ _soak_counters() {
 	SOAK_MEMORY=${SOAK_MEMORY#xenrs memory: after-resume }
 }
 
-# _soak_show_new_lines NAME SEEN: print (as `xt|` lines) every XT_ERROR_RE console line of NAME
-# after the first SEEN ones, with the 8 console lines before each, for the CI log; set SOAK_SEEN
-# to the number of such lines now.
-_soak_show_new_lines() {
-	local f all
+# _soak_show_matching NAME SEEN RE BEFORE WHAT: print (as `xt|` lines, for the CI log) every
+# console line of NAME (its console logs, the migrated ones too) that matches the extended regex
+# RE (anchored with ^ or not), after the first SEEN such lines, each with the BEFORE console lines
+# before it, under a heading that names WHAT they are; set SOAK_MATCHED to the number of such
+# lines now.
+_soak_show_matching() {
+	local f all re=$3 before=$4
 	all=$(for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
-		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B 8 "$XT_ERROR_RE" | sed "s|^|${f##*/}: |"
+		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B "$before" "$re" | sed "s|^|${f##*/}: |"
 	done)
-	SOAK_SEEN=$(grep -c -E ": ${XT_ERROR_RE#^}" <<<"$all")
-	[ "$SOAK_SEEN" -gt "$2" ] || return 0
-	echo "xt| soak: $((SOAK_SEEN - $2)) new error/stall line(s) on the guest's console, each with the 8 lines before it:"
-	awk -v seen="$2" -v re=": ${XT_ERROR_RE#^}" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 8; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
+	# The lines now start with their file's name: a leading ^ becomes ": ".
+	[ "${re#^}" != "$re" ] && re=": ${re#^}"
+	SOAK_MATCHED=$(grep -c -E "$re" <<<"$all")
+	[ "$SOAK_MATCHED" -gt "$2" ] || return 0
+	echo "xt| soak: $((SOAK_MATCHED - $2)) new $5 line(s) on the guest's console, each with the $before lines before it:"
+	awk -v seen="$2" -v re="$re" -v b="$before" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - b; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
 }
 
-# _soak_show_resets NAME SEEN: print (as `xt|` lines) every console line of NAME that names a TCP
-# reset (`net: vif/N: sent|got TCP RST ...`, `nbd: conn N ...: reset (by the client, or timed
-# out)`) after the first SEEN ones, each with the 6 console lines before it, so a reset the
-# stream or the writer saw can be told apart (which side sent it, and what the guest was doing);
-# set SOAK_RST_SEEN to the number of such lines now.
-_soak_show_resets() {
-	local f all re='(sent|got) TCP RST |: reset \(by the client'
-	all=$(for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
-		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E -B 6 "$re" | sed "s|^|${f##*/}: |"
-	done)
-	SOAK_RST_SEEN=$(grep -c -E "$re" <<<"$all")
-	[ "$SOAK_RST_SEEN" -gt "$2" ] || return 0
-	echo "xt| soak: $((SOAK_RST_SEEN - $2)) new TCP reset line(s) on the guest's console, each with the 6 lines before it:"
-	awk -v seen="$2" -v re="$re" '{l[NR] = $0} $0 ~ re {n++; if (n > seen) {for (i = NR - 6; i <= NR; i++) if (i > last && i > 0) print "xt|   " l[i]; last = NR}}' <<<"$all"
-}
+# What _soak_show_matching looks for after each round: error and stall lines (XT_ERROR_RE), and
+# the lines that name a TCP reset (`net: vif/N: sent|got TCP RST ...`, `nbd: conn N ...: reset (by
+# the client, or timed out)`), so a reset the stream or the writer saw can be told apart (which side
+# sent it, and what the guest was doing).
+SOAK_RESET_RE='(sent|got) TCP RST |: reset \(by the client'
 
 # soak_run ROUNDS [MAX_SECS=0] [STOP_AT=0]: the soak (see the top of this file); ends with
 # `result`. With MAX_SECS > 0 no round starts after MAX_SECS seconds, with STOP_AT > 0 (epoch
@@ -268,10 +262,10 @@ soak_run() {
 			fi
 			sleep 0.5
 		done
-		_soak_show_new_lines "$G" "$seen"
-		seen=$SOAK_SEEN
-		_soak_show_resets "$G" "$rst_seen"
-		rst_seen=$SOAK_RST_SEEN
+		_soak_show_matching "$G" "$seen" "$XT_ERROR_RE" 8 error/stall
+		seen=$SOAK_MATCHED
+		_soak_show_matching "$G" "$rst_seen" "$SOAK_RESET_RE" 6 "TCP reset"
+		rst_seen=$SOAK_MATCHED
 		# What the stream and the writer logged (resets, failed passes) since the last round.
 		for lf in "$st.log" "$wst.log"; do
 			[ -s "$lf" ] || continue
