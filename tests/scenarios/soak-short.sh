@@ -9,4 +9,4 @@
 # new guest, as in the long soak, instead of a retry of the whole scenario.
 # xt-triple-faults: counted
 # Helpers soak_* and blk_*: tests/scenarios/lib/soak.sh, tests/scenarios/lib/blk.sh.
-XT_SOAK_SURVIVE_FLAKES=1 soak_run 10
+XT_SOAK_SURVIVE_FLAKES=1 XT_SOAK_MAX_FLAKES=2 soak_run 10

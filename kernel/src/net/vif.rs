@@ -156,8 +156,10 @@ pub struct Vif {
     storm: SpuriousLimiter,
     /// The port `storm` masked, while it is masked.
     masked_port: Option<EvtchnPort>,
-    /// TCP resets sent and received that were already logged (see `log_resets`).
+    /// TCP resets sent and received already looked at, and the lines printed
+    /// about each direction (see `log_resets`).
     resets_seen: (u64, u64),
+    reset_lines: (u64, u64),
 }
 
 /// Microseconds of the guest's monotonic clock as a smoltcp [`Instant`].
@@ -282,6 +284,7 @@ impl Vif {
             away_since: None,
             events_seen: 0,
             resets_seen: (0, 0),
+            reset_lines: (0, 0),
             work_since_event: false,
             // Masks only a streak of spurious events above a rate (StormConfig).
             storm: SpuriousLimiter::new(StormConfig::default()),
@@ -531,9 +534,26 @@ impl Vif {
     /// each way per vif; the counts stay on the stats line.
     fn log_resets(&mut self) {
         let s = self.nf.stats();
-        let (id, (sent, got)) = (self.id, &mut self.resets_seen);
-        log_reset(id, "sent", "sent", s.tx.resets, s.tx.last_reset, sent);
-        log_reset(id, "got", "received", s.rx.resets, s.rx.last_reset, got);
+        let (id, (sent, got), (sent_lines, got_lines)) =
+            (self.id, &mut self.resets_seen, &mut self.reset_lines);
+        log_reset(
+            id,
+            "sent",
+            "sent",
+            s.tx.resets,
+            s.tx.last_reset,
+            sent,
+            sent_lines,
+        );
+        log_reset(
+            id,
+            "got",
+            "received",
+            s.rx.resets,
+            s.rx.last_reset,
+            got,
+            got_lines,
+        );
     }
 
     /// Event-storm damping: an event after which no pass found work (since the
@@ -963,7 +983,7 @@ impl Vif {
 }
 
 /// One direction of [`Vif::log_resets`]: `total` resets so far, the last one
-/// `last`, `seen` of them already looked at.
+/// `last`, `seen` of them already looked at, `lines` printed so far.
 fn log_reset(
     vif: u32,
     verb: &str,
@@ -971,15 +991,17 @@ fn log_reset(
     total: u64,
     last: Option<netfront::csum::TcpReset>,
     seen: &mut u64,
+    lines: &mut u64,
 ) {
     const MAX_RESET_LINES: u64 = 64;
     if total == *seen {
         return;
     }
-    if *seen < MAX_RESET_LINES
+    if *lines < MAX_RESET_LINES
         && let Some(r) = last
     {
         log::info!("net: vif/{vif}: {verb} TCP RST {r} ({total} {noun} in all)");
+        *lines += 1;
     }
     *seen = total;
 }

@@ -189,6 +189,43 @@ _soak_show_matching() {
 # sent it, and what the guest was doing).
 SOAK_RESET_RE='(sent|got) TCP RST |: reset \(by the client'
 
+# _soak_line FILE: the first line of a status file (the stream and the writer rewrite theirs in
+# place, so a read may catch it empty: a few tries).
+_soak_line() {
+	local line="" i
+	for i in 1 2 3 4 5; do
+		read -r line <"$1" 2>/dev/null
+		[ -n "$line" ] && break
+		sleep 0.1
+	done
+	echo "$line"
+}
+
+# _soak_tree PID: PID and all its descendants, parents first.
+_soak_tree() {
+	local c
+	echo "$1"
+	for c in $(pgrep -P "$1"); do _soak_tree "$c"; done
+}
+
+# _soak_kill_tree PID: stop PID's whole process tree (so nothing spawns meanwhile), then kill it.
+# A killed writer's nbdcopy must not outlive it: it keeps its connection to the guest's address,
+# and when a later guest there answers its retransmission with a reset, its failure lands in the
+# writer's files (this made the soak count resets that were not the guest's).
+_soak_kill_tree() {
+	local p
+	for p in $(_soak_tree "$1"); do kill -STOP "$p" 2>/dev/null; done
+	for p in $(_soak_tree "$1"); do kill -KILL "$p" 2>/dev/null; done
+	wait "$1" 2>/dev/null
+}
+
+# _soak_triple_fault_dump: Xen's last `Triple fault` line and the vCPU state it dumped, as `xt|`
+# lines.
+_soak_triple_fault_dump() {
+	xl dmesg 2>/dev/null | tr -d '\r' |
+		awk '/Triple fault/ {buf = ""; n = 17} n > 0 {buf = buf "xt|   " $0 "\n"; n--} END {printf "%s", buf}'
+}
+
 # _soak_last_triple_fault: Xen's last `Triple fault` line (empty if none).
 _soak_last_triple_fault() {
 	xl dmesg 2>/dev/null | tr -d '\r' | grep 'Triple fault' | tail -n 1
@@ -200,15 +237,21 @@ _soak_last_triple_fault() {
 # many ran (a time-limited run counts as complete).
 soak_run() {
 	local rounds=$1 max=${2:-0} stop_at=${3:-0} G=xt-soak IP=169.254.77.49 MIB=16 limited=""
-	local st=$XT_RUN/soak-stream.status wst=$XT_RUN/soak-writer.status stop=$XT_RUN/soak.stop
+	# Status files per attempt and segment: nothing of an earlier one can write into them.
+	local st=$XT_RUN/soak-stream.$XT_ATTEMPT.1.status wst=$XT_RUN/soak-writer.$XT_ATTEMPT.1.status
+	local stop=$XT_RUN/soak.stop
 	local problems="" r=0 n=0 kind t0 tr saves=0 cps=0 migs=0 spid wpid before g0 m0 g1 m1
 	local sresets wresets corrupt v a b seen=0 rst_seen=0 dead="" lf la lb
 	# Segments: with XT_SOAK_SURVIVE_FLAKES=1 (the long soak), a round in which the emulator's
 	# triple fault killed the guest is run again on a new guest; counters of the finished segments
 	# (as of their last completed round) are carried in acc.
 	local survive=${XT_SOAK_SURVIVE_FLAKES:-0} segment=1 flakes=0 tf_last snap_s="" snap_w=""
+	# A round that triple-faults twice in a row, or more than XT_SOAK_MAX_FLAKES flakes in all, is a
+	# failure: the emulator's flake does not come back at once, a bug of ours would.
+	local max_flakes=${XT_SOAK_MAX_FLAKES:-1000000} flake_round=0
 	local -A acc=([recv]=0 [lines]=0 [sresets]=0 [wresets]=0 [corrupt]=0 [passes]=0 [verified]=0)
 	tf_last=$(_soak_last_triple_fault)
+	[ "$survive" = 1 ] && echo 0 >"$XT_RUN/xt-triple-faults-handled"
 	local -A logged=()
 	xt_disk xvda $MIB || xt_fail "xt_disk xvda failed"
 	blk_start "$G" "$IP" "disk=$XT_DISK" || xt_fail "$BLK_WHY"
@@ -256,9 +299,14 @@ soak_run() {
 		n=$((n + 1))
 		if ! blk_round "$G" "$kind" "$n"; then
 			v=$(_soak_last_triple_fault)
-			if [ "$survive" = 1 ] && [ -n "$v" ] && [ "$v" != "$tf_last" ]; then
+			if [ "$survive" = 1 ] && [ -n "$v" ] && [ "$v" != "$tf_last" ] && [ "$flake_round" != "$r" ] &&
+				[ "$flakes" -lt "$max_flakes" ]; then
 				tf_last=$v
+				flake_round=$r
 				flakes=$((flakes + 1))
+				# The runner retries an attempt only for triple faults beyond these.
+				echo "$flakes" >"$XT_RUN/xt-triple-faults-handled"
+				_soak_triple_fault_dump
 				xt_log "soak round $r/$rounds $kind: the guest triple-faulted (${v#(XEN) }): the emulator's flake, $flakes so far, counted; the round is run again on a new guest (segment $((segment + 1)))"
 				_soak_show_matching "$G" "$seen" "$XT_ERROR_RE" 8 error/stall
 				[ "$SOAK_MATCHED" -gt 0 ] && problems+="segment $segment: $SOAK_MATCHED guest error/stall line(s) (shown above); "
@@ -273,11 +321,10 @@ soak_run() {
 				acc[passes]=$((acc[passes] + $(xt_field "$snap_w" passes || echo 0)))
 				acc[verified]=$((acc[verified] + $(xt_field "$snap_w" verified || echo 0)))
 				touch "$stop"
-				pkill -P "$wpid" 2>/dev/null
-				kill "$spid" "$wpid" 2>/dev/null
-				wait "$spid" "$wpid" 2>/dev/null
+				_soak_kill_tree "$wpid"
+				_soak_kill_tree "$spid"
 				for v in $(xl list 2>/dev/null | awk -v g="$G" 'index($1, g) == 1 {print $1}'); do
-					xt_destroy "$v"
+					xl destroy "$v" 2>/dev/null
 				done
 				if ! blk_start "$G" "$IP" "disk=$XT_DISK"; then
 					problems+="round $r: a new guest after the emulator's triple fault: $BLK_WHY; "
@@ -291,11 +338,9 @@ soak_run() {
 				rst_seen=0
 				snap_s=""
 				snap_w=""
-				for lf in "$st.log" "$wst.log"; do
-					[ -e "$lf" ] && mv "$lf" "$lf.segment$((segment - 1))"
-					logged[$lf]=0
-				done
-				rm -f "$stop"
+				st=$XT_RUN/soak-stream.$XT_ATTEMPT.$segment.status
+				wst=$XT_RUN/soak-writer.$XT_ATTEMPT.$segment.status
+				rm -f "$stop" "$st.log" "$wst.log"
 				echo "OK sent=0 recv=0 lines=0 resets=0 corrupt=0 lost=0" >"$st"
 				echo "RUNNING passes=0" >"$wst"
 				_soak_stream "$IP" "$st" "$stop" &
@@ -336,16 +381,16 @@ soak_run() {
 			[ "$la" -gt "$lb" ] && tail -n $((la - lb)) "$lf" | sed 's/^xt: /xt| /'
 			logged[$lf]=$la
 		done
-		snap_s=$(head -n 1 "$st")
-		snap_w=$(head -n 1 "$wst")
+		snap_s=$(_soak_line "$st")
+		snap_w=$(_soak_line "$wst")
 		xt_log "soak round $r/$rounds $kind ${BLK_ROUND_SECS}s: stream $snap_s; nbd $snap_w; guest error/stall lines $seen$([ "$segment" -gt 1 ] && echo "; segment $segment")"
 	done
 	r=$((r - 1))
 	touch "$stop"
 	if [ -n "$dead" ]; then
 		# The guest is gone or stuck: do not sit out the stream's and nbdcopy's timeouts.
-		pkill -P "$wpid" 2>/dev/null
-		kill "$spid" "$wpid" 2>/dev/null
+		_soak_kill_tree "$wpid"
+		_soak_kill_tree "$spid"
 	fi
 	wait "$spid"
 	wait "$wpid"
