@@ -136,7 +136,6 @@ pub fn hostile_session(data: &[u8]) {
                             b[..n].copy_from_slice(&f[..n]);
                         });
                     }
-                    let _ = nf.flush_tx();
                 }
             }
             6 => {

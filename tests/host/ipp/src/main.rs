@@ -78,7 +78,6 @@ fn ipp_guest_rx(g: &mut Guest, now: Instant) -> bool {
             | PollIngressSingleResult::SocketStateChanged => moved = true,
         }
     }
-    let _ = g.nf.flush_tx();
     moved
 }
 
@@ -98,7 +97,6 @@ fn ipp_guest_tx(g: &mut Guest, now: Instant) -> bool {
             PollResult::SocketStateChanged => moved = true,
         }
     }
-    let _ = g.nf.flush_tx();
     moved
 }
 
