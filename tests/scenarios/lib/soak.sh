@@ -135,14 +135,7 @@ _soak_writer() {
 
 # _soak_kv FILE KEY: print KEY's value in the one-line status FILE.
 _soak_kv() {
-	local line="" i
-	# The writer rewrites the file in place: a read may catch it empty.
-	for i in 1 2 3 4 5; do
-		read -r line <"$1" 2>/dev/null
-		[ -n "$line" ] && break
-		sleep 0.1
-	done
-	xt_field "$line" "$2" || echo 0
+	xt_field "$(_soak_line "$1")" "$2" || echo 0
 }
 
 # _soak_counters NAME N: set SOAK_GRANTS and SOAK_MEMORY to the fields of the `xenrs grants:
@@ -226,6 +219,19 @@ _soak_triple_fault_dump() {
 		awk '/Triple fault/ {buf = ""; n = 17} n > 0 {buf = buf "xt|   " $0 "\n"; n--} END {printf "%s", buf}'
 }
 
+# _soak_start_io IP URI IMG_A IMG_B STATUS WSTATUS STOP: fresh status files, then the stream and
+# the writer in the background (their pids in SOAK_SPID and SOAK_WPID), 5 s to get going.
+_soak_start_io() {
+	rm -f "$7" "$5.log" "$6.log"
+	echo "OK sent=0 recv=0 lines=0 resets=0 corrupt=0 lost=0" >"$5"
+	echo "RUNNING passes=0" >"$6"
+	_soak_stream "$1" "$5" "$7" &
+	SOAK_SPID=$!
+	_soak_writer "$2" "$3" "$4" "$6" "$7" &
+	SOAK_WPID=$!
+	sleep 5
+}
+
 # _soak_last_triple_fault: Xen's last `Triple fault` line (empty if none).
 _soak_last_triple_fault() {
 	xl dmesg 2>/dev/null | tr -d '\r' | grep 'Triple fault' | tail -n 1
@@ -270,14 +276,9 @@ soak_run() {
 	g0=$SOAK_GRANTS
 	m0=$SOAK_MEMORY
 	xt_log "soak: $rounds rounds$([ "$max" -gt 0 ] && echo " (at most ${max}s)"); start: grants $g0; memory $m0"
-	rm -f "$stop" "$st.log" "$wst.log"
-	echo "OK sent=0 recv=0 lines=0 resets=0 corrupt=0 lost=0" >"$st"
-	echo "RUNNING passes=0" >"$wst"
-	_soak_stream "$IP" "$st" "$stop" &
-	spid=$!
-	_soak_writer "$BLK_URI" "$a" "$b" "$wst" "$stop" &
-	wpid=$!
-	sleep 5
+	_soak_start_io "$IP" "$BLK_URI" "$a" "$b" "$st" "$wst" "$stop"
+	spid=$SOAK_SPID
+	wpid=$SOAK_WPID
 	for ((r = 1; r <= rounds; r++)); do
 		xt_up
 		if [ "$max" -gt 0 ] && [ $((XT_UP - t0)) -ge "$max" ]; then
@@ -340,14 +341,9 @@ soak_run() {
 				snap_w=""
 				st=$XT_RUN/soak-stream.$XT_ATTEMPT.$segment.status
 				wst=$XT_RUN/soak-writer.$XT_ATTEMPT.$segment.status
-				rm -f "$stop" "$st.log" "$wst.log"
-				echo "OK sent=0 recv=0 lines=0 resets=0 corrupt=0 lost=0" >"$st"
-				echo "RUNNING passes=0" >"$wst"
-				_soak_stream "$IP" "$st" "$stop" &
-				spid=$!
-				_soak_writer "$BLK_URI" "$a" "$b" "$wst" "$stop" &
-				wpid=$!
-				sleep 5
+				_soak_start_io "$IP" "$BLK_URI" "$a" "$b" "$st" "$wst" "$stop"
+				spid=$SOAK_SPID
+				wpid=$SOAK_WPID
 				r=$((r - 1))
 				continue
 			fi
