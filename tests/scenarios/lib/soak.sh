@@ -254,7 +254,7 @@ soak_run() {
 	local survive=${XT_SOAK_SURVIVE_FLAKES:-0} segment=1 flakes=0 tf_last snap_s="" snap_w=""
 	# A round that triple-faults twice in a row, or more than XT_SOAK_MAX_FLAKES flakes in all, is a
 	# failure: the emulator's flake does not come back at once, a bug of ours would.
-	local max_flakes=${XT_SOAK_MAX_FLAKES:-1000000} flake_round=0
+	local max_flakes=${XT_SOAK_MAX_FLAKES:-1000000} flake_round=0 w_passes=-1 w_still=0
 	local -A acc=([recv]=0 [lines]=0 [sresets]=0 [wresets]=0 [corrupt]=0 [passes]=0 [verified]=0)
 	tf_last=$(_soak_last_triple_fault)
 	[ "$survive" = 1 ] && echo 0 >"$XT_RUN/xt-triple-faults-handled"
@@ -379,6 +379,20 @@ soak_run() {
 		done
 		snap_s=$(_soak_line "$st")
 		snap_w=$(_soak_line "$wst")
+		# A writer that has not finished a pass for 8 rounds (nbdcopy's connect to the guest
+		# has been seen to time out after 127 s: SYNs neither answered nor reset, the echo
+		# stream flowing): the guest's state once per such stretch (its NBD slots and sockets).
+		v=$(xt_field "$snap_w" passes || echo 0)
+		if [ "$v" = "$w_passes" ]; then
+			w_still=$((w_still + 1))
+			[ "$w_still" = 8 ] && {
+				echo "xt| soak: the writer has not finished a pass for 8 rounds ($snap_w); the guest's state:"
+				net_diag "$G" "$IP"
+			}
+		else
+			w_passes=$v
+			w_still=0
+		fi
 		xt_log "soak round $r/$rounds $kind ${BLK_ROUND_SECS}s: stream $snap_s; nbd $snap_w; guest error/stall lines $seen$([ "$segment" -gt 1 ] && echo "; segment $segment")"
 	done
 	r=$((r - 1))
