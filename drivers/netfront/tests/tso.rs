@@ -286,3 +286,44 @@ fn tso_frames_over_the_limit_are_refused() {
     assert!(w.back.take_sent_frames().is_empty());
     assert_eq!(nf.stats().tx.dropped, 1);
 }
+
+/// The reset counters: a TCP RST received is counted on rx with its
+/// endpoints, one sent through a transmit token on tx; other segments are not.
+#[test]
+fn tcp_resets_are_counted_both_ways() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(Config::default());
+    // A segment with RST set (the PSH flag of the common frame replaced).
+    let mut rst = tcp_frame(&payload(0), 77);
+    rst[14 + 20 + 13] = 0x14; // RST|ACK
+    // The flag changed: its checksum again (blank, then completed).
+    netfront::csum::blank_checksum(&mut rst).unwrap();
+    complete_checksum(&mut rst).unwrap();
+    assert_eq!(checksum_ok(&rst), Ok(true));
+    let plain = tcp_frame(&payload(10), 78);
+    for f in [&plain, &rst] {
+        w.back.inject(SimRxPacket::new(f));
+    }
+    w.back.service();
+    for _ in 0..2 {
+        let (rx, _) = Device::receive(&mut nf, Instant::ZERO).expect("a packet");
+        smoltcp::phy::RxToken::consume(rx, |_| ());
+    }
+    let st = nf.stats();
+    assert_eq!(st.rx.resets, 1);
+    let r = st.rx.last_reset.expect("the reset");
+    assert_eq!(
+        (r.src, r.src_port, r.dst_port, r.seq),
+        ([10, 0, 0, 2], 5201, 40000, 77)
+    );
+    // Sent: the plain segment, then the reset.
+    for f in [&plain, &rst] {
+        let t = Device::transmit(&mut nf, Instant::ZERO).expect("a transmit token");
+        t.consume(f.len(), |b| b.copy_from_slice(f));
+    }
+    let st = nf.stats();
+    assert_eq!(st.tx.resets, 1);
+    assert_eq!(st.tx.last_reset.map(|r| r.seq), Some(77));
+    w.back.service();
+    assert_eq!(w.back.take_sent_frames().len(), 2);
+}

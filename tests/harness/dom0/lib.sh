@@ -36,6 +36,7 @@
 #   xt_shutdown_reason NAME              print poweroff|reboot|suspend|crash|watchdog|soft_reset|unknown
 #   xt_restarted NAME                    true if xl restarted NAME under a new domid
 #   xt_triple_faults                     print the number of `Triple fault` lines of this attempt
+#   xt_kill_tree PID                     stop, then kill PID and all its descendants
 #   xt_expect_end NAME REASON [SECS]     wait + reason + restart + triple fault; sets XT_REASON,
 #                                        XT_REASON_SRC, XT_WHY
 #   xt_field LINE KEY                    print the value of KEY=value in LINE
@@ -541,6 +542,24 @@ xt_restarted() {
 		[[ $line == *"Done. Rebooting now"* ]] && return 0
 	done <"/var/log/xen/xl-$1.log" 2>/dev/null
 	return 1
+}
+
+# _xt_tree PID: PID and all its descendants, parents first.
+_xt_tree() {
+	local c
+	echo "$1"
+	for c in $(pgrep -P "$1"); do _xt_tree "$c"; done
+}
+
+# xt_kill_tree PID: stop PID's whole process tree (so nothing spawns meanwhile), then kill it and
+# reap PID. A killed client loop's nbdcopy must not outlive it: it keeps its connection to the
+# guest's address, and when a later guest there resets its retransmission, its failure lands in
+# the loop's files (the soak once counted such resets as the guest's, docs/RELIABILITY.md).
+xt_kill_tree() {
+	local p
+	for p in $(_xt_tree "$1"); do kill -STOP "$p" 2>/dev/null; done
+	for p in $(_xt_tree "$1"); do kill -KILL "$p" 2>/dev/null; done
+	wait "$1" 2>/dev/null
 }
 
 # xt_triple_faults: number of `Triple fault` lines in Xen's log since this attempt started

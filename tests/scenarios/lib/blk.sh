@@ -350,10 +350,9 @@ blk_writer_wait_progress() {
 blk_writer_stop() {
 	touch "$XT_RUN/blk-writer.stop"
 	if [ "${1:-}" = now ]; then
-		pkill -P "$BLK_WRITER" 2>/dev/null
-		kill "$BLK_WRITER" 2>/dev/null
+		xt_kill_tree "$BLK_WRITER"
 	fi
-	wait "$BLK_WRITER"
+	wait "$BLK_WRITER" 2>/dev/null
 	blk_writer_state
 }
 

@@ -194,24 +194,6 @@ _soak_line() {
 	echo "$line"
 }
 
-# _soak_tree PID: PID and all its descendants, parents first.
-_soak_tree() {
-	local c
-	echo "$1"
-	for c in $(pgrep -P "$1"); do _soak_tree "$c"; done
-}
-
-# _soak_kill_tree PID: stop PID's whole process tree (so nothing spawns meanwhile), then kill it.
-# A killed writer's nbdcopy must not outlive it: it keeps its connection to the guest's address,
-# and when a later guest there answers its retransmission with a reset, its failure lands in the
-# writer's files (this made the soak count resets that were not the guest's).
-_soak_kill_tree() {
-	local p
-	for p in $(_soak_tree "$1"); do kill -STOP "$p" 2>/dev/null; done
-	for p in $(_soak_tree "$1"); do kill -KILL "$p" 2>/dev/null; done
-	wait "$1" 2>/dev/null
-}
-
 # _soak_triple_fault_dump: Xen's last `Triple fault` line and the vCPU state it dumped, as `xt|`
 # lines.
 _soak_triple_fault_dump() {
@@ -322,8 +304,8 @@ soak_run() {
 				acc[passes]=$((acc[passes] + $(xt_field "$snap_w" passes || echo 0)))
 				acc[verified]=$((acc[verified] + $(xt_field "$snap_w" verified || echo 0)))
 				touch "$stop"
-				_soak_kill_tree "$wpid"
-				_soak_kill_tree "$spid"
+				xt_kill_tree "$wpid"
+				xt_kill_tree "$spid"
 				for v in $(xl list 2>/dev/null | awk -v g="$G" 'index($1, g) == 1 {print $1}'); do
 					xl destroy "$v" 2>/dev/null
 				done
@@ -399,8 +381,8 @@ soak_run() {
 	touch "$stop"
 	if [ -n "$dead" ]; then
 		# The guest is gone or stuck: do not sit out the stream's and nbdcopy's timeouts.
-		_soak_kill_tree "$wpid"
-		_soak_kill_tree "$spid"
+		xt_kill_tree "$wpid"
+		xt_kill_tree "$spid"
 	fi
 	wait "$spid"
 	wait "$wpid"
