@@ -276,9 +276,12 @@ fi
 
 T0=${EPOCHREALTIME/./}
 # stamp: prefix every serial line with the host's seconds since QEMU started; save them all,
-# and show the harness's own lines (progress, dumps, results) live.
+# and show the harness's own lines (progress, dumps, results) live. Xen's own panic ends the
+# emulated machine for good (`noreboot`: "Manual reset required"), so QEMU is stopped 10 s later
+# (the rest of the panic text still reaches the log) instead of idling until the timeout: on
+# 2026-12-04 Xen double-faulted 35 minutes into a long soak (docs/TESTING-XEN.md).
 stamp() {
-	local line now el ts
+	local line now el ts panicked=0
 	while IFS= read -r line || [ -n "$line" ]; do
 		line=${line//$'\r'/}
 		now=${EPOCHREALTIME/./}
@@ -288,6 +291,15 @@ stamp() {
 		case "$line" in
 		"xt: "* | "xt| "* | "RESULT "* | *" passed, "*" failed" | "flakes: "*) printf '%s %s\n' "$ts" "$line" ;;
 		*"Panic on CPU"* | *"Kernel panic"*) printf '%s %s\n' "$ts" "$line" ;;
+		esac
+		case "$line" in
+		"(XEN) Panic on CPU"* | "(XEN) Manual reset required"*)
+			if [ "$panicked" = 0 ]; then
+				panicked=1
+				printf '%s %s\n' "$ts" "xt: Xen panicked; stopping QEMU in 10 s (see $LOG)"
+				(sleep 10 && pkill -f -- "-kernel $RUN/xen.elf") &
+			fi
+			;;
 		esac
 	done
 }
@@ -315,6 +327,12 @@ PROBLEMS=()
 	PROBLEMS+=("dom0's summary '$DOM0_SUMMARY' does not match the $PASSED/$FAILED RESULT lines received (garbled serial line?)")
 [ $((PASSED + FAILED)) -lt "$EXPECTED" ] && PROBLEMS+=("only $((PASSED + FAILED)) results for $EXPECTED scenarios")
 [ "$QRC" = 124 ] && PROBLEMS+=("QEMU was killed at the ${TIMEOUT} s timeout")
+# Xen's panic: its reason (the line after "Panic on CPU N:") and the last RIP Xen printed before it.
+XEN_PANIC=$(sed -E 's/^\[ *[0-9]+\.[0-9]+\] //' "$LOG" | awk '
+	/^\(XEN\) RIP:/ { rip = $0 }
+	p == 1 { sub(/^\(XEN\) /, ""); print cpu " " $0 "; last " rip; exit }
+	/^\(XEN\) Panic on CPU/ { p = 1; cpu = $0; sub(/^\(XEN\) /, "", cpu); sub(/^\(XEN\) /, "", rip) }')
+[ -n "$XEN_PANIC" ] && PROBLEMS+=("Xen itself panicked, the emulated machine stopped there: $XEN_PANIC")
 
 for p in "${PROBLEMS[@]}"; do
 	RESULTS+=$'\n'"RESULT xen-harness FAIL $p"
