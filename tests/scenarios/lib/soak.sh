@@ -21,8 +21,9 @@
 #
 # Progress: `xt: <scenario>: soak round r/N <kind> <s>s: stream ... nbd ...` after every round.
 # Final line: `xt: <scenario>: SOAK rounds=<n>/<N> saves=<n> checkpoints=<n> migrates=<n> resets=<n>
-# corrupted_bytes=<n> stream_bytes=<n> nbd_passes=<n> nbd_bytes_verified=<n> grants start: ... end: ...
-# memory start: ... end: ... elapsed=<s>s`. PASS needs every round done, no reset, no corrupted byte,
+# nbd_connect_timeouts=<n> (of the resets) corrupted_bytes=<n> stream_bytes=<n> nbd_passes=<n> nbd_bytes_verified=<n> grants start: ... end: ...
+# memory start: ... end: ... elapsed=<s>s guest_suspended=<s>s` (guest_suspended: the time the
+# guest reported being away, summed over its resumes). PASS needs every round done, no reset, no corrupted byte,
 # no leaked grant, the active and deferred grant counts and the free frames back at their start
 # values (within SOAK_FRAME_SLACK frames), and lib.sh's common check (no unexpected error line).
 
@@ -102,19 +103,25 @@ _soak_stream() {
 
 # _soak_writer URI IMG_A IMG_B STATUS STOP: nbdcopy --flush pass after pass (A, B, A, ...), each
 # read back and compared byte by byte. Writes `RUNNING|DONE passes=<n> verified=<bytes>
-# corrupt=<bytes> resets=<n> last=<A|B>` to STATUS.
+# corrupt=<bytes> resets=<n> connect_timeouts=<n> last=<A|B>` to STATUS. A failed pass counts as a
+# reset; connect_timeouts counts those among them whose nbdcopy could not even connect: libnbd
+# 1.14 says `nbd_connect_uri: recv: Connection timed out` when its SYNs drew no answer for Linux's
+# 127 s of SYN retries (docs/RELIABILITY.md).
 _soak_writer() {
-	local uri=$1 a=$2 b=$3 st=$4 stop=$5 pass=0 verified=0 corrupt=0 resets=0 img last=- d size rc
+	local uri=$1 a=$2 b=$3 st=$4 stop=$5 pass=0 verified=0 corrupt=0 resets=0 ct=0 img last=- d size rc
+	local syn="nbd_connect_uri: recv: Connection timed out" why
 	size=$(stat -c %s "$a")
 	while [ ! -e "$stop" ]; do
 		pass=$((pass + 1))
 		if [ $((pass % 2)) = 1 ]; then img=$a; else img=$b; fi
-		echo "RUNNING passes=$((pass - 1)) verified=$verified corrupt=$corrupt resets=$resets last=$last" >"$st"
+		echo "RUNNING passes=$((pass - 1)) verified=$verified corrupt=$corrupt resets=$resets connect_timeouts=$ct last=$last" >"$st"
 		timeout 600 nbdcopy --flush "$img" "$uri" >"$st.out" 2>&1
 		rc=$?
 		if [ $rc -ne 0 ]; then
 			resets=$((resets + 1))
-			echo "xt: soak writer: pass $pass: nbdcopy --flush failed (rc=$rc): $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
+			why=""
+			grep -q "$syn" "$st.out" && ct=$((ct + 1)) && why=" [connect: no answer to its SYNs]"
+			echo "xt: soak writer: pass $pass: nbdcopy --flush failed (rc=$rc)$why: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
 			last=?
 			sleep 2
 			continue
@@ -123,14 +130,16 @@ _soak_writer() {
 		d=$({ timeout 600 nbdcopy "$uri" - 2>>"$st.out" || echo "nbdcopy-read-failed" >>"$st.out"; } | cmp -l "$img" - 2>>"$st.out" | wc -l)
 		if grep -q -e nbdcopy-read-failed -e EOF "$st.out"; then
 			resets=$((resets + 1))
-			echo "xt: soak writer: pass $pass: the read-back failed: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
+			why=""
+			grep -q "$syn" "$st.out" && ct=$((ct + 1)) && why=" [connect: no answer to its SYNs]"
+			echo "xt: soak writer: pass $pass: the read-back failed$why: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
 			continue
 		fi
 		corrupt=$((corrupt + d))
 		verified=$((verified + size))
 		[ "$d" -gt 0 ] && echo "xt: soak writer: pass $pass: $d bytes differ from ${img##*/}" >>"$st.log"
 	done
-	echo "DONE passes=$pass verified=$verified corrupt=$corrupt resets=$resets last=$last" >"$st"
+	echo "DONE passes=$pass verified=$verified corrupt=$corrupt resets=$resets connect_timeouts=$ct last=$last" >"$st"
 }
 
 # _soak_kv FILE KEY: print KEY's value in the one-line status FILE.
@@ -194,6 +203,29 @@ _soak_line() {
 	echo "$line"
 }
 
+# _soak_console_mark NAME: remember how many lines each of NAME's console logs has now.
+declare -gA SOAK_CONSOLE_MARK=()
+_soak_console_mark() {
+	local f
+	SOAK_CONSOLE_MARK=()
+	for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] && SOAK_CONSOLE_MARK[$f]=$(wc -l <"$f")
+	done
+}
+
+# _soak_suspended_ms NAME: the milliseconds NAME's guests reported being suspended (`suspend: Xen
+# system time moved N ms while suspended`, one line per resume) in its console logs since
+# _soak_console_mark: the time the guest was away, for a save, restore, migration or checkpoint.
+_soak_suspended_ms() {
+	local f
+	for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] || continue
+		tail -n +$((${SOAK_CONSOLE_MARK[$f]:-0} + 1)) "$f" | tr -d '\r'
+	done | awk '/suspend: Xen system time moved [0-9]+ ms while suspended/ {
+		for (i = 1; i <= NF; i++) if ($i == "moved") ms += $(i + 1)
+	} END {print ms + 0}'
+}
+
 # _soak_triple_fault_dump: Xen's last `Triple fault` line and the vCPU state it dumped, as `xt|`
 # lines.
 _soak_triple_fault_dump() {
@@ -237,7 +269,7 @@ soak_run() {
 	# A round that triple-faults twice in a row, or more than XT_SOAK_MAX_FLAKES flakes in all, is a
 	# failure: the emulator's flake does not come back at once, a bug of ours would.
 	local max_flakes=${XT_SOAK_MAX_FLAKES:-1000000} flake_round=0 w_passes=-1 w_still=0
-	local -A acc=([recv]=0 [lines]=0 [sresets]=0 [wresets]=0 [corrupt]=0 [passes]=0 [verified]=0)
+	local -A acc=([recv]=0 [lines]=0 [sresets]=0 [wresets]=0 [ctimeouts]=0 [corrupt]=0 [passes]=0 [verified]=0)
 	tf_last=$(_soak_last_triple_fault)
 	[ "$survive" = 1 ] && echo 0 >"$XT_RUN/xt-triple-faults-handled"
 	local -A logged=()
@@ -250,6 +282,8 @@ soak_run() {
 		xt_fail "cannot write the images under $XT_DISKS"
 	xt_up
 	t0=$XT_UP
+	# Where the guest's console logs stand now (_soak_suspended_ms counts what comes after).
+	_soak_console_mark "$G"
 	# The start figures: a checkpoint with no traffic (suspend n=1).
 	n=1
 	blk_round "$G" C "$n" || xt_fail "the first checkpoint (start figures): $BLK_WHY"
@@ -300,6 +334,7 @@ soak_run() {
 				acc[lines]=$((acc[lines] + $(xt_field "$snap_s" lines || echo 0)))
 				acc[sresets]=$((acc[sresets] + $(xt_field "$snap_s" resets || echo 0)))
 				acc[wresets]=$((acc[wresets] + $(xt_field "$snap_w" resets || echo 0)))
+				acc[ctimeouts]=$((acc[ctimeouts] + $(xt_field "$snap_w" connect_timeouts || echo 0)))
 				acc[corrupt]=$((acc[corrupt] + $(xt_field "$snap_s" corrupt || echo 0) + $(xt_field "$snap_w" corrupt || echo 0)))
 				acc[passes]=$((acc[passes] + $(xt_field "$snap_w" passes || echo 0)))
 				acc[verified]=$((acc[verified] + $(xt_field "$snap_w" verified || echo 0)))
@@ -441,7 +476,11 @@ soak_run() {
 	# (Xen's log is a ring: after hours of rounds it holds only the last ones.)
 	[ "$(xt_triple_faults)" -le "$flakes" ] || problems+="Triple fault in xl dmesg; "
 	xt_up
-	SOAK_LINE="SOAK rounds=$r/$rounds saves=$saves checkpoints=$cps migrates=$migs resets=$((sresets + wresets)) corrupted_bytes=$corrupt stream_bytes=$((acc[recv] + $(_soak_kv "$st" recv))) nbd_passes=$((acc[passes] + $(_soak_kv "$wst" passes))) nbd_bytes_verified=$((acc[verified] + $(_soak_kv "$wst" verified)))$([ "$segment" -gt 1 ] && echo " segments=$segment emulator_triple_faults=$flakes") grants start: $g0 end: ${g1:-?} memory start: $m0 end: ${m1:-?} elapsed=$((XT_UP - t0))s${limited:+ ($limited)}"
+	# How long the guest was away (saved, restored, migrating, checkpointed) in all: a new
+	# connection's SYNs that fall into those gaps go unanswered (docs/RELIABILITY.md).
+	local away_ms
+	away_ms=$(_soak_suspended_ms "$G")
+	SOAK_LINE="SOAK rounds=$r/$rounds saves=$saves checkpoints=$cps migrates=$migs resets=$((sresets + wresets)) nbd_connect_timeouts=$((acc[ctimeouts] + $(_soak_kv "$wst" connect_timeouts))) corrupted_bytes=$corrupt stream_bytes=$((acc[recv] + $(_soak_kv "$st" recv))) nbd_passes=$((acc[passes] + $(_soak_kv "$wst" passes))) nbd_bytes_verified=$((acc[verified] + $(_soak_kv "$wst" verified)))$([ "$segment" -gt 1 ] && echo " segments=$segment emulator_triple_faults=$flakes") grants start: $g0 end: ${g1:-?} memory start: $m0 end: ${m1:-?} elapsed=$((XT_UP - t0))s guest_suspended=$((away_ms / 1000))s${limited:+ ($limited)}"
 	xt_log "$SOAK_LINE"
 	blk_verdict "$G" "$problems" "$SOAK_LINE"
 	xt_destroy "$G"
