@@ -203,6 +203,14 @@ _soak_line() {
 	echo "$line"
 }
 
+# _soak_after_diag NAME N: net_diag ends with a checkpoint (`xl save -c`), which the guest counts
+# as suspend N+1; succeed if its `resumed n=N+1` line came, so that the caller counts it too (the
+# next round otherwise waits for a resume number the guest has already passed: round 199 of the
+# 2026-12-04 16:28 soak failed so, right after the soak's first net_diag).
+_soak_after_diag() {
+	blk_wait_count "$1" "^xenrs resumed n=$(($2 + 1)) mode=cancelled " 1 20
+}
+
 # _soak_console_mark NAME: remember how many lines each of NAME's console logs has now.
 declare -gA SOAK_CONSOLE_MARK=()
 _soak_console_mark() {
@@ -378,6 +386,7 @@ soak_run() {
 			if [ "$XT_UP" -ge "$tr" ] || ! kill -0 "$spid" 2>/dev/null; then
 				problems+="round $r ($kind): the stream made no progress within 120 s ($(head -n 1 "$st")); "
 				net_diag "$G" "$IP"
+				_soak_after_diag "$G" "$n" && n=$((n + 1))
 				break 2
 			fi
 			sleep 0.5
@@ -405,6 +414,7 @@ soak_run() {
 			[ "$w_still" = 8 ] && {
 				echo "xt| soak: the writer has not finished a pass for 8 rounds ($snap_w); the guest's state:"
 				net_diag "$G" "$IP"
+				_soak_after_diag "$G" "$n" && n=$((n + 1))
 			}
 		else
 			w_passes=$v
