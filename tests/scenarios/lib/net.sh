@@ -108,10 +108,17 @@ net_diag() {
 	# pumps run: its timers, event counters, sockets and services as they stood.
 	dumps=$(tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -c '^xenrs dump: end')
 	xenstore-write "/local/domain/$id/data/dump" "diag-$RANDOM" 2>/dev/null
-	for n in $(seq 1 20); do
-		[ "$(tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -c '^xenrs dump: end')" -gt "$dumps" ] && break
+	# Up to 30 s: the dump is long and the console ring drains only as fast as xenconsoled reads
+	# it (in the 17:38 soak of 2026-12-04 it had not arrived after 10 s, under load).
+	got=""
+	for n in $(seq 1 60); do
+		if [ "$(tr -d '\r' <"$(xt_console "$name")" 2>/dev/null | grep -c '^xenrs dump: end')" -gt "$dumps" ]; then
+			got=yes
+			break
+		fi
 		sleep 0.5
 	done
+	[ -n "$got" ] || echo "xt| net_diag: no complete guest dump within 30 s; what arrived of it:"
 	tr -d '\r' <"$(xt_console "$name")" 2>/dev/null |
 		awk -v n="$dumps" '/^xenrs dump: end/ { e++; next } e >= n && /^xenrs dump: / { print }' |
 		sed 's/^/xt| net_diag: guest /'
