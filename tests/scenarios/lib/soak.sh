@@ -107,6 +107,15 @@ _soak_stream() {
 # reset; connect_timeouts counts those among them whose nbdcopy could not even connect: libnbd
 # 1.14 says `nbd_connect_uri: recv: Connection timed out` when its SYNs drew no answer for Linux's
 # 127 s of SYN retries (docs/RELIABILITY.md).
+# _soak_guest_nbd NAME: NAME's last NBD event lines (`xenrs info: nbd: conn ...`, errors too) from
+# its console logs, as one line, for a pass that failed: how the guest saw the connection end.
+_soak_guest_nbd() {
+	local f
+	for f in "$XT_CONSOLE_DIR/guest-$1.log" "$XT_CONSOLE_DIR/guest-$1--"*.log; do
+		[ -r "$f" ] && tr -d '\r' <"$f" | grep -E '^xenrs (info: nbd: |nbd error: )'
+	done | tail -n 6 | tr '\n' '|' | cut -c1-900
+}
+
 _soak_writer() {
 	local uri=$1 a=$2 b=$3 st=$4 stop=$5 pass=0 verified=0 corrupt=0 resets=0 ct=0 img last=- d size rc
 	local syn="nbd_connect_uri: recv: Connection timed out" why
@@ -121,7 +130,7 @@ _soak_writer() {
 			resets=$((resets + 1))
 			why=""
 			grep -q "$syn" "$st.out" && ct=$((ct + 1)) && why=" [connect: no answer to its SYNs]"
-			echo "xt: soak writer: pass $pass: nbdcopy --flush failed (rc=$rc)$why: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
+			echo "xt: soak writer: pass $pass: nbdcopy --flush failed (rc=$rc)$why: $(tr '\n' ' ' <"$st.out" | cut -c1-200); the guest's last NBD lines: $(_soak_guest_nbd "${SOAK_GUEST:-xt-soak}")" >>"$st.log"
 			last=?
 			sleep 2
 			continue
@@ -132,7 +141,7 @@ _soak_writer() {
 			resets=$((resets + 1))
 			why=""
 			grep -q "$syn" "$st.out" && ct=$((ct + 1)) && why=" [connect: no answer to its SYNs]"
-			echo "xt: soak writer: pass $pass: the read-back failed$why: $(tr '\n' ' ' <"$st.out" | cut -c1-200)" >>"$st.log"
+			echo "xt: soak writer: pass $pass: the read-back failed$why: $(tr '\n' ' ' <"$st.out" | cut -c1-200); the guest's last NBD lines: $(_soak_guest_nbd "${SOAK_GUEST:-xt-soak}")" >>"$st.log"
 			continue
 		fi
 		corrupt=$((corrupt + d))
@@ -265,6 +274,7 @@ _soak_last_triple_fault() {
 # many ran (a time-limited run counts as complete).
 soak_run() {
 	local rounds=$1 max=${2:-0} stop_at=${3:-0} G=xt-soak IP=169.254.77.49 MIB=16 limited=""
+	SOAK_GUEST=$G
 	# Status files per attempt and segment: nothing of an earlier one can write into them.
 	local st=$XT_RUN/soak-stream.$XT_ATTEMPT.1.status wst=$XT_RUN/soak-writer.$XT_ATTEMPT.1.status
 	local stop=$XT_RUN/soak.stop
