@@ -136,6 +136,7 @@ pub fn hostile_session(data: &[u8]) {
                             b[..n].copy_from_slice(&f[..n]);
                         });
                     }
+                    let _ = nf.flush_tx();
                 }
             }
             6 => {

@@ -13,7 +13,10 @@
 //! than half the tx pool); the token takes smoltcp's segment size from
 //! `set_meta` and the tx pool sends the frame whole with a GSO extra slot or
 //! segments it (see [`crate::tx`]). A transmit token is handed out only with
-//! room for the largest frame.
+//! room for the largest frame. Frames sent through the tokens are posted but
+//! not published: the caller runs [`NetFront::flush_tx`] after each pass of the
+//! stack (`Interface::poll*`), which pushes them in one go and notifies the
+//! back end at most once (Linux netfront's `netdev_xmit_more` batching).
 
 use alloc::vec;
 use core::num::NonZeroUsize;
@@ -26,7 +29,6 @@ use crate::NetFront;
 use crate::error::Fault;
 use crate::rx::Rx;
 use crate::tx::Tx;
-use xen_frontend::Kick;
 use xen_frontend::{EventChannel, GrantAccess, PageProvider};
 
 /// Receive token: the packet waiting in the reassembly buffer.
@@ -35,9 +37,8 @@ pub struct RxToken<'a, Pg> {
 }
 
 /// Transmit token: one frame into the tx pool.
-pub struct TxToken<'a, Pg, E> {
+pub struct TxToken<'a, Pg> {
     tx: &'a mut Tx<Pg>,
-    kick: &'a mut Kick<E>,
     fault: &'a mut Option<Fault>,
     /// The TSO segment size smoltcp asked for (0: an ordinary frame).
     gso: u16,
@@ -53,7 +54,7 @@ impl<Pg: xen_ring::SharedRing> phy::RxToken for RxToken<'_, Pg> {
     }
 }
 
-impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg, E> {
+impl<Pg: xen_ring::SharedRing> phy::TxToken for TxToken<'_, Pg> {
     fn set_meta(&mut self, meta: phy::PacketMeta) {
         self.gso = meta.segmentation_offload_size.map_or(0, |s| s.get());
     }
@@ -87,10 +88,10 @@ impl<Pg: xen_ring::SharedRing, E: EventChannel> phy::TxToken for TxToken<'_, Pg,
         // smoltcp asks for segmentation of TCP only; anything else with a
         // segment size (it cannot happen) goes as an ordinary frame if it fits.
         let gso = if flags != 0 { self.gso } else { 0 };
-        match self.tx.post(len, flags, gso) {
-            Ok(true) => self.kick.notify(),
-            Ok(false) => {}
-            Err(fault) => *self.fault = Some(fault),
+        // Published by `NetFront::flush_tx` after the stack's pass: one push
+        // (and at most one notification) for all the frames of the pass.
+        if let Err(fault) = self.tx.post_deferred(len, flags, gso) {
+            *self.fault = Some(fault);
         }
         r
     }
@@ -107,7 +108,7 @@ where
     where
         Self: 'a;
     type TxToken<'a>
-        = TxToken<'a, P::Page, E>
+        = TxToken<'a, P::Page>
     where
         Self: 'a;
 
@@ -118,12 +119,11 @@ where
         // The reply token may be unable to send; it then drops the reply
         // (counted), as a full NIC queue would.
         let _ = self.poll_tx();
-        let (n, io) = self.dev.parts_mut();
+        let (n, _) = self.dev.parts_mut();
         Some((
             RxToken { rx: &mut n.rx },
             TxToken {
                 tx: &mut n.tx,
-                kick: io.kick_mut(),
                 fault: &mut n.fault,
                 gso: 0,
             },
@@ -134,10 +134,9 @@ where
         if self.poll_tx().is_err() || !self.dev.driver().tx.token_room() {
             return None;
         }
-        let (n, io) = self.dev.parts_mut();
+        let (n, _) = self.dev.parts_mut();
         Some(TxToken {
             tx: &mut n.tx,
-            kick: io.kick_mut(),
             fault: &mut n.fault,
             gso: 0,
         })

@@ -795,6 +795,22 @@ where
         self.nif_mut().tx.reclaim().map_err(|f| self.fail(f))
     }
 
+    /// Publishes the frames the smoltcp device posted since the last push
+    /// (see [`crate::device`]) and notifies the back end if it asks. Call it
+    /// after every pass of the stack over this device; without it those
+    /// frames stay invisible to the back end.
+    pub fn flush_tx(&mut self) -> Result<(), NetError> {
+        let (n, io) = self.dev.parts_mut();
+        match n.tx.flush() {
+            Ok(true) => {
+                io.notify();
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(f) => Err(self.fail(f)),
+        }
+    }
+
     /// Whether a frame of `len` bytes can be sent now (after reclaiming).
     pub fn can_transmit(&mut self, len: usize) -> bool {
         self.poll_tx().is_ok() && len <= self.nif().tx.frame_limit() && self.nif().tx.can_send(len)

@@ -87,6 +87,10 @@ pub struct TxStats {
     pub segmented: u64,
     /// `XEN_NETIF_RSP_NULL` responses consumed (one per GSO extra slot).
     pub null_responses: u64,
+    /// Ring pushes (`req_prod` published): one per frame sent with
+    /// [`crate::NetFront::transmit`], at most one per
+    /// [`crate::NetFront::flush_tx`] for frames from the smoltcp device.
+    pub pushes: u64,
     /// TCP segments with RST set that the stack sent.
     pub resets: u64,
     /// The last of them.
@@ -146,6 +150,9 @@ pub(crate) struct Tx<Pg> {
     pub(crate) gso: bool,
     /// GSO extra slots posted whose `XEN_NETIF_RSP_NULL` has not come yet.
     extras_pending: u32,
+    /// Frames posted by [`Self::post_deferred`] whose requests are not
+    /// published yet ([`Self::flush`] does it).
+    unpushed: bool,
     pub(crate) stats: TxStats,
 }
 
@@ -178,6 +185,7 @@ impl<Pg: SharedRing> Tx<Pg> {
             sg: false,
             gso: false,
             extras_pending: 0,
+            unpushed: false,
             stats: TxStats::default(),
         }
     }
@@ -334,33 +342,55 @@ impl<Pg: SharedRing> Tx<Pg> {
     /// end takes them and there is room, else it is segmented here. Returns
     /// whether the back end must be notified.
     pub(crate) fn post(&mut self, len: usize, flags: u16, gso: u16) -> Result<bool, Fault> {
-        if gso == 0 {
-            return self.post_buf(false, len, flags, 0);
+        self.post_deferred(len, flags, gso)?;
+        self.flush()
+    }
+
+    /// [`Self::post`] without publishing the requests: they stay in the
+    /// ring's private producer index until [`Self::flush`], so the frames a
+    /// pass of the stack sends become visible (and the back end notified)
+    /// once, as Linux netfront does for a burst (`netdev_xmit_more`). The
+    /// frames are in flight from here on (a resume re-sends them).
+    pub(crate) fn post_deferred(&mut self, len: usize, flags: u16, gso: u16) -> Result<(), Fault> {
+        let posted = if gso == 0 {
+            self.post_buf(false, len, flags, 0)
+        } else if self.tso_to_backend() && self.can_send_with(len, 1) {
+            self.post_buf(false, len, flags | NETTXF_EXTRA_INFO, gso)
+        } else {
+            self.post_segmented(len, gso)
+        };
+        // A frame that was not posted leaves nothing to publish; one more
+        // flush is harmless.
+        self.unpushed = true;
+        posted
+    }
+
+    /// Publishes the requests posted since the last push. Returns whether
+    /// the back end must be notified.
+    pub(crate) fn flush(&mut self) -> Result<bool, Fault> {
+        if !core::mem::take(&mut self.unpushed) {
+            return Ok(false);
         }
-        if self.tso_to_backend() && self.can_send_with(len, 1) {
-            return self.post_buf(false, len, flags | NETTXF_EXTRA_INFO, gso);
-        }
-        self.post_segmented(len, gso)
+        self.push()
     }
 
     /// Segments the staged TSO frame of `len` bytes into frames of at most
     /// `mss` payload bytes (and at most one frame each) and posts as many as
     /// there is room for; the rest is dropped (TCP sends it again).
-    fn post_segmented(&mut self, len: usize, mss: u16) -> Result<bool, Fault> {
+    fn post_segmented(&mut self, len: usize, mss: u16) -> Result<(), Fault> {
         let frame = self.scratch.get(..len).unwrap_or(&[]);
         let Ok(hdr) = crate::csum::tcp_headers_len(frame) else {
             self.stats.dropped += 1;
-            return Ok(false);
+            return Ok(());
         };
         let room = self.frame_limit().saturating_sub(hdr);
         let step = usize::from(mss).min(room);
         if step == 0 {
             self.stats.dropped += 1;
-            return Ok(false);
+            return Ok(());
         }
         self.stats.segmented += 1;
         let payload = len.saturating_sub(hdr);
-        let mut notify = false;
         let mut offset = 0usize;
         let mut index = 0u16;
         while offset < payload {
@@ -388,25 +418,19 @@ impl<Pg: SharedRing> Tx<Pg> {
                     break;
                 }
             };
-            notify |= self.post_buf(true, seg_len, flags, 0)?;
+            self.post_buf(true, seg_len, flags, 0)?;
             offset += chunk;
             index = index.wrapping_add(1);
         }
-        Ok(notify)
+        Ok(())
     }
 
     /// Copies a frame of `len` bytes from the staging buffer (or, `from_seg`,
-    /// the segment buffer) into free pool pages and posts it.
-    fn post_buf(
-        &mut self,
-        from_seg: bool,
-        len: usize,
-        flags: u16,
-        gso: u16,
-    ) -> Result<bool, Fault> {
+    /// the segment buffer) into free pool pages and posts it (unpublished).
+    fn post_buf(&mut self, from_seg: bool, len: usize, flags: u16, gso: u16) -> Result<(), Fault> {
         let n = len.div_ceil(PAGE_SIZE);
         if n == 0 || n > MAX_TX_SLOTS || self.free.len() < n {
-            return Ok(false);
+            return Ok(());
         }
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
@@ -461,8 +485,7 @@ impl<Pg: SharedRing> Tx<Pg> {
         if n > 1 {
             self.stats.multi_slot += 1;
         }
-        self.post_frame(head)?;
-        self.push()
+        self.post_frame(head)
     }
 
     /// Produces the requests of the frame starting at `head`, with the slots'
@@ -516,6 +539,7 @@ impl<Pg: SharedRing> Tx<Pg> {
         let Some(ring) = self.ring.as_mut() else {
             return Ok(false);
         };
+        self.stats.pushes += 1;
         match ring
             .front
             .push_requests_and_check_notify(ring.page.buffer())

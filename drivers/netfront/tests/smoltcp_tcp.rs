@@ -217,6 +217,7 @@ fn transfer(gso: bool, backend_gso: bool) {
         }
         w.back.service();
         guest.poll(now, &mut nf, &mut gsockets);
+        nf.flush_tx().unwrap();
         // Guest: echo.
         {
             let s = gsockets.get_mut::<tcp::Socket>(server);
@@ -228,6 +229,7 @@ fn transfer(gso: bool, backend_gso: bool) {
             }
         }
         guest.poll(now, &mut nf, &mut gsockets);
+        nf.flush_tx().unwrap();
         w.back.service();
         for mut f in w.back.take_sent_frames() {
             if f.data.get(23) == Some(&6) {

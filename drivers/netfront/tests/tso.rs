@@ -64,6 +64,7 @@ fn send_tso(nf: &mut SimNetFront, f: &[u8]) {
     let mut t = Device::transmit(nf, Instant::ZERO).expect("a transmit token");
     t.set_meta(meta(MSS));
     t.consume(f.len(), |b| b.copy_from_slice(f));
+    nf.flush_tx().unwrap();
 }
 
 /// Checks that `segs` are `f` cut at `MSS` bytes of payload: each a proper
@@ -175,6 +176,7 @@ fn without_room_a_tso_frame_is_segmented_as_far_as_it_fits() {
         tx.set_meta(meta(MSS));
         tx.consume(f.len(), |b| b.copy_from_slice(&f));
     }
+    nf.flush_tx().unwrap();
     w.back.hold_tx(false);
     w.back.service();
     let sent = w.back.take_sent_frames();
@@ -324,6 +326,73 @@ fn tcp_resets_are_counted_both_ways() {
     let st = nf.stats();
     assert_eq!(st.tx.resets, 1);
     assert_eq!(st.tx.last_reset.map(|r| r.seq), Some(77));
+    nf.flush_tx().unwrap();
     w.back.service();
     assert_eq!(w.back.take_sent_frames().len(), 2);
+}
+
+/// Frames sent through the smoltcp tokens are posted but not published until
+/// `flush_tx`: the back end sees none of them before it, all of them after,
+/// with one push and at most one notification for the batch; frames posted
+/// and never flushed before a save are re-sent on the new ring.
+#[test]
+fn token_frames_are_published_once_per_flush() {
+    let mut w = SimWorld::new(SimNetConfig::default());
+    let mut nf = w.connect(with_tso());
+    let pushes0 = nf.stats().tx.pushes;
+    let notifies0 = nf.stats().notifies;
+    let frames: Vec<Vec<u8>> = (0..4u32)
+        .map(|k| tcp_frame(&payload(1000 + 9000 * k as usize), 100 + k))
+        .collect();
+    for f in &frames {
+        let mut t = Device::transmit(&mut nf, Instant::ZERO).expect("a transmit token");
+        t.set_meta(meta(MSS));
+        t.consume(f.len(), |b| b.copy_from_slice(f));
+    }
+    // Posted (in flight), not yet visible to the back end.
+    assert_eq!(nf.tx_in_flight(), 4);
+    w.back.service();
+    assert!(w.back.take_sent_frames().is_empty());
+    assert_eq!(nf.stats().tx.pushes, pushes0);
+    nf.flush_tx().unwrap();
+    assert_eq!(nf.stats().tx.pushes, pushes0 + 1);
+    assert!(nf.stats().notifies <= notifies0 + 1);
+    w.back.service();
+    let sent = w.back.take_sent_frames();
+    assert_eq!(sent.len(), 4);
+    for (s, f) in sent.iter().zip(&frames) {
+        let mut full = s.data.clone();
+        complete_checksum(&mut full).unwrap();
+        assert!(full == *f);
+    }
+    // A flush with nothing posted publishes nothing.
+    nf.flush_tx().unwrap();
+    assert_eq!(nf.stats().tx.pushes, pushes0 + 1);
+    nf.poll_tx().unwrap();
+    assert_eq!(nf.tx_in_flight(), 0);
+
+    // Posted, not flushed, then the domain is saved: the new ring gets it.
+    let f = tcp_frame(&payload(5000), 7);
+    send_tso_unflushed(&mut nf, &f);
+    assert_eq!(nf.tx_in_flight(), 1);
+    nf.suspend().unwrap();
+    w.back.new_domain(None);
+    w.restore().unwrap();
+    nf.resume(&mut w.xs, true).unwrap();
+    let errors = w.pump(&mut nf);
+    assert!(errors.is_empty(), "{errors:?}");
+    w.back.service();
+    let sent = w.back.take_sent_frames();
+    assert_eq!(sent.len(), 1);
+    let mut full = sent[0].data.clone();
+    complete_checksum(&mut full).unwrap();
+    assert!(full == f);
+    assert_eq!(w.back.stats().bad_tx_grefs, 0);
+}
+
+/// A TSO frame through a transmit token, not flushed.
+fn send_tso_unflushed(nf: &mut SimNetFront, f: &[u8]) {
+    let mut t = Device::transmit(nf, Instant::ZERO).expect("a transmit token");
+    t.set_meta(meta(MSS));
+    t.consume(f.len(), |b| b.copy_from_slice(f));
 }

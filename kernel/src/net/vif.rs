@@ -772,6 +772,11 @@ impl Vif {
                 PollResult::SocketStateChanged => moved = true,
             }
         }
+        // Everything this pass sent, published in one push (and at most one
+        // notification); a fault here is the ring's, handled as any other.
+        if let Err(e) = self.nf.flush_tx() {
+            log::debug!("net: vif/{}: publishing tx: {e}", self.id);
+        }
         moved
     }
 
@@ -1010,7 +1015,7 @@ impl fmt::Display for StatsLine<'_> {
         let s = v.nf.stats();
         write!(
             f,
-            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded, {} tso, {} segmented), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}, TCP RST {} sent {} received",
+            "vif/{}: rx {} pkts {} B ({} errors, csum {} trusted {} verified, {} gso), tx {} pkts {} B ({} errors, {} dropped, {} resent, {} csum offloaded, {} tso, {} segmented, {} pushes), {} notifies ({} by the watchdogs, {} tx stalls, {} rx stalls), {} events ({} spurious, {} masked), {} setups ({} retried, {} faults{}), {} pages, up {} port {:?} {:?}, TCP RST {} sent {} received",
             v.id,
             s.rx.packets,
             s.rx.bytes,
@@ -1026,6 +1031,7 @@ impl fmt::Display for StatsLine<'_> {
             s.tx.csum_offloaded,
             s.tx.tso,
             s.tx.segmented,
+            s.tx.pushes,
             s.notifies,
             s.watchdog_notifies,
             s.watchdog_stalls,

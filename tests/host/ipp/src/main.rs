@@ -78,6 +78,7 @@ fn ipp_guest_rx(g: &mut Guest, now: Instant) -> bool {
             | PollIngressSingleResult::SocketStateChanged => moved = true,
         }
     }
+    let _ = g.nf.flush_tx();
     moved
 }
 
@@ -97,6 +98,7 @@ fn ipp_guest_tx(g: &mut Guest, now: Instant) -> bool {
             PollResult::SocketStateChanged => moved = true,
         }
     }
+    let _ = g.nf.flush_tx();
     moved
 }
 

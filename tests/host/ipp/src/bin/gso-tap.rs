@@ -224,6 +224,7 @@ fn main() {
                 break;
             }
         }
+        let _ = nf.flush_tx();
         if services.poll(&mut sockets, now, &mut NoDisks) {
             idle = false;
         }
@@ -248,6 +249,7 @@ fn main() {
                 break;
             }
         }
+        let _ = nf.flush_tx();
         w.back.service();
         // Guest -> netback -> Linux.
         for fr in w.back.take_sent_frames() {
